@@ -1,0 +1,46 @@
+"""`make bootstrap` is idempotent and fails with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from tests.toolchain.conftest import ROOT
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["python3", str(ROOT / "toolchain" / "bootstrap.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def test_second_bootstrap_rebuilds_nothing() -> None:
+    start = time.monotonic()
+    proc = _run()
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for word in ("building", "installing", "creating", "debootstrap"):
+        assert word not in proc.stdout, f"a warm bootstrap did work ({word!r}):\n{proc.stdout}"
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
+        assert f"{step}" in proc.stdout and "done in" in proc.stdout
+    print(f"warm bootstrap: {elapsed:.1f} s")
+
+
+def test_dead_docker_engine_gives_one_line_with_the_fix() -> None:
+    proc = _run("--only", "docker", env={"DOCKER_HOST": "tcp://127.0.0.1:1"})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "no Docker engine answers at DOCKER_HOST=tcp://127.0.0.1:1" in lines[0]
+    assert "fix:" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_go_on_a_cold_cache_gives_one_line_with_the_fix(tmp_path: Path) -> None:
+    # An empty cache forces a build; a PATH without Go makes it impossible.
+    path = ":".join(p for p in os.environ["PATH"].split(":") if not Path(p, "go").exists())
+    proc = _run("--only", "tools", env={"SCALEMART_CACHE": str(tmp_path), "PATH": path})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [lines[-1]] and "`go` is not installed" in lines[0] and "fix:" in lines[0], proc.stderr
