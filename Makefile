@@ -6,12 +6,27 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help bootstrap up verify down test lint dashboards bench-app load backup restore
+.PHONY: help bootstrap up verify down credentials test lint dashboards bench-app load backup restore
 
 help:
 	@echo "make up ENV=dev|staging|production   create, configure and verify an environment"
+	@echo "make verify ENV=...                  run the testinfra suite against an environment"
+	@echo "make down ENV=... [PURGE=1]          destroy an environment (data volumes kept unless PURGE=1)"
+	@echo "make credentials ENV=...             show the generated credentials of an environment"
 	@echo "make test                            the whole test suite"
 	@echo "make bootstrap                       install the toolchain (idempotent)"
+
+up: bootstrap
+	@$(PY) -m ops up $(ENV)
+
+verify: bootstrap
+	@$(PY) -m ops verify $(ENV)
+
+down: bootstrap
+	@$(PY) -m ops down $(ENV) $(if $(filter 1,$(PURGE)),--purge,)
+
+credentials:
+	@$(PY) -c "import sys, yaml; from ops import secrets; yaml.safe_dump(secrets.load(sys.argv[1]), sys.stdout)" $(ENV)
 
 bootstrap:
 	@python3 toolchain/bootstrap.py

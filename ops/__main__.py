@@ -1,0 +1,156 @@
+"""`make up` / `make verify` / `make down`: one command to a verified environment.
+
+    python -m ops up ENV        stack → inventory → secrets → site.yml → verify → URLs
+    python -m ops verify ENV    the testinfra suite against the generated inventory
+    python -m ops down ENV [--purge]
+
+Each phase prints its duration; a failure names the phase, the host when one is known, and
+the command to run next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ops import secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+ENVIRONMENTS = ("dev", "staging", "production")
+FAILED_HOST = re.compile(r"^(?:fatal|failed): \[([^\]]+)\]")
+
+
+class PhaseFailed(RuntimeError):
+    def __init__(self, phase: str, host: str | None, next_cmd: str, log: Path) -> None:
+        super().__init__(phase)
+        self.phase, self.host, self.next_cmd, self.log = phase, host, next_cmd, log
+
+
+def build_dir(env: str) -> Path:
+    return ROOT / "build" / env
+
+
+def tool_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{ROOT / '.tools' / 'bin'}:{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def phase(index: int, total: int, name: str, cmd: Sequence[str | Path], env: str, next_cmd: str,
+          quiet: bool = False) -> float:
+    """Run one phase, streaming its output to the terminal and a log; return its duration."""
+    log = build_dir(env) / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"==> [{index}/{total}] {name} ({env}) …", flush=True)
+    start = time.monotonic()
+    host = None
+    with log.open("w") as fh:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            if not quiet:
+                sys.stdout.write("    " + line)
+            match = FAILED_HOST.match(line)
+            if match and host is None:
+                host = match.group(1)
+        code = proc.wait()
+    took = time.monotonic() - start
+    if code != 0:
+        raise PhaseFailed(name, host, next_cmd, log)
+    print(f"==> [{index}/{total}] {name}: ok in {took:.1f} s", flush=True)
+    return took
+
+
+def stack_cmd(action: str, env: str, *extra: str) -> list[str | Path]:
+    return [VENV_BIN / "python", "-m", "stack.cli", action, env, *extra]
+
+
+def inventory(env: str) -> Path:
+    return build_dir(env) / "inventory.yml"
+
+
+def playbook_cmd(env: str, playbook: str = "site.yml", *extra: str) -> list[str | Path]:
+    return [VENV_BIN / "ansible-playbook", "-i", inventory(env), *secrets.ansible_args(env),
+            ROOT / "playbooks" / playbook, *extra]
+
+
+def verify_cmd(env: str) -> list[str | Path]:
+    return [VENV_BIN / "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/infra",
+            f"--scalemart-env={env}"]
+
+
+def urls(env: str) -> dict[str, str]:
+    path = build_dir(env) / "outputs.json"
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text()).get("urls", {}))
+
+
+def summary(env: str, timings: dict[str, float]) -> None:
+    print()
+    print(f"ScaleMart {env} is up and verified "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; total {sum(timings.values()):.0f} s)")
+    for name, url in urls(env).items():
+        print(f"  {name:<13} {url}")
+    print(f"  credentials   {secrets.describe(env)}")
+    print(f"  inventory     {inventory(env)}")
+
+
+def up(env: str) -> None:
+    total = 4
+    timings = {"stack": phase(1, total, "stack", stack_cmd("up", env), env, f"python -m stack.cli up {env}")}
+    created = secrets.ensure(env)
+    if created:
+        print(f"    generated credentials for {env} (shown once): {secrets.describe(env)}")
+        for key, value in created.items():
+            print(f"      {key} = {value}")
+    timings["configure"] = phase(2, total, "configure", playbook_cmd(env), env,
+                                 f"make up ENV={env}  (or rerun the playbook: see the log)")
+    timings["verify"] = phase(3, total, "verify", verify_cmd(env), env, f"make verify ENV={env}")
+    summary(env, timings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["up", "verify", "down", "configure"])
+    parser.add_argument("env", help=f"one of {', '.join(ENVIRONMENTS)}")
+    parser.add_argument("--purge", action="store_true", help="down: delete the data volumes too")
+    args = parser.parse_args(argv)
+    if args.env not in ENVIRONMENTS:
+        print(f"unknown environment {args.env!r}: use ENV={'|'.join(ENVIRONMENTS)}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "up":
+            up(args.env)
+        elif args.action == "configure":
+            secrets.ensure(args.env)
+            phase(1, 1, "configure", playbook_cmd(args.env), args.env, f"make up ENV={args.env}")
+        elif args.action == "verify":
+            phase(1, 1, "verify", verify_cmd(args.env), args.env, f"make verify ENV={args.env}")
+        else:
+            extra = ["--purge"] if args.purge else []
+            phase(1, 1, "down", stack_cmd("down", args.env, *extra), args.env, f"make down ENV={args.env}")
+    except PhaseFailed as err:
+        where = f" on host {err.host}" if err.host else ""
+        print(f"\nFAILED in phase '{err.phase}'{where}. Log: {err.log}\nNext: {err.next_cmd}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
