@@ -1,0 +1,83 @@
+"""Checks shared by the molecule scenarios' testinfra verifiers.
+
+Every service check that fails prints the unit's journal, so a red scenario says why without
+a second run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+
+def journal(host: Any, unit: str, lines: int = 60) -> str:
+    out = host.run(f"journalctl -u {unit} --no-pager -n {lines}")
+    return f"--- journalctl -u {unit} (last {lines} lines) ---\n{out.stdout}{out.stderr}"
+
+
+def fail_with_journal(host: Any, unit: str, message: str) -> None:
+    pytest.fail(f"{message}\n{journal(host, unit)}", pytrace=False)
+
+
+def assert_active(host: Any, unit: str) -> None:
+    svc = host.service(unit)
+    if not svc.is_running:
+        fail_with_journal(host, unit, f"{unit} is not active")
+
+
+def assert_enabled(host: Any, unit: str) -> None:
+    svc = host.service(unit)
+    if not svc.is_enabled:
+        fail_with_journal(host, unit, f"{unit} is not enabled")
+
+
+def assert_listening(host: Any, unit: str, address: str, timeout: float = 30) -> None:
+    """`address` is like tcp://10.0.0.2:6379; waits because services bind after start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if host.socket(address).is_listening:
+            return
+        time.sleep(1)
+    sockets = host.run("ss -ltnp").stdout
+    fail_with_journal(host, unit, f"{unit} does not listen on {address}; listening sockets:\n{sockets}")
+
+
+def assert_file(host: Any, path: str, owner: str, group: str, mode: int) -> None:
+    f = host.file(path)
+    assert f.exists, f"{path} is missing"
+    assert (f.user, f.group, f.mode) == (owner, group, mode), (
+        f"{path} is {f.user}:{f.group} {oct(f.mode)}, expected {owner}:{group} {oct(mode)}")
+
+
+def private_address(host: Any) -> str:
+    addr = host.ansible.get_variables().get("private_address")
+    if addr:
+        return str(addr)
+    out = host.run("hostname -I").stdout.split()
+    assert out, "the host has no address: is the container on a network?"
+    return out[0]
+
+
+def http_get(host: Any, url: str, unit: str, headers: dict[str, str] | None = None,
+             timeout: float = 30) -> tuple[int, str]:
+    """GET `url` from inside the host with python3 (present on every host); retries until `timeout`."""
+    script = (
+        "import json,sys,urllib.request,urllib.error\n"
+        "req=urllib.request.Request(sys.argv[1],headers=json.loads(sys.argv[2]))\n"
+        "try:\n r=urllib.request.urlopen(req,timeout=5); print(r.status); print(r.read().decode())\n"
+        "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n"
+    )
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        out = host.run("python3 -c %s %s %s", script, url, json.dumps(headers or {}))
+        if out.rc == 0:
+            status, _, body = out.stdout.partition("\n")
+            return int(status), body
+        last = out.stderr
+        time.sleep(1)
+    fail_with_journal(host, unit, f"GET {url} failed for {timeout} s: {last}")
+    raise AssertionError("unreachable")
