@@ -1,0 +1,108 @@
+"""The verify suite: testinfra against the generated inventory of one environment.
+
+    pytest tests/infra --scalemart-env=dev        (what `make verify ENV=dev` runs)
+
+Hosts are reached through the Docker engine (the inventory's `ansible_host` is the container).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Which services run on which group, and where they listen: (unit, port, bind) where bind is
+# "private" (the host's private address) or "loopback". One table for every infra test.
+SERVICES: dict[str, list[tuple[str, int | None, str]]] = {
+    "all": [("prometheus-node-exporter", 9100, "private")],
+    "app": [("scalemart-app", 8000, "private")],
+    "worker": [("scalemart-worker", 9101, "private")],
+    "data": [("redis-server", 6379, "private"), ("ferretdb", 27017, "private"),
+             ("prometheus-redis-exporter", 9121, "private"), ("prometheus-mongodb-exporter", 9216, "private"),
+             ("scalemart-backup.timer", None, "")],
+    "monitoring": [("prometheus", 9090, "private"), ("prometheus-alertmanager", 9093, "private"),
+                   ("grafana-server", 3000, "private")],
+    "lb": [("nginx", 80, "private"), ("prometheus-nginx-exporter", 9113, "private")],
+}
+
+
+class Environment:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        build = ROOT / "build" / name
+        inventory = build / "inventory.yml"
+        if not inventory.exists():
+            pytest.fail(f"{inventory} is missing: run `make up ENV={name}` first")
+        self.inventory = yaml.safe_load(inventory.read_text())
+        outputs = build / "outputs.json"
+        self.outputs: dict[str, Any] = json.loads(outputs.read_text()) if outputs.exists() else {}
+
+    def _all_hosts(self) -> dict[str, dict[str, Any]]:
+        hosts: dict[str, dict[str, Any]] = {}
+
+        def walk(group: dict[str, Any]) -> None:
+            for name, hv in (group.get("hosts") or {}).items():
+                hosts.setdefault(name, {}).update(hv or {})
+            for child in (group.get("children") or {}).values():
+                walk(child or {})
+
+        walk(self.inventory["all"])
+        return hosts
+
+    def group(self, name: str) -> list[str]:
+        if name == "all":
+            return sorted(self._all_hosts())
+        found: list[str] = []
+
+        def walk(group: dict[str, Any]) -> None:
+            for child_name, child in (group.get("children") or {}).items():
+                if child_name == name:
+                    found.extend((child or {}).get("hosts", {}) or {})
+                walk(child or {})
+
+        walk(self.inventory["all"])
+        return sorted(set(found))
+
+    def hostvars(self, host: str) -> dict[str, Any]:
+        all_vars = dict(self.inventory["all"].get("vars") or {})
+        return {**all_vars, **self._all_hosts()[host]}
+
+    def host(self, name: str) -> Any:
+        return testinfra.get_host(f"docker://{self.hostvars(name).get('ansible_host', name)}")
+
+    def url(self, name: str) -> str:
+        urls = self.outputs.get("urls", {})
+        if name not in urls:
+            pytest.fail(f"the stack outputs have no {name!r} URL: {sorted(urls)}")
+        return str(urls[name]).rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def environment(request: pytest.FixtureRequest) -> Environment:
+    return Environment(request.config.getoption("--scalemart-env"))
+
+
+def service_cases(env_name: str) -> list[tuple[str, str, int | None, str]]:
+    env = Environment(env_name)
+    cases = []
+    for group, services in SERVICES.items():
+        for host in env.group(group):
+            for unit, port, bind in services:
+                cases.append((host, unit, port, bind))
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "service_case" in metafunc.fixturenames:
+        cases = service_cases(metafunc.config.getoption("--scalemart-env"))
+        metafunc.parametrize("service_case", cases, ids=[f"{h}:{u}" for h, u, _, _ in cases])
+    if "host_name" in metafunc.fixturenames:
+        env = Environment(metafunc.config.getoption("--scalemart-env"))
+        hosts = env.group("all")
+        metafunc.parametrize("host_name", hosts)

@@ -1,0 +1,22 @@
+"""The configs the roles wrote are valid, checked with each service's own tool on the host."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.infra.conftest import Environment
+
+CHECKS = {
+    "lb": ["nginx -t"],
+    "monitoring": ["promtool check config /etc/prometheus/prometheus.yml",
+                   "amtool check-config /etc/prometheus/alertmanager.yml"],
+}
+
+
+@pytest.mark.parametrize("group", sorted(CHECKS))
+def test_configs_are_valid(environment: Environment, group: str) -> None:
+    for host_name in environment.group(group):
+        host = environment.host(host_name)
+        for check in CHECKS[group]:
+            result = host.run(check)
+            assert result.rc == 0, f"`{check}` failed on {host_name}:\n{result.stdout}{result.stderr}"
