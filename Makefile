@@ -36,3 +36,14 @@ test: bootstrap
 
 lint: bootstrap
 	$(PY) -m ruff check .
+
+# The Pulumi stack alone (stack/README.md); `make up`/`make down` run it as their first phase.
+.PHONY: stack-up stack-down stack-refresh stack-preview
+stack-up:
+	@$(PY) -m stack.cli up $(ENV)
+stack-down:
+	@$(PY) -m stack.cli down $(ENV) $(if $(filter 1,$(PURGE)),--purge,)
+stack-refresh:
+	@$(PY) -m stack.cli refresh $(ENV)
+stack-preview:
+	@$(PY) -m stack.cli preview $(ENV)

@@ -55,6 +55,9 @@ class Paths:
     def inventory(self, stack: str) -> Path:
         return self.build / stack / "inventory.yml"
 
+    def outputs(self, stack: str) -> Path:
+        return self.build / stack / "outputs.json"
+
 
 def passphrase(paths: Paths) -> str:
     """The secrets passphrase, generated once per machine state; never a default."""
@@ -141,11 +144,16 @@ def outputs(stack_obj: Any) -> dict[str, Any]:
 
 
 def write_inventory(stack: str, stack_obj: Any, paths: Paths) -> Path:
+    """Write build/<stack>/inventory.yml and build/<stack>/outputs.json from the stack outputs."""
     from stack import inventory
 
-    data = outputs(stack_obj).get("inventory")
+    outs = outputs(stack_obj)
+    data = outs.get("inventory")
     if not data:
         raise CliError(f"stack {stack} has no inventory output: run `make stack-up ENV={stack}` first")
+    out_path = paths.outputs(stack)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(outs, indent=2, sort_keys=True) + "\n")
     return inventory.write(paths.inventory(stack), stack, data)
 
 
@@ -178,6 +186,7 @@ def down(stack: str, purge: bool = False, paths: Paths | None = None, config: Ma
     stack_obj = open_stack(stack, config, paths)
     result = stack_obj.destroy(on_output=_printer(quiet), color="never")
     paths.inventory(stack).unlink(missing_ok=True)
+    paths.outputs(stack).unlink(missing_ok=True)
     if purge:
         removed = purge_volumes(stack)
         if not quiet:

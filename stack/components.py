@@ -109,6 +109,7 @@ class Environment(pulumi.ComponentResource):
 
         self.host_info: pulumi.Output[dict[str, Any]] = pulumi.Output.all(
             *(h.info for h in self.hosts.values())).apply(lambda infos: {i["name"]: i for i in infos})
-        self.urls = {p.service: p.url for p in cfg.published}
+        # The load balancer is what users call "the shop" (loadtests/ and `make up` read urls.shop).
+        self.urls = {("shop" if p.service == "lb" else p.service): p.url for p in cfg.published}
         self.inventory = self.host_info.apply(lambda hosts: inventory.build(cfg, hosts))
         self.register_outputs({"hosts": self.host_info, "urls": self.urls, "network": self.network.name})

@@ -33,7 +33,7 @@ DEFAULT_PORTS = {
 ADDRESS_BLOCKS = {"lb": (10, 10), "data": (20, 10), "monitoring": (30, 10), "app": (100, 50), "worker": (150, 50)}
 # Data volumes: name suffix -> (role of the host that mounts it, mount point inside the host).
 VOLUMES = {
-    "mongodb": ("data", "/var/lib/mongodb"),
+    "mongodb": ("data", "/var/lib/ferretdb"),
     "redis": ("data", "/var/lib/redis"),
     "backups": ("data", "/var/backups/scalemart"),
     "prometheus": ("monitoring", "/var/lib/prometheus"),
