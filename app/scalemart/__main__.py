@@ -1,0 +1,3 @@
+from scalemart.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""Request and response bodies. Patterns keep ids safe as Redis key parts (no `:`) and URL segments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PRODUCT_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+USER_ID = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+IDEMPOTENCY_KEY = r"^[A-Za-z0-9_-]{8,128}$"
+# Printable text only: control characters break log lines and some MongoDB-compatible backends.
+NAME = r"^[^\x00-\x1f\x7f]{1,200}$"
+MAX_PRICE = 1_000_000
+MAX_STOCK = 1_000_000
+MAX_QUANTITY = 100
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _epoch(value: datetime | None) -> int:
+    if value is None:
+        return 0
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return max(int(value.timestamp()), 0)
+
+
+class SaleWindow(Strict):
+    starts_at: datetime | None = Field(default=None, description="sale opens at (UTC when no offset is given)")
+    ends_at: datetime | None = Field(default=None, description="sale closes at")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SaleWindow:
+        if self.starts_at and self.ends_at and _epoch(self.ends_at) <= _epoch(self.starts_at):
+            raise ValueError("ends_at must be later than starts_at")
+        return self
+
+    def epochs(self) -> tuple[int, int]:
+        return _epoch(self.starts_at), _epoch(self.ends_at)
+
+
+class ProductCreate(SaleWindow):
+    id: str = Field(pattern=PRODUCT_ID, description="lowercase slug, e.g. `tv-55`")
+    name: str = Field(pattern=NAME)
+    price: float = Field(gt=0, le=MAX_PRICE, description="in currency units, at most 2 decimals")
+    stock: int = Field(ge=0, le=MAX_STOCK, strict=True, description="initial units")
+    per_user_limit: int | None = Field(default=None, ge=1, le=1000, strict=True,
+                                       description="units one user may buy; the server default when omitted")
+    open: bool = Field(default=False, strict=True, description="open the sale right away")
+
+    @field_validator("price")
+    @classmethod
+    def _cents(cls, v: float) -> float:
+        if round(v * 100) < 1:
+            raise ValueError("must be at least 0.01")
+        return v
+
+    @property
+    def price_cents(self) -> int:
+        return round(self.price * 100)
+
+
+class RestockIn(Strict):
+    quantity: int = Field(ge=1, le=MAX_STOCK, strict=True, description="units to add")
+
+
+class SaleIn(SaleWindow):
+    action: Literal["open", "close"]
+
+
+class BuyIn(Strict):
+    user_id: str = Field(pattern=USER_ID)
+    product_id: str = Field(pattern=PRODUCT_ID)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
+    idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY,
+                                 description="unique per purchase attempt; a replay returns the first answer")
+
+
+class SaleOut(BaseModel):
+    open: bool
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+class ProductOut(BaseModel):
+    id: str
+    name: str
+    price: float
+    per_user_limit: int
+    stock_left: int | None = Field(description="null only when the stock store is unreachable and nothing is known")
+    stocked: int | None = Field(description="initial stock plus restocks")
+    sale: SaleOut
+    on_sale: bool = Field(description="the sale is open now and stock is left")
+    stale: bool = Field(description="served from the in-process fallback while Redis is unreachable")
+
+
+class ProductList(BaseModel):
+    products: list[ProductOut]
+    stale: bool
+
+
+class BuyOut(BaseModel):
+    order_id: str
+    status: Literal["accepted"]
+    user_id: str
+    product_id: str
+    quantity: int
+    unit_price: float
+    total: float
+    stock_left: int
+    created_at: datetime
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    user_id: str
+    product_id: str
+    quantity: int
+    unit_price: float
+    total: float
+    created_at: datetime
+
+
+class OrdersOut(BaseModel):
+    user_id: str
+    orders: list[OrderOut]
+
+
+class ProductStats(BaseModel):
+    product_id: str
+    name: str
+    orders: int
+    units_sold: int
+    revenue: float
+    stocked: int | None
+    stock_left: int | None
+    sell_through: float | None = Field(description="(stocked - stock_left) / stocked")
+    views: int
+    conversion: float | None = Field(description="orders / views")
+
+
+class StatsTotals(BaseModel):
+    orders: int
+    units_sold: int
+    revenue: float
+    views: int
+    conversion: float | None
+    queued_orders: int = Field(description="accepted orders the worker has not persisted yet")
+
+
+class StatsOut(BaseModel):
+    products: list[ProductStats]
+    totals: StatsTotals
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="machine-readable code")
+    message: str = Field(description="what went wrong and how to fix it")
+    field: str | None = Field(default=None, description="the request field at fault, if any")
+    errors: list[FieldError] | None = None
+    details: dict[str, Any] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["live", "ready", "not_ready"]
+    checks: dict[str, str] | None = None
