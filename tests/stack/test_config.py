@@ -1,0 +1,172 @@
+"""Stack config validation: every bad value stops with the key and the fix, before any resource."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from stack import config as sc
+from tests.stack.conftest import ENVIRONMENTS, raw_config
+
+IMAGE = "scalemart-base:test"
+
+
+def validate(raw: dict[str, Any], stack: str = "dev", others: list[tuple[str, str]] | None = None) -> sc.StackConfig:
+    return sc.validate(stack, raw, IMAGE, others or [])
+
+
+def expect_error(raw: dict[str, Any], key: str, stack: str = "dev",
+                 others: list[tuple[str, str]] | None = None) -> sc.ConfigError:
+    with pytest.raises(sc.ConfigError) as info:
+        validate(raw, stack, others)
+    err = info.value
+    assert err.key == f"scalemart:{key}", str(err)
+    assert str(err).startswith(f"scalemart:{key}: ") and "Fix: " in str(err), str(err)
+    return err
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_committed_configs_are_valid(env: str) -> None:
+    cfg = validate(raw_config(env), env)
+    assert cfg.environment == env
+    assert cfg.labels["scalemart.env"] == env
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_committed_subnets_do_not_overlap_each_other(env: str) -> None:
+    others = [(o, raw_config(o)["subnet"]) for o in ENVIRONMENTS if o != env]
+    validate(raw_config(env), env, others)
+
+
+def test_dev_is_one_host_per_role() -> None:
+    cfg = validate(raw_config("dev"))
+    assert [h.name for h in cfg.hosts] == ["app-1", "worker-1", "data-1", "monitoring-1", "lb-1"]
+
+
+def test_staging_samples_traces_at_half_and_logs_debug() -> None:
+    cfg = validate(raw_config("staging"), "staging")
+    assert cfg.app_settings == {"sentry_traces_sample_rate": 0.5, "log_level": "debug"}
+    assert cfg.name_prefix == "sm-staging" and cfg.volume_name("mongodb") == "sm-staging-mongodb"
+
+
+def test_unknown_environment_names_the_key_and_the_choices() -> None:
+    raw = raw_config("dev")
+    raw["environment"] = "qa"
+    err = expect_error(raw, "environment")
+    assert "dev, staging, production" in err.fix
+
+
+def test_a_stack_without_environment_takes_its_own_name_and_must_be_known() -> None:
+    raw = raw_config("dev")
+    del raw["environment"]
+    assert validate(raw, "dev").environment == "dev"
+    expect_error(raw, "environment", stack="feature-x")
+
+
+@pytest.mark.parametrize("count", [0, -1, "two", True])
+def test_app_replicas_below_one_or_not_a_number_are_refused(count: Any) -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["hosts"]["app"]["count"] = count
+    expect_error(raw, "hosts.app.count")
+
+
+def test_production_needs_three_apps_and_four_workers() -> None:
+    raw = copy.deepcopy(raw_config("production"))
+    raw["hosts"]["app"]["count"] = 2
+    err = expect_error(raw, "hosts.app.count", "production")
+    assert "3 or more" in err.fix
+    raw = copy.deepcopy(raw_config("production"))
+    raw["hosts"]["worker"]["count"] = 3
+    expect_error(raw, "hosts.worker.count", "production")
+
+
+def test_a_second_data_host_is_refused() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["hosts"]["data"]["count"] = 2
+    expect_error(raw, "hosts.data.count")
+
+
+def test_missing_role_is_named() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    del raw["hosts"]["lb"]
+    expect_error(raw, "hosts.lb")
+
+
+def test_overlapping_subnet_with_another_environment_is_refused() -> None:
+    raw = raw_config("staging")
+    raw["subnet"] = "172.28.10.0/24"
+    err = expect_error(raw, "subnet", "staging", [("stack dev (Pulumi.dev.yaml)", "172.28.10.0/24")])
+    assert "Pulumi.dev.yaml" in str(err)
+
+
+def test_overlapping_subnet_with_a_docker_network_is_refused() -> None:
+    raw = raw_config("dev")
+    raw["subnet"] = "172.17.5.0/24"
+    err = expect_error(raw, "subnet", others=[("Docker network bridge", "172.17.0.0/16")])
+    assert "bridge" in str(err)
+
+
+@pytest.mark.parametrize("subnet", ["172.28.10.0/33", "10.0.0.1/24", "8.8.8.0/24", "172.28.10.0/28", "fd00::/64"])
+def test_malformed_or_unusable_subnet_is_refused(subnet: str) -> None:
+    raw = raw_config("dev")
+    raw["subnet"] = subnet
+    expect_error(raw, "subnet")
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:80x", "127.0.0.1:0", "70000", "localhost:8080", "::1:8080", ""])
+def test_malformed_published_port_is_refused(value: str) -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["publish"]["lb"] = value
+    expect_error(raw, "publish.lb")
+
+
+def test_two_services_on_one_host_port_are_refused() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["publish"]["grafana"] = raw["publish"]["lb"]
+    expect_error(raw, "publish.grafana")
+
+
+def test_a_bare_port_binds_loopback_only() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["publish"]["lb"] = "18080"
+    lb = next(p for p in validate(raw).published if p.service == "lb")
+    assert (lb.host_ip, lb.host_port, lb.container_port) == ("127.0.0.1", 18080, 80)
+
+
+def test_only_lb_and_monitoring_services_can_be_published() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["publish"]["redis"] = "127.0.0.1:6379"
+    expect_error(raw, "publish.redis")
+
+
+@pytest.mark.parametrize(("key", "value"), [("hosts.app.memory", "lots"), ("hosts.app.memory", "32m"),
+                                            ("app.sentryTracesSampleRate", 1.5), ("app.logLevel", "chatty"),
+                                            ("ports.app", 0), ("ports.nope", 1)])
+def test_bad_values_name_their_key(key: str, value: Any) -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    expect_error(raw, key)
+
+
+def test_unknown_top_level_key_is_refused() -> None:
+    raw = raw_config("dev")
+    raw["replicas"] = 3
+    expect_error(raw, "replicas")
+
+
+def test_addresses_are_static_per_role_block() -> None:
+    """Raising one role's count never moves another role's address."""
+    small = validate(raw_config("staging"), "staging")
+    raw = copy.deepcopy(raw_config("staging"))
+    raw["hosts"]["app"]["count"] = 5
+    big = validate(raw, "staging")
+    before = {h.name: h.address for h in small.hosts}
+    after = {h.name: h.address for h in big.hosts}
+    assert {k: after[k] for k in before} == before
+    assert len(set(after.values())) == len(after)
