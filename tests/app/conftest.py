@@ -37,7 +37,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 30, log: Path | None = None) -> None:
+def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 30,
+              log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
