@@ -37,6 +37,11 @@ test: bootstrap
 lint: bootstrap
 	$(PY) -m ruff check .
 
+# Grafana JSON and Prometheus rule files from code + alert_rules/thresholds.yml (alert_rules/README.md).
+dashboards: bootstrap
+	$(PY) -m dashboards build --out build/dashboards
+	$(PY) -m alert_rules build --out build/alerting
+
 # The Pulumi stack alone (stack/README.md); `make up`/`make down` run it as their first phase.
 .PHONY: stack-up stack-down stack-refresh stack-preview
 stack-up:

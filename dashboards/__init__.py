@@ -1,0 +1,43 @@
+"""Grafana dashboards as code (grafanalib); `python -m dashboards build --out build/dashboards`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from grafanalib._gen import DashboardEncoder
+
+from alert_rules import thresholds as thresholds_mod
+from dashboards import alerts_security, api_performance, business, infrastructure, overview
+
+MODULES = (overview, api_performance, infrastructure, business, alerts_security)
+
+
+def render_all(thresholds_path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """{uid: dashboard JSON as a dict}; the thresholds file is validated first."""
+    t = thresholds_mod.load(thresholds_path)
+    out = {}
+    for module in MODULES:
+        data = json.loads(json.dumps(module.build(t).to_json_data(), cls=DashboardEncoder))
+        out[module.UID] = data
+    return out
+
+
+def panel_expressions(data: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(panel title, refId, expr) of every query target in a dashboard JSON."""
+    for panel in data.get("panels", []):
+        for tgt in panel.get("targets", []) or []:
+            if tgt.get("expr"):
+                yield panel.get("title", "?"), tgt.get("refId", "?"), tgt["expr"]
+
+
+def build(out: Path, thresholds_path: str | Path | None = None) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for uid, data in render_all(thresholds_path).items():
+        path = out / f"{uid}.json"
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
