@@ -34,9 +34,10 @@ def panel_expressions(data: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
 
 
 def build(out: Path, thresholds_path: str | Path | None = None) -> list[Path]:
+    rendered = render_all(thresholds_path)  # validates the thresholds before anything is written
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for uid, data in render_all(thresholds_path).items():
+    for uid, data in rendered.items():
         path = out / f"{uid}.json"
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
