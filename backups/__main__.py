@@ -1,0 +1,5 @@
+import sys
+
+from backups.cli import main
+
+sys.exit(main())
