@@ -172,10 +172,11 @@ def _printer(quiet: bool) -> Callable[[str], None] | None:
     return None if quiet else (lambda line: print(line, flush=True))
 
 
-def up(stack: str, paths: Paths | None = None, config: Mapping[str, Any] | None = None, quiet: bool = False) -> Any:
+def up(stack: str, paths: Paths | None = None, config: Mapping[str, Any] | None = None, quiet: bool = False,
+       on_event: Callable[[Any], None] | None = None) -> Any:
     paths = paths or Paths()
     stack_obj = open_stack(stack, config, paths)
-    result = stack_obj.up(on_output=_printer(quiet), color="never")
+    result = stack_obj.up(on_output=_printer(quiet), on_event=on_event, color="never")
     write_inventory(stack, stack_obj, paths)
     return result
 
