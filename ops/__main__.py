@@ -84,7 +84,11 @@ def inventory(env: str) -> Path:
 
 
 def playbook_cmd(env: str, playbook: str = "site.yml", *extra: str) -> list[str | Path]:
-    return [VENV_BIN / "ansible-playbook", "-i", inventory(env), *secrets.ansible_args(env),
+    # Site-specific variables (alert recipients, sizes) come from a vars file the user names:
+    # SCALEMART_EXTRA_VARS=path/to/vars.yml; they are never committed.
+    user_vars = os.environ.get("SCALEMART_EXTRA_VARS")
+    more = ["-e", f"@{user_vars}"] if user_vars else []
+    return [VENV_BIN / "ansible-playbook", "-i", inventory(env), *secrets.ansible_args(env), *more,
             ROOT / "playbooks" / playbook, *extra]
 
 

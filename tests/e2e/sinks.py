@@ -1,0 +1,144 @@
+"""Notification receivers run on the control machine for the end-to-end alert tests.
+
+They listen on the environment network's gateway address, which the hosts reach and nothing
+outside this machine does: an SMTP sink, a webhook receiver (also the Watchdog heartbeat), a
+stand-in for Twilio's REST API (Twilio itself cannot be reached from here) and the real SMS
+notifier from alert_rules/, pointed at that stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parents[2]
+TWILIO_SID = "AC" + "0" * 32
+
+
+@dataclass
+class Received:
+    at: float
+    kind: str  # email | webhook | heartbeat | sms
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class Inbox:
+    """Everything every receiver got, in arrival order, with monotonic timestamps."""
+
+    def __init__(self) -> None:
+        self.items: list[Received] = []
+        self.lock = threading.Lock()
+
+    def add(self, kind: str, body: dict[str, Any]) -> None:
+        with self.lock:
+            self.items.append(Received(time.monotonic(), kind, body))
+
+    def since(self, t0: float, kind: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.items if r.at >= t0 and r.kind == kind]
+
+
+class _Http:
+    def __init__(self, host: str, inbox: Inbox, answer: Any) -> None:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"form": raw.decode(errors="replace")}
+                kind = "heartbeat" if self.path.startswith("/heartbeat") else (
+                    "sms" if "/Messages" in self.path else "webhook")
+                inbox.add(kind, body if isinstance(body, dict) else {"value": body})
+                status, payload = answer(self.path)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        _ = sink
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _twilio_answer(path: str) -> tuple[int, dict[str, Any]]:
+    return 201, {"sid": "SM" + "1" * 32, "account_sid": TWILIO_SID, "status": "queued", "to": "+15550000001",
+                 "from": "+15550009999", "body": "x", "num_segments": "1", "direction": "outbound-api",
+                 "api_version": "2010-04-01", "uri": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/SM.json"}
+
+
+class Sinks:
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.inbox = Inbox()
+        inbox = self.inbox
+
+        class Mailbox:
+            async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def] # noqa: N802
+                msg = message_from_bytes(envelope.content)
+                inbox.add("email", {"to": envelope.rcpt_tos, "subject": msg.get("Subject", ""),
+                                    "text": envelope.content.decode(errors="replace")})
+                return "250 OK"
+
+        self.smtp = Controller(Mailbox(), hostname=host, port=0)
+        self.smtp.start()
+        self.smtp_port = int(self.smtp.server.sockets[0].getsockname()[1])
+        self.web = _Http(host, self.inbox, lambda path: (200, {"ok": True}))
+        self.twilio = _Http(host, self.inbox, _twilio_answer)
+        self.sms_port = self._free_port()
+        self.sms_log = (ROOT / "build" / "e2e-sms-notifier.log")
+        self.sms_log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TWILIO_ACCOUNT_SID": TWILIO_SID,
+               "TWILIO_AUTH_TOKEN": "stand-in-auth-token", "SMS_FROM": "+15550009999", "SMS_TO": "+15550000001",
+               "SMS_NOTIFIER_LISTEN": f"{host}:{self.sms_port}",
+               "TWILIO_API_BASE_URL": f"http://{host}:{self.twilio.port}"}
+        self.sms = subprocess.Popen([sys.executable, "-m", "alert_rules.sms_notifier"], env=env, cwd=ROOT,
+                                    stdout=self.sms_log.open("w"), stderr=subprocess.STDOUT)
+
+    def _free_port(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind((self.host, 0))
+            return int(s.getsockname()[1])
+
+    def recipients(self) -> dict[str, Any]:
+        """The alertmanager recipients mapping (alert_rules/alertmanager.py) aimed at these sinks."""
+        return {
+            "smtp": {"smarthost": f"{self.host}:{self.smtp_port}", "from": "alerts@scalemart.test",
+                     "require_tls": False},
+            "email": {s: [f"{s}@scalemart.test"] for s in ("critical", "warning", "info")},
+            "webhooks": {s: [f"http://{self.host}:{self.web.port}/hook/{s}"] for s in ("critical", "warning")},
+            "sms_notifier_url": f"http://{self.host}:{self.sms_port}/alertmanager",
+            "heartbeat_url": f"http://{self.host}:{self.web.port}/heartbeat",
+            "timing": {"group_wait": "5s", "group_interval": "20s", "repeat_interval": "1h"},
+        }
+
+    def close(self) -> None:
+        self.sms.terminate()
+        self.smtp.stop()
+        self.web.close()
+        self.twilio.close()
