@@ -15,9 +15,7 @@ UID = "scalemart-overview"
 def build(t: Thresholds) -> Dashboard:
     lay = Layout()
     lay.add(stat("Requests per second", q.sum_rate("scalemart_http_requests_total"), "reqps"), w=4, h=5)
-    lay.add(stat("Error ratio (5xx)", q.ratio(q.sum_rate("scalemart_http_requests_total", 'status=~"5.."'),
-                                              q.sum_rate("scalemart_http_requests_total")),
-                 "percentunit", t.api.error_ratio), w=4, h=5)
+    lay.add(stat("Error ratio (5xx)", q.error_ratio(), "percentunit", t.api.error_ratio), w=4, h=5)
     lay.add(stat("Latency p95", q.latency_quantile(0.95), "s", t.api.latency_p95_seconds), w=4, h=5)
     lay.add(stat("Active users (5 min)", f"max({q.sel('scalemart_active_users')})", "short",
                  t.api.concurrent_users), w=4, h=5)

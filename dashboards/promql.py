@@ -30,9 +30,10 @@ def ratio(numerator: str, denominator: str) -> str:
     return f"({numerator})\n/ ({denominator})"
 
 
-def error_ratio(by: str = "instance") -> str:
-    return ratio(sum_rate("scalemart_http_requests_total", 'status=~"5.."', by),
-                 sum_rate("scalemart_http_requests_total", "", by))
+def error_ratio(by: str = "") -> str:
+    # 1 - ok/all rather than 5xx/all: with no 5xx series yet the panel shows 0, not "No data"
+    return "1 - " + ratio(sum_rate("scalemart_http_requests_total", 'status!~"5.."', by),
+                          sum_rate("scalemart_http_requests_total", "", by))
 
 
 def latency_quantile(q: float, by: str = "") -> str:

@@ -1,0 +1,256 @@
+"""No "No data" panel: every dashboard and alert expression parses on a real Prometheus that scrapes
+the real app, worker and exporters, and selects only metric names those targets expose.
+
+Runs on loopback: redis-server, FerretDB, `scalemart serve` (2 uvicorn workers) and `scalemart worker`,
+nginx in front of the app, the Debian node/redis/mongodb/nginx exporters, Alertmanager and Prometheus
+(1 s scrapes, the generated rules loaded). Traffic exercises every metric family first. Names that
+cannot be produced here are listed in alert_rules.coverage.ENVIRONMENT_ONLY with the reason and are
+checked by the environment test instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from alert_rules import coverage
+from alert_rules.alertmanager import render
+from alert_rules.build import build
+from tests.observability.conftest import (
+    PYTHON,
+    ROOT,
+    TOOLS,
+    Alertmanager,
+    Proc,
+    Recorder,
+    binary,
+    free_port,
+    wait_http,
+    wait_port,
+)
+
+ADMIN_TOKEN = "obs-" + secrets.token_hex(16)
+
+# Panels that rightly show nothing on a healthy, briefly running shop; anything else empty fails.
+EMPTY_WHEN_HEALTHY = {
+    "5xx by route": "no request failed with a 5xx",
+    "Firing alerts": "only the Watchdog fires, and the table hides it",
+}
+
+
+@dataclass
+class Stack:
+    prometheus: str
+    workdir: Path
+    procs: list[Proc]
+
+
+def _nginx_conf(workdir: Path, listen: int, status: int, app: int) -> Path:
+    conf = workdir / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {workdir}/nginx-body;
+  proxy_temp_path {workdir}/nginx-proxy;
+  fastcgi_temp_path {workdir}/nginx-fcgi;
+  uwsgi_temp_path {workdir}/nginx-uwsgi;
+  scgi_temp_path {workdir}/nginx-scgi;
+  upstream app {{ server 127.0.0.1:{app}; }}
+  server {{ listen 127.0.0.1:{listen}; location / {{ proxy_pass http://app; }} }}
+  server {{ listen 127.0.0.1:{status}; location = /stub_status {{ stub_status; }} }}
+}}
+""")
+    return conf
+
+
+def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port: int, rules: Path) -> Path:
+    conf = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules / "*.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+        # `env` on every target, as the prometheus role sets it: dashboards and rules select on it
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{p}"], "labels": {"env": "test"}}]}
+            for job, p in {"prometheus": port, **targets}.items()
+        ],
+    }
+    for job in conf["scrape_configs"]:
+        if job["job_name"] == "mongodb":
+            # the exporter's driver gives up on FerretDB only after ~12 s; it still answers with mongodb_up
+            job.update(scrape_interval="15s", scrape_timeout="14s")
+    path = workdir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(conf))
+    return path
+
+
+def _traffic(shop: str, direct: str) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=shop, timeout=30) as c:
+        for pid, stock in (("obs-1", 3), ("obs-2", 50)):
+            r = c.post("/api/admin/products", headers=admin,
+                       json={"id": pid, "name": f"Product {pid}", "price": 12.5, "stock": stock, "open": True})
+            assert r.status_code == 201, r.text
+        c.get("/api/products").raise_for_status()
+        for _ in range(3):
+            c.get("/api/products/obs-1").raise_for_status()
+            c.get("/api/products/obs-2").raise_for_status()
+        for user, qty in (("u1", 1), ("u2", 2), ("u3", 1)):  # the last one finds obs-1 sold out
+            c.post("/api/buy", json={"user_id": user, "product_id": "obs-1", "quantity": qty,
+                                     "idempotency_key": uuid.uuid4().hex})
+        key = uuid.uuid4().hex
+        for _ in range(2):  # the replay is a duplicate
+            c.post("/api/buy", json={"user_id": "u4", "product_id": "obs-2", "quantity": 1, "idempotency_key": key})
+        c.post("/api/buy", json={"user_id": "u5", "product_id": "obs-2", "quantity": 40,
+                                 "idempotency_key": uuid.uuid4().hex})  # over the per-user limit
+        c.get("/api/users/u1/orders")
+        assert c.get("/api/admin/stats", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        assert c.get("/api/admin/stats", headers=admin).status_code == 200
+        c.get("/api/products/does-not-exist")
+    # the limiter allows few requests per window in this test: the burst trips it
+    with httpx.Client(base_url=direct, timeout=30) as c:
+        statuses = {c.get("/api/products").status_code for _ in range(50)}
+    assert 429 in statuses, f"the rate limiter never answered 429: {statuses}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("nodata")
+    procs: list[Proc] = []
+    try:
+        yield _start(work, procs)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def _start(work: Path, procs: list[Proc]) -> Stack:
+    ferretdb = TOOLS / "ferretdb"
+    if not ferretdb.exists():
+        pytest.fail(f"{ferretdb} is missing: run `make bootstrap`")
+    if not (ROOT / "app" / "scalemart" / "cli.py").exists():
+        pytest.fail("app/scalemart is missing: the ScaleMart API (app issue) must be in the tree")
+    ports = {k: free_port() for k in ("redis", "mongo", "app", "worker", "node", "redis_exp", "mongo_exp",
+                                      "nginx", "stub", "nginx_exp", "prom")}
+
+    def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> Proc:
+        p = Proc(name, argv, work, env)
+        procs.append(p)
+        wait_port(port, p.proc, p.log)
+        return p
+
+    (work / "redis").mkdir()
+    start("redis", [binary("redis-server", "redis-server"), "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                    "--dir", str(work / "redis"), "--save", "", "--daemonize", "no"], ports["redis"])
+    (work / "ferretdb").mkdir()
+    start("ferretdb", [str(ferretdb), "--handler=sqlite", f"--sqlite-url=file:{work / 'ferretdb'}/",
+                       f"--state-dir={work / 'ferretdb'}", f"--listen-addr=127.0.0.1:{ports['mongo']}",
+                       f"--debug-addr=127.0.0.1:{free_port()}", "--telemetry=disable", "--log-level=WARN"],
+          ports["mongo"])
+    app_env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALEMART_", "PROMETHEUS_MULTIPROC"))}
+    app_env.update({
+        "PYTHONPATH": str(ROOT / "app"), "SCALEMART_ENVIRONMENT": "test",
+        "SCALEMART_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+        "SCALEMART_MONGO_URL": f"mongodb://127.0.0.1:{ports['mongo']}/", "SCALEMART_MONGO_DB": "obs",
+        "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_LOG_LEVEL": "warning",
+        "SCALEMART_RATE_LIMIT_REQUESTS": "40", "SCALEMART_RATE_LIMIT_WINDOW_SECONDS": "60",
+        "SCALEMART_WORKER_NAME": "obs-worker", "SCALEMART_WORKER_METRICS_HOST": "127.0.0.1",
+    })
+    app = start("app", [str(PYTHON), "-m", "scalemart", "serve", "--host", "127.0.0.1", "--port",
+                        str(ports["app"]), "--workers", "2"], ports["app"], app_env)
+    wait_http(f"http://127.0.0.1:{ports['app']}/health/live", proc=app.proc, log=app.log)
+    start("worker", [str(PYTHON), "-m", "scalemart", "worker", "--metrics-port", str(ports["worker"])],
+          ports["worker"], app_env)
+    conf = _nginx_conf(work, ports["nginx"], ports["stub"], ports["app"])
+    start("nginx", [binary("nginx", "nginx-light"), "-p", str(work), "-c", str(conf), "-g", "daemon off;"],
+          ports["nginx"])
+    start("node-exporter", [binary("prometheus-node-exporter", "prometheus-node-exporter"),
+                            f"--web.listen-address=127.0.0.1:{ports['node']}"], ports["node"])
+    start("redis-exporter", [binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
+                             "-redis.addr", f"redis://127.0.0.1:{ports['redis']}",
+                             "-web.listen-address", f"127.0.0.1:{ports['redis_exp']}"], ports["redis_exp"])
+    start("mongodb-exporter", [binary("prometheus-mongodb-exporter", "prometheus-mongodb-exporter"),
+                               "-mongodb.uri", f"mongodb://127.0.0.1:{ports['mongo']}",
+                               "-web.listen-address", f"127.0.0.1:{ports['mongo_exp']}"], ports["mongo_exp"])
+    start("nginx-exporter", [binary("prometheus-nginx-exporter", "prometheus-nginx-exporter"),
+                             "-nginx.scrape-uri", f"http://127.0.0.1:{ports['stub']}/stub_status",
+                             "-web.listen-address", f"127.0.0.1:{ports['nginx_exp']}"], ports["nginx_exp"])
+    hooks = Recorder(200, {})
+    am = Alertmanager(render({
+        "smtp": {"smarthost": f"127.0.0.1:{free_port()}", "from": "alerts@shop.example", "require_tls": False},
+        "email": {s: ["ops@shop.example"] for s in ("critical", "warning", "info")},
+        "sms_notifier_url": f"{hooks.url}/sms", "heartbeat_url": f"{hooks.url}/heartbeat",
+    }), work, procs)
+    build(work / "alerting")
+    targets = {"alertmanager": am.port, "scalemart-app": ports["app"], "scalemart-worker": ports["worker"],
+               "node": ports["node"], "redis": ports["redis_exp"], "mongodb": ports["mongo_exp"],
+               "nginx": ports["nginx_exp"]}
+    prom_conf = _prometheus_conf(work, ports["prom"], targets, am.port, work / "alerting" / "rules")
+    (work / "tsdb").mkdir()
+    prom = start("prometheus", [binary("prometheus", "prometheus"), f"--config.file={prom_conf}",
+                                f"--storage.tsdb.path={work / 'tsdb'}",
+                                f"--web.listen-address=127.0.0.1:{ports['prom']}"], ports["prom"])
+    url = f"http://127.0.0.1:{ports['prom']}"
+    wait_http(f"{url}/-/ready", proc=prom.proc, log=prom.log)
+
+    _traffic(f"http://127.0.0.1:{ports['nginx']}", f"http://127.0.0.1:{ports['app']}")
+    _wait_scraped(url, len(targets) + 1)
+    return Stack(url, work, procs)
+
+
+def _wait_scraped(url: str, n_targets: int, timeout: float = 90) -> None:
+    """Every target up, then a few more scrapes so rate() over fresh counters has two samples."""
+    deadline = time.monotonic() + timeout
+    up: list = []
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{url}/api/v1/query", params={"query": "up"}, timeout=10).json()
+        up = body["data"]["result"]
+        if len(up) == n_targets and all(r["value"][1] == "1" for r in up):
+            time.sleep(4)
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"Prometheus targets not all up after {timeout} s: "
+                       f"{[(r['metric']['job'], r['value'][1]) for r in up]}")
+
+
+def test_every_panel_and_rule_expression_parses_and_uses_exposed_metrics(stack: Stack) -> None:
+    report = coverage.check(stack.prometheus, environment_only=coverage.ENVIRONMENT_ONLY)
+    print(report.text())
+    assert report.checked > 90
+    assert report.ok, "dashboard panels or rules that would never show data:\n" + report.text()
+
+
+def test_environment_only_names_are_really_absent_here_and_used(stack: Stack) -> None:
+    exposed = coverage.check(stack.prometheus, selected=[]).exposed
+    used = set().union(*(coverage.metric_names(i.expr) for i in coverage.items()))
+    for name, reason in coverage.ENVIRONMENT_ONLY.items():
+        assert name not in exposed, f"{name} is exposed on this machine now: drop it from ENVIRONMENT_ONLY"
+        assert name in used, f"{name} ({reason}) is no longer used by any panel or rule: drop it"
+
+
+def test_panels_show_data_after_traffic(stack: Stack) -> None:
+    report = coverage.check(stack.prometheus, environment_only=coverage.ENVIRONMENT_ONLY)
+    unexpected = [w for w in report.empty_panels if not any(f"panel '{p}'" in w for p in EMPTY_WHEN_HEALTHY)]
+    assert not unexpected, "panels without data although every metric they use is exposed:\n" + "\n".join(unexpected)
+
+
+def test_the_check_names_a_misspelled_metric_and_a_broken_query(stack: Stack) -> None:
+    bad = [coverage.Item("dashboard 'T' panel 'Typo' [A]", "sum(rate(scalemart_http_request_total[1m]))", True),
+           coverage.Item("rule 'Broken' (warning)", "sum(rate(scalemart_http_requests_total[1m]) >", False)]
+    report = coverage.check(stack.prometheus, selected=bad)
+    assert not report.ok
+    assert report.missing == {"dashboard 'T' panel 'Typo' [A]": {"scalemart_http_request_total"}}
+    assert "rule 'Broken' (warning)" in report.parse_errors
+    assert "FAIL dashboard 'T' panel 'Typo' [A]: no target exposes scalemart_http_request_total" in report.text()
