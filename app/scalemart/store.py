@@ -141,13 +141,16 @@ return 0
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-def redis_client(url: str, max_connections: int = 200) -> aioredis.Redis:
+def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
+    # A blocking pool: under a stampede requests wait briefly for a connection instead of failing
+    # with "too many connections" (Redis runs the scripts one at a time anyway).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=5.0, max_connections=max_connections,
+        timeout=10, health_check_interval=0, client_name=f"scalemart-{socket.gethostname()}")
     # One retry on a broken pooled connection (after a Redis restart) so the first request
     # afterwards does not fail; purchases stay safe because retries carry the same idempotency key.
-    return aioredis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=2.0, max_connections=max_connections,
-        retry=Retry(NoBackoff(), 1), retry_on_error=[redis.exceptions.ConnectionError],
-        health_check_interval=0, client_name=f"scalemart-{socket.gethostname()}")
+    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1),
+                          retry_on_error=[redis.exceptions.ConnectionError])
 
 
 @dataclass

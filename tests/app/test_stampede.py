@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -15,28 +16,41 @@ from tests.app.conftest import ADMIN_TOKEN, AppServer, create_product, wait_drai
 BUYERS = 2000
 
 
+retries: Counter[str] = Counter()
+
+
 async def fire(url: str, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
-    """Send every body at once, one connection per buyer; a transport error is retried with the same key."""
+    """Send every body at once, one connection per buyer.
+
+    A 503 or a transport error is retried with the same idempotency key, as the API asks clients to:
+    on a busy box a Redis call can time out after the script ran, and the retry must return that answer.
+    """
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
         start = asyncio.Event()
 
         async def one(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             await start.wait()
-            for attempt in range(5):
+            for attempt in range(8):
                 try:
                     r = await client.post("/api/buy", json=body)
-                    return r.status_code, r.json()
+                    if r.status_code != 503 or attempt == 7:
+                        return r.status_code, r.json()
+                    retries["503"] += 1
                 except httpx.TransportError:
-                    if attempt == 4:
+                    if attempt == 7:
                         raise
-                    await asyncio.sleep(0.2 * (attempt + 1))
+                    retries["transport"] += 1
+                await asyncio.sleep(0.2 * (attempt + 1))
             raise AssertionError("unreachable")
 
         tasks = [asyncio.create_task(one(b)) for b in bodies]
         await asyncio.sleep(0)
         start.set()
-        return await asyncio.gather(*tasks)
+        t0 = time.monotonic()
+        out = await asyncio.gather(*tasks)
+        print(f"{len(bodies)} buyers answered in {time.monotonic() - t0:.1f} s; retries: {dict(retries)}")
+        return out
 
 
 def mongo_orders(server: AppServer) -> list[dict[str, Any]]:
@@ -91,7 +105,8 @@ def test_per_user_limit_and_repeated_idempotency_keys_under_stampede(shared_app:
     assert len(successes) == 100
     assert Counter(successes.values()) == {f"limit-user-{u}": 5 for u in range(users)}
     errors = Counter(out["error"] for status, out in results if status == 409)
-    assert set(errors) == {"limit_exceeded"}, errors
+    # once stock is gone the stock check answers first, so late requests may read out_of_stock
+    assert "limit_exceeded" in errors and set(errors) <= {"limit_exceeded", "out_of_stock"}, errors
 
     wait_drained(shared_app.env)
     with shared_app.client() as c:
