@@ -180,6 +180,11 @@ def extract(path: Path, dest: Path) -> dict[str, Any]:
                         size += len(chunk)
                         out.write(chunk)
                 seen[info.name] = {"sha256": digest.hexdigest(), "size": size}
+            # tarfile stops at the end-of-archive blocks; reading on to EOF makes gzip check its
+            # trailer (CRC-32 and length), so a damaged trailer or trailing junk is caught too.
+            assert tar.fileobj is not None
+            while tar.fileobj.read(CHUNK):
+                pass
     except (tarfile.TarError, EOFError, OSError, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as err:
         if isinstance(err, OSError) and err.errno is not None:
             raise

@@ -157,6 +157,7 @@ def _take(cfg: Config, staging: Path, started: datetime) -> dict[str, Any]:
     mongo_ops.dump(cfg.mongodb, cfg.mongodump, staging / archive.MONGO)
     orders_after = mongo_ops.orders(cfg.mongodb, cfg.layout)
     collections = mongo_ops.collections(cfg.mongodb)
+    index_specs = mongo_ops.indexes(cfg.mongodb)
     mongo_seconds = time.monotonic() - t
     blob, config_files = bundle.pack(cfg.config_paths, key, skip=[cfg.encryption_key_file])
     (staging / archive.CONFIG).write_bytes(blob)
@@ -176,8 +177,8 @@ def _take(cfg: Config, staging: Path, started: datetime) -> dict[str, Any]:
         "environment": cfg.environment,
         "created_at": started.isoformat(timespec="seconds"),
         "host": socket.gethostname(),
-        "mongodb": {"database": cfg.mongodb.database, "collections": collections, "seconds": round(mongo_seconds, 3),
-                    **mongo_server},
+        "mongodb": {"database": cfg.mongodb.database, "collections": collections, "indexes": index_specs,
+                    "seconds": round(mongo_seconds, 3), **mongo_server},
         "redis": {**redis_facts, "keys_per_db": scratch["keys_per_db"], "seconds": round(redis_seconds, 3)},
         "config": {"files": config_files, "encryption": "pbkdf2-sha256/shake256-xor/hmac-sha256 (backups/crypto.py)"},
         "counts": counts,
@@ -395,7 +396,8 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
     try:
         t = time.monotonic()
         say(f"==> restore MongoDB database {cfg.mongodb.database}")
-        mongo_ops.restore(cfg.mongodb, cfg.mongorestore, work / archive.MONGO, manifest["mongodb"]["database"])
+        mongo_ops.restore(cfg.mongodb, cfg.mongorestore, work / archive.MONGO, manifest["mongodb"]["database"],
+                          manifest["mongodb"].get("indexes", {}))
         say(f"    done in {time.monotonic() - t:.1f} s")
         t = time.monotonic()
         say("==> restore Redis")

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pymongo
 import pymongo.errors
+from bson import json_util
 
 from backups.config import Layout, MongoConfig
 
@@ -87,13 +88,44 @@ def dump(cfg: MongoConfig, tool: str, dest: Path) -> None:
     _run(tool, [f"--db={cfg.database}", f"--archive={dest}"], cfg, "mongodump")
 
 
-def restore(cfg: MongoConfig, tool: str, archive: Path, source_db: str) -> None:
-    """Make the database exactly the dumped one: drop it, then restore every collection and index."""
+def indexes(cfg: MongoConfig) -> dict[str, str]:
+    """Secondary indexes per collection as extended JSON, recreated by `restore`.
+
+    mongorestore's own index step sends the legacy `ns` option, which FerretDB rejects
+    ("Index option "ns" is unknown"), so the restore skips it and uses these."""
+    db = client(cfg)[cfg.database]
+    out = {}
+    for name in sorted(db.list_collection_names()):
+        specs = []
+        for spec in db[name].list_indexes():
+            spec = dict(spec)
+            if spec.get("name") == "_id_":
+                continue
+            spec.pop("v", None)
+            spec.pop("ns", None)
+            spec["key"] = list(dict(spec["key"]).items())
+            specs.append(spec)
+        if specs:
+            out[name] = json_util.dumps(specs)
+    return out
+
+
+def restore(cfg: MongoConfig, tool: str, archive: Path, source_db: str, index_specs: dict[str, str]) -> None:
+    """Make the database exactly the dumped one: drop it, restore every collection, then the indexes."""
     client(cfg).drop_database(cfg.database)
-    args = [f"--archive={archive}", f"--nsInclude={source_db}.*", "--drop", "--stopOnError"]
+    args = [f"--archive={archive}", f"--nsInclude={source_db}.*", "--drop", "--stopOnError", "--noIndexRestore"]
     if source_db != cfg.database:
         args += [f"--nsFrom={source_db}.*", f"--nsTo={cfg.database}.*"]
     _run(tool, args, cfg, "mongorestore")
+    db = client(cfg)[cfg.database]
+    for collection, specs in index_specs.items():
+        for spec in json_util.loads(specs):
+            key = [(field, direction) for field, direction in spec.pop("key")]
+            try:
+                db[collection].create_index(key, **spec)
+            except pymongo.errors.PyMongoError as err:
+                raise MongoBackupError(f"mongodb: recreating index {spec.get('name')} on {collection} failed "
+                                       f"({err})") from None
 
 
 def orders(cfg: MongoConfig, layout: Layout) -> dict[str, dict[str, int]]:
