@@ -26,7 +26,8 @@ from toolchain.common import CACHE, ROOT, ToolchainError, digest, link, log, run
 APT_PACKAGES = [
     "docker.io", "debootstrap", "jq", "git", "gcc", "libc6-dev", "make", "rsync",
     "redis-server", "redis-tools", "prometheus", "prometheus-alertmanager", "nginx-light",
-    "prometheus-node-exporter", "prometheus-redis-exporter",
+    "prometheus-node-exporter", "prometheus-redis-exporter", "prometheus-mongodb-exporter",
+    "prometheus-nginx-exporter",
 ]
 
 
