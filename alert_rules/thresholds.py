@@ -117,6 +117,11 @@ class Thresholds:
         for section, names in sections.items():
             setattr(self, section, SimpleNamespace(**names))
 
+    def __getattr__(self, name: str) -> Any:
+        # sections are set as attributes in __init__; this only runs for a name that is not one
+        raise AttributeError(f"no thresholds section {name!r}; sections: "
+                             f"{', '.join(sorted({k.split('.')[0] for k in SCHEMA}))}")
+
     def __getitem__(self, key: str) -> Threshold:
         return self._items[key]
 
