@@ -32,8 +32,6 @@ ENVIRONMENT_ONLY: dict[str, str] = {
     "mongodb_connections": "Debian's prometheus-mongodb-exporter 1.0.0 (mgo driver) cannot complete its handshake "
                            "with FerretDB on this machine, so it exposes only mongodb_up",
     "mongodb_op_counters_total": "same exporter limitation as mongodb_connections",
-    "scalemart_backup_last_success_timestamp_seconds": "written by the backup job on the data host into the node "
-                                                       "exporter's textfile collector",
 }
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
