@@ -48,13 +48,15 @@ def default_image() -> str:
     return image.tag()
 
 
-def sibling_subnets(project_dir: Path, stack: str) -> list[tuple[str, str]]:
-    """Subnets declared by the other stacks' config files beside Pulumi.yaml."""
+def sibling_subnets(stack: str, *project_dirs: Path) -> list[tuple[str, str]]:
+    """Subnets declared by the other stacks' config files (the committed ones and the run copy)."""
     found = []
-    for path in sorted(project_dir.glob("Pulumi.*.yaml")):
+    seen = {stack}
+    for path in sorted(p for d in project_dirs for p in d.glob("Pulumi.*.yaml")):
         other = path.name[len("Pulumi."):-len(".yaml")]
-        if other == stack:
+        if other in seen:
             continue
+        seen.add(other)
         data = yaml.safe_load(path.read_text()) or {}
         subnet = (data.get("config") or {}).get(f"{stack_config.NAMESPACE}:subnet")
         if subnet:
@@ -82,8 +84,9 @@ def main(raw: dict[str, Any] | None = None, image: str | None = None,
     raw = read_raw_config() if raw is None else raw
     if other_subnets is None:
         # Validate everything that needs no engine first, so a bad file fails without Docker too.
-        prelim = stack_config.validate(stack, raw, image or default_image(), sibling_subnets(Path.cwd(), stack))
-        other_subnets = [*sibling_subnets(Path.cwd(), stack), *docker_subnets(prelim.network_name)]
+        siblings = sibling_subnets(stack, ROOT, Path.cwd())
+        prelim = stack_config.validate(stack, raw, image or default_image(), siblings)
+        other_subnets = [*siblings, *docker_subnets(prelim.network_name)]
     cfg = stack_config.validate(stack, raw, image or default_image(), other_subnets)
 
     env = Environment(cfg.name_prefix, EnvironmentArgs(config=cfg))

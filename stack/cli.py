@@ -208,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             up(args.env, paths)
-            stack_obj = open_stack(args.env, paths=paths)
             print(f"\ninventory: {paths.inventory(args.env)}")
-            for service, url in sorted((outputs(stack_obj).get("urls") or {}).items()):
+            urls = json.loads(paths.outputs(args.env).read_text()).get("urls") or {}
+            for service, url in sorted(urls.items()):
                 print(f"{service:13} {url}")
         elif args.command == "down":
             down(args.env, purge=args.purge, paths=paths)

@@ -170,3 +170,13 @@ def test_addresses_are_static_per_role_block() -> None:
     after = {h.name: h.address for h in big.hosts}
     assert {k: after[k] for k in before} == before
     assert len(set(after.values())) == len(after)
+
+
+def test_the_entry_point_checks_a_new_stack_against_the_committed_subnets() -> None:
+    from stack import __main__ as entry
+    from tests.stack.conftest import ROOT
+
+    siblings = entry.sibling_subnets("dev-copy", ROOT)
+    assert ("stack dev (Pulumi.dev.yaml)", "172.28.10.0/24") in siblings
+    err = expect_error(raw_config("dev"), "subnet", "dev-copy", siblings)
+    assert "Pulumi.dev.yaml" in str(err)
