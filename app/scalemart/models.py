@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 PRODUCT_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
@@ -15,6 +15,16 @@ NAME = r"^[^\x00-\x1f\x7f]{1,200}$"
 MAX_PRICE = 1_000_000
 MAX_STOCK = 1_000_000
 MAX_QUANTITY = 100
+
+
+def _json_integer(v: Any) -> Any:
+    # JSON integers only (279.0 counts, as JSON Schema says); "5" and true are client bugs worth a 422.
+    if isinstance(v, str | bool):
+        raise ValueError("must be a JSON integer, not a string or boolean")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class Strict(BaseModel):
@@ -46,9 +56,9 @@ class SaleWindow(Strict):
 class ProductCreate(SaleWindow):
     id: str = Field(pattern=PRODUCT_ID, description="lowercase slug, e.g. `tv-55`")
     name: str = Field(pattern=NAME)
-    price: float = Field(gt=0, le=MAX_PRICE, description="in currency units, at most 2 decimals")
-    stock: int = Field(ge=0, le=MAX_STOCK, strict=True, description="initial units")
-    per_user_limit: int | None = Field(default=None, ge=1, le=1000, strict=True,
+    price: float = Field(ge=0.01, le=MAX_PRICE, description="in currency units, at most 2 decimals")
+    stock: Int = Field(ge=0, le=MAX_STOCK, description="initial units")
+    per_user_limit: Int | None = Field(default=None, ge=1, le=1000,
                                        description="units one user may buy; the server default when omitted")
     open: bool = Field(default=False, strict=True, description="open the sale right away")
 
@@ -65,7 +75,7 @@ class ProductCreate(SaleWindow):
 
 
 class RestockIn(Strict):
-    quantity: int = Field(ge=1, le=MAX_STOCK, strict=True, description="units to add")
+    quantity: Int = Field(ge=1, le=MAX_STOCK, description="units to add")
 
 
 class SaleIn(SaleWindow):
@@ -75,7 +85,7 @@ class SaleIn(SaleWindow):
 class BuyIn(Strict):
     user_id: str = Field(pattern=USER_ID)
     product_id: str = Field(pattern=PRODUCT_ID)
-    quantity: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
+    quantity: Int = Field(ge=1, le=MAX_QUANTITY)
     idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY,
                                  description="unique per purchase attempt; a replay returns the first answer")
 
