@@ -111,8 +111,6 @@ def pulumi_env(paths: Paths) -> dict[str, str]:
     paths.home.mkdir(parents=True, exist_ok=True)
     return {
         "PATH": f"{ROOT / '.tools' / 'bin'}:{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        # The dynamic providers are unpickled by module name (stack.docker_resources).
-        "PYTHONPATH": str(ROOT),
         "PULUMI_HOME": str(paths.home),
         "PULUMI_BACKEND_URL": f"file://{paths.backend}",
         "PULUMI_CONFIG_PASSPHRASE": passphrase(paths),

@@ -6,15 +6,21 @@ keep pulumi_docker's names (`networks_advanced`, `ports[].internal/external/ip`,
 `pulumi_docker` later touches this module only. Extensions have their own names (`wait_for_systemd`).
 
 The engine is whatever `docker.from_env()` finds: the local socket, or `DOCKER_HOST` (with
-`DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`) for a remote engine. The provider objects are serialised
-by reference (module path + class name), so the dynamic-provider process must be able to import
-`stack.docker_resources`: the project root is on its PYTHONPATH (`stack/cli.py` sets it).
+`DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`) for a remote engine.
+
+Pulumi stores each provider object (pickled) in the state and unpickles it in a separate
+dynamic-provider process whose sys.path does not hold the project root. So a provider pickles as
+"run this file and take class X from it" (`_ByPath`), which loads wherever the file exists,
+instead of a `stack.docker_resources` import that would need PYTHONPATH.
 """
 
 from __future__ import annotations
 
+import operator
+import runpy
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -69,13 +75,34 @@ def _diff(olds: Mapping[str, Any], news: Mapping[str, Any], updatable: frozenset
                       delete_before_replace=bool(replaces), stables=[])
 
 
+class _ByPath:
+    """Pickles as `runpy.run_path(THIS_FILE)[name]`: needs the file, not an importable package."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return operator.getitem, (_RunPath(), self.name)
+
+
+class _RunPath:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return runpy.run_path, (str(Path(__file__).resolve()),)
+
+
+class _PortableProvider(ResourceProvider):
+    def __reduce__(self) -> tuple[Any, ...]:
+        # operator.call(cls) -> a fresh provider; the providers keep no state of their own.
+        return operator.call, (_ByPath(type(self).__name__),)
+
+
 def _gone() -> ReadResult:
     # An empty id tells the engine the object no longer exists (refresh drops it from the state).
     return ReadResult(id_="", outs={})
 
 
 # --------------------------------------------------------------------------------------------- network
-class NetworkProvider(ResourceProvider):
+class NetworkProvider(_PortableProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = _client()
         pools = [docker.types.IPAMPool(subnet=c["subnet"], gateway=c.get("gateway"))
@@ -137,7 +164,7 @@ class Network(Resource, module="docker", name="Network"):
 
 
 # ---------------------------------------------------------------------------------------------- volume
-class VolumeProvider(ResourceProvider):
+class VolumeProvider(_PortableProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = _client()
         try:
@@ -208,7 +235,7 @@ def wait_for_systemd(container: Any, timeout: float = SYSTEMD_TIMEOUT) -> str:
                       "inspect with `docker exec <name> systemctl list-jobs`")
 
 
-class ContainerProvider(ResourceProvider):
+class ContainerProvider(_PortableProvider):
     # Docker can change these on a live container; everything else means a new container.
     UPDATABLE = frozenset({"memory", "restart", "must_run", "wait_for_systemd"})
 
