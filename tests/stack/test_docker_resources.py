@@ -124,3 +124,23 @@ def test_network_volume_container_lifecycle_on_the_engine(docker_client: Any, ba
 def test_a_missing_image_names_the_fix(docker_client: Any, names: dict[str, str]) -> None:
     with pytest.raises(dr.DockerError, match="make bootstrap"):
         dr.ContainerProvider().create({**BASE, "name": names["ctr"], "image": "scalemart-base:does-not-exist"})
+
+
+@pytest.mark.parametrize("provider", [dr.NetworkProvider, dr.VolumeProvider, dr.ContainerProvider])
+def test_a_serialised_provider_loads_without_the_project_on_sys_path(provider: type, tmp_path: Any) -> None:
+    """The dynamic-provider process runs elsewhere with its own sys.path; the pickle must still load."""
+    import os
+    import subprocess
+    import sys
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    blob = serialize_provider(provider())
+    code = ("import base64, sys, dill; p = dill.loads(base64.b64decode(sys.argv[1])); "
+            "assert not [m for m in sys.modules if m.startswith('stack')]; print(type(p).__name__)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code, blob], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == provider.__name__
+    assert serialize_provider(provider()) == blob, "serialisation must be deterministic (no spurious diffs)"
