@@ -136,12 +136,12 @@ _db_counter = iter(range(1, 64))
 class Env:
     """One isolated app environment: its own Redis database number and MongoDB database."""
 
-    def __init__(self, redis_url: str, mongo_url: str, tmp: Path, **overrides: Any) -> None:
+    def __init__(self, redis_base: str, mongo_base: str, tmp: Path, /, **overrides: Any) -> None:
         n = next(_db_counter)
         self.tmp = tmp
         self.vars = {
-            "SCALEMART_ENVIRONMENT": "test", "SCALEMART_REDIS_URL": f"{redis_url}/{n}",
-            "SCALEMART_MONGO_URL": mongo_url, "SCALEMART_MONGO_DB": f"scalemart_test_{n}_{secrets.token_hex(3)}",
+            "SCALEMART_ENVIRONMENT": "test", "SCALEMART_REDIS_URL": f"{redis_base}/{n}",
+            "SCALEMART_MONGO_URL": mongo_base, "SCALEMART_MONGO_DB": f"scalemart_test_{n}_{secrets.token_hex(3)}",
             "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_RATE_LIMIT_REQUESTS": "0",
             "SCALEMART_LOG_LEVEL": "warning", "SCALEMART_WORKER_NAME": f"worker-{n}",
         }
