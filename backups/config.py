@@ -45,6 +45,8 @@ class Layout:
     """Where the app keeps what the manifest counts (app/scalemart/store.py and the worker)."""
 
     orders_collection: str = "orders"
+    # The queue the worker moves orders from into the collection (and deletes them from).
+    orders_stream: str = "sm:orders"
     order_product_field: str = "product_id"
     order_quantity_field: str = "quantity"
     product_key_prefix: str = "sm:p:"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import redis
 import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from backups.config import Layout, RedisConfig
 
@@ -34,6 +36,11 @@ class RedisBackupError(Exception):
 def client(cfg: RedisConfig, db: int = 0) -> redis.Redis:
     return redis.Redis(host=cfg.host, port=cfg.port, password=cfg.password or None, db=db,
                        socket_connect_timeout=5, socket_timeout=120)
+
+
+def scratch_client(sock: Path, db: int = 0) -> redis.Redis:
+    # No retries: redis-py's default backoff would sleep seconds while the server starts or stops.
+    return redis.Redis(unix_socket_path=str(sock), db=db, retry=Retry(NoBackoff(), 0), socket_timeout=120)
 
 
 def _check(r: redis.Redis, cfg: RedisConfig) -> None:
@@ -140,7 +147,7 @@ def scratch_server(binary: str, rdb: Path, timeout: float = 600) -> Iterator[Pat
                     raise RedisBackupError(f"redis: the snapshot does not load (scratch redis-server exited "
                                            f"{proc.returncode}):\n{tail}")
                 try:
-                    if sock.exists() and redis.Redis(unix_socket_path=str(sock)).ping():
+                    if sock.exists() and scratch_client(sock).ping():
                         break
                 except redis.exceptions.BusyLoadingError:
                     pass
@@ -152,7 +159,7 @@ def scratch_server(binary: str, rdb: Path, timeout: float = 600) -> Iterator[Pat
             yield sock
         finally:
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
+                scratch_client(sock).shutdown(nosave=True)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -181,10 +188,22 @@ def stock(r: redis.Redis, layout: Layout) -> dict[str, int]:
     return out
 
 
+def queue_signature(cfg: RedisConfig, layout: Layout) -> tuple[int, int, str] | None:
+    """(length, entries ever added, last id) of the order queue: unchanged across the dump means
+    no order was bought or persisted meanwhile, so the dump and the counts agree exactly."""
+    try:
+        info = client(cfg).xinfo_stream(layout.orders_stream)
+    except redis.exceptions.ResponseError:  # no queue yet
+        return None
+    last = info.get("last-generated-id", b"")
+    return (int(info.get("length", 0)), int(info.get("entries-added", -1)),
+            last.decode() if isinstance(last, bytes) else str(last))
+
+
 def snapshot_facts(binary: str, rdb: Path, layout: Layout) -> dict[str, object]:
     """Load the copied RDB in a scratch server: proves it is readable and counts what the manifest needs."""
     with scratch_server(binary, rdb) as sock:
-        r = redis.Redis(unix_socket_path=str(sock))
+        r = scratch_client(sock)
         return {"keys_per_db": {str(db): n for db, n in keyspace(r).items()}, "stock_per_product": stock(r, layout)}
 
 
@@ -193,11 +212,11 @@ def restore(cfg: RedisConfig, binary: str, rdb: Path) -> dict[str, object]:
     live = client(cfg)
     _check(live, cfg)
     with scratch_server(binary, rdb) as sock:
-        src_dbs = keyspace(redis.Redis(unix_socket_path=str(sock)))
+        src_dbs = keyspace(scratch_client(sock))
         live.flushall()
         restored: dict[str, int] = {}
         for db, _count in sorted(src_dbs.items()):
-            src = redis.Redis(unix_socket_path=str(sock), db=db)
+            src = scratch_client(sock, db)
             dst = client(cfg, db)
             n = 0
             batch: list[bytes] = []
