@@ -42,6 +42,12 @@ dashboards: bootstrap
 	$(PY) -m dashboards build --out build/dashboards
 	$(PY) -m alert_rules build --out build/alerting
 
+# Backups on the data host (backups/README.md): one backup now; restore FROM=<archive> [FORCE=1].
+backup: bootstrap
+	@$(PY) -m backups.control backup $(ENV)
+restore: bootstrap
+	@$(PY) -m backups.control restore $(ENV) "$(FROM)" $(if $(filter 1,$(FORCE)),--force,)
+
 # The Pulumi stack alone (stack/README.md); `make up`/`make down` run it as their first phase.
 .PHONY: stack-up stack-down stack-refresh stack-preview
 stack-up:
