@@ -42,6 +42,14 @@ dashboards: bootstrap
 	$(PY) -m dashboards build --out build/dashboards
 	$(PY) -m alert_rules build --out build/alerting
 
+# Locust against the environment's load balancer (loadtests/README.md); exits non-zero when a gate fails.
+SCENARIO ?= normal
+USERS ?= 100
+DURATION ?= 30s
+WORKERS ?= 0
+load: bootstrap
+	@$(PY) -m loadtests.run --env $(ENV) --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) --workers $(WORKERS)
+
 # Backups on the data host (backups/README.md): one backup now; restore FROM=<archive> [FORCE=1].
 backup: bootstrap
 	@$(PY) -m backups.control backup $(ENV)
