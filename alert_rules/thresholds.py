@@ -44,10 +44,11 @@ class Spec:
     low_is_bad: bool = False
     ratio: bool = False
     integer: bool = False
+    gate: bool = False  # a load-test pass/fail limit: one `limit` value, no `for`
 
     @property
     def is_state(self) -> bool:
-        return not self.tiers
+        return not self.tiers and not self.gate
 
 
 SCHEMA: dict[str, Spec] = {
@@ -71,6 +72,9 @@ SCHEMA: dict[str, Spec] = {
     "monitoring.notification_failures": Spec(),
     "security.login_failures_per_minute": Spec(("warning",)),
     "security.rate_limited_per_minute": Spec(("info",)),
+    "loadtest.p95_ms": Spec(gate=True),
+    "loadtest.error_ratio": Spec(gate=True, ratio=True),
+    "loadtest.oversell_units": Spec(gate=True, integer=True),
 }
 
 
@@ -171,6 +175,14 @@ def validate(data: Any, path: Path | str = "<thresholds>") -> Thresholds:
         entry = data[section][name]
         if not isinstance(entry, dict):
             raise ThresholdsError(key, f"must be a mapping, got {entry!r}", "write {warning: N, critical: N, for: 5m}")
+        if spec.gate:
+            for extra in sorted(set(entry) - {"limit"}):
+                raise ThresholdsError(f"{key}.{extra}", "is not used for a load-test gate", "write {limit: N}")
+            if entry.get("limit") is None:
+                raise ThresholdsError(f"{key}.limit", "is missing", f"add `limit: <number>` to {key}")
+            items[key] = Threshold(key, "0s", {"limit": _number(f"{key}.limit", entry["limit"], spec)}, None,
+                                   spec.low_is_bad, spec.ratio, spec.integer)
+            continue
         for_ = entry.get("for")
         if not isinstance(for_, str) or not _DURATION.match(for_):
             raise ThresholdsError(f"{key}.for", f"must be a Prometheus duration, got {for_!r}", "write e.g. 5m or 1h")
