@@ -1,0 +1,114 @@
+"""The environment's config travels encrypted; bad config is refused with the field's name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from backups import config, crypto
+from tests.backups import shop
+from tests.backups.conftest import ROOT, Host
+
+
+def test_the_archive_holds_the_config_encrypted_and_never_a_secret_in_clear(host: Host, tmp_path: Path) -> None:
+    shop.seed(host.redis.client(), host.db(), products=2, orders=20, queued=1)
+    assert host.run("backup").returncode == 0
+    [archive] = host.archives()
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    assert set(members) == {"manifest.json", "mongodb.archive", "redis/dump.rdb", "config.tar.enc"}
+    everything = b"".join(members.values())
+    secrets_in_play = [host.redis.password, host.ferret.password,
+                       Path(host.config["encryption_key_file"]).read_text().strip()]
+    for secret in secrets_in_play:
+        assert secret.encode() not in everything
+    assert members["config.tar.enc"].startswith(crypto.MAGIC)
+    manifest = json.loads(members["manifest.json"])
+    assert manifest["environment"] == "dev"
+    assert {f["path"] for f in manifest["config"]["files"]} >= {str(host.redis.conf)}
+    assert manifest["tools"]["mongodump"].startswith("mongodump version")
+    assert manifest["counts"]["orders_total"] == 20 and manifest["counts"]["orders_exact"] is True
+
+    out = tmp_path / "config-out"
+    proc = host.run("decrypt-config", archive.name, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    restored = out / str(host.redis.conf).lstrip("/")
+    assert restored.read_text() == host.redis.conf.read_text()
+    assert oct(restored.stat().st_mode & 0o777) == "0o600"
+    assert not (out / host.config["encryption_key_file"].lstrip("/")).exists(), "the key must not travel with it"
+
+
+def test_decrypt_config_with_the_wrong_key_is_refused(host: Host, tmp_path: Path) -> None:
+    shop.seed(host.redis.client(), host.db(), products=1, orders=5, queued=0)
+    assert host.run("backup").returncode == 0
+    Path(host.config["encryption_key_file"]).write_text("another-key-entirely-0123456789")
+    proc = host.run("decrypt-config", host.archives()[0].name, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 3
+    assert "wrong encryption key" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_encryption_round_trip_and_tamper_detection() -> None:
+    key = os.urandom(32)
+    plain = b"requirepass s3cr3t\n" * 100
+    blob = crypto.encrypt(plain, key)
+    assert plain not in blob and crypto.decrypt(blob, key) == plain
+    assert crypto.encrypt(plain, key) != blob, "a fresh salt and nonce every time"
+    for i in (len(crypto.MAGIC) + 3, len(blob) // 2, len(blob) - 1):
+        bad = bytearray(blob)
+        bad[i] ^= 0x80
+        with pytest.raises(crypto.DecryptionError):
+            crypto.decrypt(bytes(bad), key)
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt(blob, os.urandom(32))
+    assert crypto.decrypt(crypto.encrypt(b"", key), key) == b""
+
+
+BASE = {"environment": "dev", "encryption_key_file": "/etc/scalemart/backups.key"}
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"environment": "Prod!"}, "environment"),
+    ({"retention_days": 0}, "retention_days"),
+    ({"retention_days": "30"}, "retention_days"),
+    ({"redis": {"port": 70000}}, "redis.port"),
+    ({"redis": {"passwd": "x"}}, "redis.passwd"),
+    ({"mongodb": {"uri": "http://x"}}, "mongodb.uri"),
+    ({"mongodb": {"username": "scalemart"}}, "mongodb.username/mongodb.password"),
+    ({"hooks": {"stop": ["systemctl stop scalemart-app"]}}, "hooks.stop[0]"),
+    ({"offsite_command": "aws s3 cp {archive} s3://b/"}, "offsite_command"),
+    ({"retension_days": 30}, "retension_days"),
+])
+def test_a_bad_config_value_is_refused_naming_the_field(change: dict[str, object], field: str) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({**BASE, **change})
+    assert str(err.value).startswith(f"{field}:"), str(err.value)
+
+
+def test_a_missing_required_key_names_it() -> None:
+    with pytest.raises(config.ConfigError, match="^encryption_key_file: missing"):
+        config.parse({"environment": "dev"})
+
+
+def test_a_config_with_passwords_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "backups.json"
+    path.write_text(json.dumps({**BASE, "redis": {"password": "x" * 20}}))
+    path.chmod(0o644)
+    with pytest.raises(config.ConfigError, match="chmod 600"):
+        config.load(path)
+    path.chmod(0o600)
+    assert config.load(path).redis.password == "x" * 20
+
+
+def test_the_cli_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "backups.json"
+    path.write_text("{not json")
+    proc = subprocess.run([sys.executable, "-m", "backups", "--config", str(path), "list"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "is not valid JSON (line 1" in proc.stderr
