@@ -37,6 +37,7 @@ def test_shipped_file_loads_with_the_issue_numbers() -> None:
     assert t.business.stock_left.info == 10
     assert t.backups.last_success_age_hours.warning == 26
     assert t.datastores.redis_down.severity == t.datastores.mongodb_down.severity == "critical"
+    assert t["loadtest.oversell_units"].values == {"limit": 0}
 
 
 @pytest.mark.parametrize(("mutate", "key", "words"), [
@@ -53,6 +54,8 @@ def test_shipped_file_loads_with_the_issue_numbers() -> None:
     (lambda d: d["api"].update(error_rate={"warning": 1, "for": "5m"}), "api.error_rate", "not a known"),
     (lambda d: d["datastores"]["redis_down"].update(severity="page"), "datastores.redis_down.severity", "one of"),
     (lambda d: d["worker"]["queue_length"].update(warning="lots"), "worker.queue_length.warning", "number"),
+    (lambda d: d["loadtest"]["p95_ms"].pop("limit"), "loadtest.p95_ms.limit", "missing"),
+    (lambda d: d["loadtest"]["oversell_units"].update(limit=-1), "loadtest.oversell_units.limit", "negative"),
 ])
 def test_bad_value_is_rejected_naming_the_key(tmp_path: Path, mutate, key: str, words: str) -> None:
     data = shipped()
