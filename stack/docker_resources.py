@@ -61,6 +61,14 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if k != PROVIDER_KEY}
 
 
+def _has_unknown(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_has_unknown(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_unknown(v) for v in value)
+    return value == UNKNOWN
+
+
 def _diff(olds: Mapping[str, Any], news: Mapping[str, Any], updatable: frozenset[str],
           computed: frozenset[str]) -> DiffResult:
     """Replace when a creation-only input changed (or is unknown), update in place otherwise.
@@ -68,7 +76,7 @@ def _diff(olds: Mapping[str, Any], news: Mapping[str, Any], updatable: frozenset
     `olds` are the stored outputs (inputs plus `computed` values); computed keys are not compared.
     """
     keys = (set(_inputs(news)) | set(_inputs(olds))) - computed
-    changed = sorted(k for k in keys if news.get(k) == UNKNOWN or olds.get(k) != news.get(k))
+    changed = sorted(k for k in keys if _has_unknown(news.get(k)) or olds.get(k) != news.get(k))
     replaces = [k for k in changed if k not in updatable]
     return DiffResult(changes=bool(changed), replaces=replaces,
                       # Names are fixed, so the old object must go before its replacement is created.

@@ -45,6 +45,12 @@ def test_an_unknown_creation_input_during_preview_means_replace() -> None:
     assert result.replaces == ["image"]
 
 
+def test_an_unknown_nested_input_means_replace() -> None:
+    """A replaced network makes its name unknown inside networks_advanced: the host must follow."""
+    news = {**BASE, "networks_advanced": [{"name": dr.UNKNOWN, "ipv4_address": "1.2.3.4"}]}
+    assert dr.ContainerProvider().diff("abc", STORED, news).replaces == ["networks_advanced"]
+
+
 def test_network_and_volume_inputs_are_all_creation_only() -> None:
     net = {"name": "n", "driver": "bridge", "ipam_configs": [{"subnet": "172.28.1.0/24"}], "labels": []}
     assert dr.NetworkProvider().diff("i", {**net, "network_id": "i"}, net).changes is False
