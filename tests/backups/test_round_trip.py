@@ -60,3 +60,38 @@ def test_restored_redis_data_survives_a_redis_restart_with_aof_on(host: Host) ->
     host.redis.stop()
     host.redis.start()
     assert shop.redis_state(host.redis.client()) == before
+
+
+def test_orders_persisted_during_the_dump_are_flagged_and_the_restore_still_reconciles(host: Host) -> None:
+    """The app's real worker persists the queued orders right after mongodump (a wrapper runs it),
+    i.e. between the Redis snapshot and the counting: the backup must notice, and the restore of
+    that archive must still be consistent (the orders are queued again in the restored Redis)."""
+    r = host.redis.client()
+    shop.seed(r, host.db(), products=3, orders=60, queued=7)
+    env_file = host.root / "etc" / "scalemart" / "scalemart.env"
+    wrapper = host.root / "mongodump-then-worker"
+    wrapper.write_text(f"""#!{sys.executable}
+import os, subprocess, sys
+rc = subprocess.run([{host.config['mongodump']!r}, *sys.argv[1:]]).returncode
+if rc == 0 and any(a.startswith("--archive=") for a in sys.argv[1:]):
+    env = dict(os.environ)
+    env.update(line.split("=", 1) for line in open({str(env_file)!r}).read().splitlines() if "=" in line)
+    subprocess.run([sys.executable, "-c", "from scalemart.settings import load_settings; "
+                    "from scalemart.worker import Worker; Worker(load_settings()).step(block_ms=10)"],
+                   env=env, check=True)
+sys.exit(rc)
+""")
+    wrapper.chmod(0o755)
+    host.write(mongodump=str(wrapper))
+
+    made = host.run("backup")
+    assert made.returncode == 0, made.stderr
+    assert "during the dump (7 persisted)" in made.stderr
+    assert host.db().orders.count_documents({}) == 67, "the worker really persisted the queued orders"
+
+    host.ferret.client().drop_database(host.database)
+    r.flushall()
+    restored = host.run("restore", host.archives()[0].name)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "reconcile: clean" in restored.stdout
+    assert host.db().orders.count_documents({}) == 60 and r.xlen(shop.store.STREAM) == 7
