@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,3 +126,28 @@ def test_prune_alone_refuses_without_a_recent_verified_archive(host: Host) -> No
     proc = host.run("prune")
     assert proc.returncode == 1 and "take a backup first" in proc.stderr
     assert old.exists()
+
+
+def test_a_second_run_while_one_holds_the_lock_exits_7_and_changes_nothing(host: Host) -> None:
+    host.backup_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(host.backup_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"4242", 0)
+        proc = host.run("backup")
+    finally:
+        os.close(fd)
+    assert proc.returncode == 7 and "pid 4242" in proc.stderr
+    assert host.archives() == []
+
+
+def test_list_shows_age_size_and_what_expires(host: Host) -> None:
+    fake_archive(host, 31)
+    fake_archive(host, 2)
+    fake_archive(host, 1, env="staging")
+    proc = host.run("list")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    assert "expires at the next backup" in lines[0] and "31.0 days" in lines[0]
+    assert "(other environment)" in next(line for line in lines if "_staging_" in line)
