@@ -96,8 +96,8 @@ def run_locust(env: str, scenario: str, base: str, token: str, users: int, durat
            "--stop-timeout", "5", "--loglevel", "WARNING"]
     if scenario != "step":
         cmd += ["-u", str(users), "-r", str(spawn_rate)]
-    run_env = {**os.environ, **extra_env, "SCALEMART_SCENARIO": scenario, "SCALEMART_ADMIN_TOKEN": token,
-               "SCALEMART_GATES_REPORT": str(prefix) + "-gates.json"}
+    run_env = {**os.environ, **extra_env, "PYTHONPATH": str(ROOT), "SCALEMART_SCENARIO": scenario,
+               "SCALEMART_ADMIN_TOKEN": token, "SCALEMART_GATES_REPORT": str(prefix) + "-gates.json"}
     worker_procs: list[subprocess.Popen[bytes]] = []
     if workers > 0:
         cmd += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1"]
