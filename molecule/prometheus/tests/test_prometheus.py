@@ -1,0 +1,71 @@
+"""The prometheus role: Debian Prometheus with generated config and the alert_rules/ rules."""
+
+import json
+from pathlib import Path
+
+from scalemart_testinfra import (
+    assert_active,
+    assert_enabled,
+    assert_file,
+    assert_listening,
+    fail_with_journal,
+    http_get,
+    private_address,
+)
+
+BUILT_RULES = sorted(p.name for p in (Path(__file__).resolve().parents[3] / "build/alert_rules/rules").glob("*.yml"))
+
+
+def api(host, path):
+    status, body = http_get(host, f"http://{private_address(host)}:9090{path}", "prometheus")
+    assert status == 200, body
+    return json.loads(body)["data"]
+
+
+def test_prometheus_is_active(host):
+    assert_active(host, "prometheus")
+
+
+def test_prometheus_is_enabled(host):
+    assert_enabled(host, "prometheus")
+
+
+def test_prometheus_listens_on_the_private_address(host):
+    assert_listening(host, "prometheus", f"tcp://{private_address(host)}:9090")
+
+
+def test_config_is_root_owned_and_readable_by_prometheus(host):
+    assert_file(host, "/etc/prometheus/prometheus.yml", "root", "prometheus", 0o644)
+
+
+def test_retention_comes_from_the_variable(host):
+    flags = api(host, "/api/v1/status/flags")
+    assert flags["storage.tsdb.retention.time"] == "15d"
+
+
+def test_query_answers_with_the_env_label(host):
+    result = api(host, '/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D')["result"]
+    if not result:
+        fail_with_journal(host, "prometheus", "up{job=prometheus} is empty: the self-scrape has not happened")
+    assert result[0]["metric"]["env"] == "molecule"
+
+
+def test_every_built_rule_file_is_installed(host):
+    assert BUILT_RULES, "build/alert_rules/rules is empty: the role's build step did not run"
+    installed = sorted(host.run("ls /etc/prometheus/rules").stdout.split())
+    assert installed == BUILT_RULES
+
+
+def test_prometheus_loaded_the_alert_rules(host):
+    groups = api(host, "/api/v1/rules")["groups"]
+    alerts = {r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting"}
+    assert "Watchdog" in alerts
+    assert "RedisDown" in alerts
+
+
+def test_broken_rule_was_refused_and_previous_rules_kept(host):
+    # side_effect.yml tried to add broken.rules.yml; promtool refused it, so nothing changed.
+    assert not host.file("/etc/prometheus/rules/broken.rules.yml").exists
+    groups = api(host, "/api/v1/rules")["groups"]
+    assert "broken" not in {g["name"] for g in groups}
+    assert host.run("promtool check rules /etc/prometheus/rules/*.yml").rc == 0
