@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -81,6 +82,9 @@ def mongo_unavailable(what: str) -> ApiError:
 def _e(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut} for code in codes}
 
+
+BUY_REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": BuyIn.model_json_schema()}}}}
 
 # Every /api route may answer 422 (bad input) and 429 (rate limit); 400 is malformed JSON.
 API_ERRORS = _e(400, 422, 429)
@@ -462,9 +466,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # --- purchase
     @app.post("/api/buy", response_model=BuyOut, status_code=201, responses={**API_ERRORS, **_e(404, 409, 503)},
-              tags=["purchase"])
-    async def buy(request: Request, body: BuyIn) -> Any:
-        # Rate limiting happens inside the buy script: one Redis round trip on the hot path.
+              tags=["purchase"], openapi_extra=BUY_REQUEST_BODY)
+    async def buy(request: Request) -> Any:
+        # The hot path: the body is validated straight from bytes by pydantic-core (FastAPI's generic
+        # body handling costs more than the sale itself), and rate limiting happens inside the buy
+        # script, so a purchase is one Redis round trip.
+        try:
+            body = BuyIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from None
         st = state_of(request)
         fingerprint = f"{body.product_id}|{body.quantity}"
         try:

@@ -9,6 +9,7 @@ reads) and the persisted orders, written by the worker with the order id as `_id
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from dataclasses import dataclass
@@ -141,16 +142,30 @@ return 0
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
-    # A blocking pool: under a stampede requests wait briefly for a connection instead of failing
-    # with "too many connections" (Redis runs the scripts one at a time anyway).
-    pool = aioredis.BlockingConnectionPool.from_url(
+class BoundedRedis(aioredis.Redis):
+    """Commands wait for a free slot instead of failing with "Too many connections" in a stampede.
+
+    redis-py's BlockingConnectionPool does the same but costs about a third of a purchase's CPU;
+    a semaphore in front of the plain pool is nearly free. Pipelines bypass it and use the headroom.
+    """
+
+    def __init__(self, *args: Any, slots: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(slots)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        async with self._slots:
+            return await super().execute_command(*args, **options)
+
+
+def redis_client(url: str, max_connections: int = 256) -> aioredis.Redis:
+    pool = aioredis.ConnectionPool.from_url(
         url, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=5.0, max_connections=max_connections,
-        timeout=10, health_check_interval=0, client_name=f"scalemart-{socket.gethostname()}")
+        health_check_interval=0, client_name=f"scalemart-{socket.gethostname()}")
     # One retry on a broken pooled connection (after a Redis restart) so the first request
     # afterwards does not fail; purchases stay safe because retries carry the same idempotency key.
-    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1),
-                          retry_on_error=[redis.exceptions.ConnectionError])
+    return BoundedRedis(connection_pool=pool, retry=Retry(NoBackoff(), 1),
+                        retry_on_error=[redis.exceptions.ConnectionError], slots=max_connections - 32)
 
 
 @dataclass
