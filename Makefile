@@ -37,6 +37,10 @@ test: bootstrap
 lint: bootstrap
 	$(PY) -m ruff check .
 
+# The API's throughput and latency, buy vs a trivial endpoint, with wrk (app/README.md).
+bench-app: bootstrap
+	@$(PY) app/bench/bench_app.py $(BENCH_ARGS)
+
 # Grafana JSON and Prometheus rule files from code + alert_rules/thresholds.yml (alert_rules/README.md).
 dashboards: bootstrap
 	$(PY) -m dashboards build --out build/dashboards
