@@ -203,7 +203,17 @@ MONGO_TOOLS = GoTool(
     ldflags="-s -w -X main.VersionStr=100.9.5-scalemart -X main.GitCommit=837c2bc263f4",
 )
 
-TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS]
+# Debian's prometheus-mongodb-exporter (1.0.0, 2018) never completes its handshake with FerretDB;
+# Percona's talks to it. v0.40.0 and v0.41.2 are refused by the proxy here; v0.43.1 is served.
+MONGODB_EXPORTER = GoTool(
+    name="mongodb_exporter",
+    module="github.com/percona/mongodb_exporter",
+    version="v0.43.1",
+    binaries={"mongodb_exporter": "."},
+    ldflags="-s -w -X main.version=v0.43.1 -X main.commit=scalemart",
+)
+
+TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER]
 
 
 def _extra_tools() -> list[GoTool]:
