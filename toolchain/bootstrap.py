@@ -27,7 +27,7 @@ APT_PACKAGES = [
     "docker.io", "debootstrap", "jq", "git", "gcc", "libc6-dev", "make", "rsync",
     "redis-server", "redis-tools", "prometheus", "prometheus-alertmanager", "nginx-light",
     "prometheus-node-exporter", "prometheus-redis-exporter", "prometheus-mongodb-exporter",
-    "prometheus-nginx-exporter",
+    "prometheus-nginx-exporter", "wrk",
 ]
 
 
