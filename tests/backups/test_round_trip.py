@@ -31,6 +31,7 @@ def test_backup_destroy_restore_gives_identical_orders_stock_and_a_clean_reconci
     assert made.returncode == 0, made.stderr
     [archive] = host.archives()
     assert archive.with_name(archive.name + ".sha256").exists()
+    assert archive.stat().st_mode & 0o777 == 0o600, "the archive holds every order: owner only"
 
     # destroy
     host.ferret.client().drop_database(host.database)
