@@ -1,0 +1,59 @@
+"""Shared helpers for the role tests: paths, the toolchain environment, output clean-up."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+TOOLS_BIN = ROOT / ".tools" / "bin"
+ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
+SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def tool_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{TOOLS_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+        "PY_COLORS": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+    }
+
+
+def plain(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def tail(text: str, lines: int = 150) -> str:
+    return "\n".join(plain(text).splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def venv_tool():
+    def find(name: str) -> str:
+        path = VENV_BIN / name
+        if not path.exists():
+            pytest.fail(f"{path} is missing: run `make bootstrap` (it builds the venv from pyproject.toml)")
+        return str(path)
+    return find
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    ref = os.environ.get("SCALEMART_BASE_IMAGE", "scalemart-base:latest")
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("no Docker engine answers: run `make bootstrap` (it starts dockerd)")
+    if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
+        pytest.fail(f"base image {ref} is missing: run `make bootstrap`")
+    return ref

@@ -1,0 +1,34 @@
+"""Every role's molecule scenario: create, converge, idempotence (changed=0), side effects, testinfra verify.
+
+Scenarios run one after another (the box has 2 shared cores; a systemd container per scenario).
+`molecule test` fails on any step; the failure shows the tail of its output, including the
+`journalctl -u` that the verifier prints for a failing service.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.roles.conftest import ROOT, SCENARIOS, plain, tail, tool_env
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_molecule_scenario(scenario: str, base_image: str, venv_tool) -> None:
+    cmd = [venv_tool("molecule"), "-c", "molecule/config.yml", "test", "-s", scenario, "--no-report"]
+    env = {**tool_env(), "SCALEMART_BASE_IMAGE": base_image}
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as exc:
+        subprocess.run([venv_tool("molecule"), "-c", "molecule/config.yml", "destroy", "-s", scenario],
+                       cwd=ROOT, env=env, capture_output=True, timeout=300)
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        pytest.fail(f"molecule test -s {scenario} took more than 900 s:\n{tail(out)}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"molecule test -s {scenario} failed (rc={proc.returncode}):\n{tail(output)}"
+    text = plain(output)
+    assert "idempotence" in text, f"scenario {scenario} ran no idempotence step"
+    assert " passed" in text, f"scenario {scenario} ran no testinfra test"
