@@ -518,16 +518,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(out, status_code=201, headers=headers)
         details = {k: v for k, v in res.items() if k in ("stock_left", "already_bought", "per_user_limit")}
         if result == "closed":
-            exc = ApiError(409, "sale_closed", f"the sale of '{body.product_id}' is not open now; check its sale "
+            err = ApiError(409, "sale_closed", f"the sale of '{body.product_id}' is not open now; check its sale "
                            "window with GET /api/products/{product_id}", field="product_id", details=details)
         elif result == "out_of_stock":
-            exc = ApiError(409, "out_of_stock", f"only {res['stock_left']} unit(s) of '{body.product_id}' left",
+            err = ApiError(409, "out_of_stock", f"only {res['stock_left']} unit(s) of '{body.product_id}' left",
                            field="quantity", details=details)
         else:
-            exc = ApiError(409, "limit_exceeded", f"at most {res['per_user_limit']} unit(s) per user; you already "
+            err = ApiError(409, "limit_exceeded", f"at most {res['per_user_limit']} unit(s) per user; you already "
                            f"bought {res['already_bought']}", field="quantity", details=details)
-        exc.headers = headers or None
-        raise exc
+        err.headers = headers or None
+        raise err
 
     # --- orders
     @app.get("/api/users/{user_id}/orders", response_model=OrdersOut, responses={**API_ERRORS, **_e(503)},
@@ -612,6 +612,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 return_document=True)
         except PyMongoError:
             raise mongo_unavailable("changing the sale") from None
+        if doc is None:  # deleted between the two calls
+            raise ApiError(404, "unknown_product", f"no product '{product_id}'", field="product_id")
         try:
             if await st.scripts.sale(keys=[store.product_key(product_id)], args=[int(is_open), starts, ends]) == -1:
                 raise ApiError(409, "product_incomplete", f"product '{product_id}' has no stock record; repeat "
