@@ -1,0 +1,68 @@
+"""Preflight: wrong types, missing secrets and impossible values stop the play with a message naming the variable.
+
+Each case applies one role to the control machine in check mode with `private_address` set, so no
+host and no container is needed; the play must fail before anything is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.roles.conftest import ROOT, tail, tool_env
+
+REDIS_OK = {"redis_password": "a-long-enough-redis-password"}
+MONGO_OK = {"mongodb_password": "a-long-enough-mongo-password"}
+RECIPIENTS_OK = {"smtp": {"smarthost": "127.0.0.1:25", "from": "alerts@scalemart.test"},
+                 "email": {"critical": ["a@scalemart.test"], "warning": ["a@scalemart.test"],
+                           "info": ["a@scalemart.test"]}}
+
+CASES = [
+    # (id, role, vars, text the failure must contain)
+    ("redis-password-missing", "redis", {}, "redis_password"),
+    ("redis-password-short", "redis", {"redis_password": "short"}, "redis_password must be"),
+    ("redis-port-not-int", "redis", {**REDIS_OK, "redis_port": "six"}, "redis_port"),
+    ("redis-fsync-impossible", "redis", {**REDIS_OK, "redis_appendfsync": "sometimes"}, "redis_appendfsync"),
+    ("redis-maxmemory-unitless", "redis", {**REDIS_OK, "redis_maxmemory": "lots"}, "redis_maxmemory must be"),
+    ("redis-appendonly-not-bool", "redis", {**REDIS_OK, "redis_appendonly": "perhaps"}, "redis_appendonly"),
+    ("mongodb-password-missing", "mongodb", {}, "mongodb_password"),
+    ("mongodb-binary-missing", "mongodb", {**MONGO_OK, "mongodb_binary_src": "/nonexistent/ferretdb"},
+     "mongodb_binary_src /nonexistent/ferretdb is missing"),
+    ("common-journald-size", "common", {"common_journald_system_max_use": "a lot"}, "common_journald_system_max_use"),
+    ("common-root-user", "common", {"common_service_user": "root"}, "common_service_user"),
+    ("lb-no-upstreams", "loadbalancer", {"loadbalancer_upstream_hosts": []}, "loadbalancer_upstream_hosts is empty"),
+    ("lb-all-drained", "loadbalancer", {"loadbalancer_upstream_hosts": ["10.0.0.2"],
+                                        "loadbalancer_drained_hosts": ["10.0.0.2"]}, "loadbalancer_drained_hosts"),
+    ("lb-same-ports", "loadbalancer", {"loadbalancer_upstream_hosts": ["10.0.0.2"], "loadbalancer_listen_port": 8081},
+     "loadbalancer_listen_port"),
+    ("exporters-redis-password-missing", "exporters", {"exporters_redis_enabled": True}, "exporters_redis_password"),
+    ("prometheus-retention", "prometheus", {"prometheus_retention_time": "forever"}, "prometheus_retention_time"),
+    ("prometheus-job-without-targets", "prometheus", {"prometheus_scrape_jobs": [{"job": "x"}]},
+     "prometheus_scrape_jobs[0]"),
+    ("alertmanager-recipients-missing", "alertmanager", {}, "alertmanager_recipients"),
+    ("alertmanager-recipients-bad", "alertmanager",
+     {"alertmanager_recipients": {**RECIPIENTS_OK, "email": {"critical": ["not-an-address"]}}}, "recipients.email"),
+]
+
+
+@pytest.mark.parametrize(("role", "variables", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_preflight_stops_the_play_naming_the_variable(role: str, variables: dict, expected: str, tmp_path: Path,
+                                                     venv_tool) -> None:
+    play = [{"name": f"Preflight of {role}", "hosts": "localhost", "connection": "local", "gather_facts": False,
+             "vars": {"private_address": "127.0.0.1"}, "roles": [{"role": role}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    proc = subprocess.run([venv_tool("ansible-playbook"), "-i", "localhost,", "--check", "-e", f"@{tmp_path / 'vars.json'}",
+                           str(tmp_path / "play.yml")], cwd=ROOT, env=tool_env(), capture_output=True, text=True,
+                          timeout=180)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, f"the play accepted {variables}:\n{tail(output, 60)}"
+    # Only the failure messages count: argument-spec failures also dump every option's name.
+    messages = [json.loads(f'"{m}"') for m in re.findall(r'"msg": "((?:[^"\\]|\\.)*)"', output)]
+    assert any(expected in m for m in messages), f"no failure message names {expected!r}: {messages}"
+    assert "changed=" not in output or "changed=0" in output, f"the play changed something first:\n{tail(output, 60)}"
