@@ -4,6 +4,7 @@ the fix. Defaults follow the roles (paths) and the app (data layout)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -115,7 +116,7 @@ def _argv(section: str, name: str, value: Any) -> list[str]:
 def _section(cls: type, data: Any, section: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{section.rstrip('.')}: expected an object")
-    known = cls.__dataclass_fields__
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{section}{unknown[0]}: unknown key; known keys are {', '.join(sorted(known))}")

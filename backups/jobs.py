@@ -375,7 +375,7 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
             return USAGE
     try:
         mongo_ops.ping(cfg.mongodb)
-        redis_ops._check(redis_ops.client(cfg.redis), cfg.redis)
+        redis_ops.check(redis_ops.client(cfg.redis), cfg.redis)
         hook_env = _hook_env(cfg)
     except (*STEP_ERRORS,) as err:
         warn(f"restore refused: {err}\nnothing was stopped or changed")
@@ -413,8 +413,8 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
         say(f"    done in {time.monotonic() - t:.1f} s")
         t = time.monotonic()
         say("==> restore Redis")
-        redis_result = redis_ops.restore(cfg.redis, cfg.redis_server, work / archive.REDIS)
-        say(f"    {sum(redis_result['keys_per_db'].values())} keys (AOF rewritten) in {time.monotonic() - t:.1f} s")  # type: ignore[union-attr]
+        redis_keys = redis_ops.restore(cfg.redis, cfg.redis_server, work / archive.REDIS)
+        say(f"    {redis_keys} keys (AOF rewritten) in {time.monotonic() - t:.1f} s")
         # Counted before the worker starts: afterwards it may persist orders still in the queue.
         comparison = compare(cfg, manifest)
     except STEP_ERRORS as err:
@@ -440,7 +440,7 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
     say("")
     say(f"restore summary: {path.name} -> {cfg.environment} in {duration:.1f} s")
     say(f"  taken {manifest['created_at']} on {manifest['host']}; mongodb {manifest['mongodb']['database']} -> "
-        f"{cfg.mongodb.database}; redis keys {sum(redis_result['keys_per_db'].values())}")  # type: ignore[union-attr]
+        f"{cfg.mongodb.database}; redis keys {redis_keys}")
     print_table(comparison)
     say(f"  counts vs manifest: {'identical' if comparison.ok else 'DIFFERENT'}; reconcile: {reconcile}")
     ok = not problems

@@ -43,7 +43,7 @@ def scratch_client(sock: Path, db: int = 0) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(sock), db=db, retry=Retry(NoBackoff(), 0), socket_timeout=120)
 
 
-def _check(r: redis.Redis, cfg: RedisConfig) -> None:
+def check(r: redis.Redis, cfg: RedisConfig) -> None:
     try:
         r.ping()
     except redis.exceptions.AuthenticationError as err:
@@ -94,18 +94,18 @@ def rdb_path(r: redis.Redis, cfg: RedisConfig) -> Path:
     if cfg.rdb_path:
         return Path(cfg.rdb_path)
     try:
-        directory = r.config_get("dir")["dir"]
-        name = r.config_get("dbfilename")["dbfilename"]
+        directory = str(r.config_get("dir")["dir"])
+        name = str(r.config_get("dbfilename")["dbfilename"])
     except redis.exceptions.ResponseError as err:
         raise RedisBackupError(f"redis: CONFIG GET is not allowed ({err}); set redis.rdb_path to the server's "
                                "dir/dbfilename, e.g. /var/lib/redis/dump.rdb") from None
-    return Path(os.fsdecode(directory)) / os.fsdecode(name)
+    return Path(directory) / name
 
 
 def snapshot(cfg: RedisConfig, dest: Path) -> dict[str, object]:
     """Write a consistent RDB of the live server to dest; return facts for the manifest."""
     r = client(cfg)
-    _check(r, cfg)
+    check(r, cfg)
     source = rdb_path(r, cfg)
     saved_at = bgsave_and_wait(r, cfg.bgsave_timeout_seconds)
     # An automatic save may replace the file now; Redis renames a finished temp file over it,
@@ -207,10 +207,10 @@ def snapshot_facts(binary: str, rdb: Path, layout: Layout) -> dict[str, object]:
         return {"keys_per_db": {str(db): n for db, n in keyspace(r).items()}, "stock_per_product": stock(r, layout)}
 
 
-def restore(cfg: RedisConfig, binary: str, rdb: Path) -> dict[str, object]:
-    """Replace the live dataset with the snapshot; returns keys per db restored."""
+def restore(cfg: RedisConfig, binary: str, rdb: Path) -> int:
+    """Replace the live dataset with the snapshot; returns the number of keys restored."""
     live = client(cfg)
-    _check(live, cfg)
+    check(live, cfg)
     with scratch_server(binary, rdb) as sock:
         src_dbs = keyspace(scratch_client(sock))
         live.flushall()
@@ -229,7 +229,7 @@ def restore(cfg: RedisConfig, binary: str, rdb: Path) -> dict[str, object]:
             restored[str(db)] = n
     if live.config_get("appendonly").get("appendonly") == "yes":
         _rewrite_aof(live, cfg.bgsave_timeout_seconds)
-    return {"keys_per_db": restored}
+    return sum(restored.values())
 
 
 def _copy(src: redis.Redis, dst: redis.Redis, keys: list[bytes]) -> int:

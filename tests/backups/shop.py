@@ -114,7 +114,7 @@ def redis_state(r: redis.Redis) -> dict[str, Any]:
             groups = [{k: g[k] for k in ("name", "pending", "last-delivered-id")} for g in r.xinfo_groups(key)]
             value = {"entries": r.xrange(key), "groups": groups}
         else:
-            raise AssertionError(f"{key}: unexpected type {kind}")
+            raise AssertionError(f"{key!r}: unexpected type {kind!r}")
         out[key] = (kind, value, r.ttl(key) > 0)
     return out
 
@@ -127,4 +127,4 @@ def mongo_state(db: Any) -> dict[str, Any]:
 
 
 def stock(r: redis.Redis) -> dict[str, int]:
-    return {pid: int(r.hget(store.product_key(pid), "stock") or 0) for pid in sorted(r.smembers(store.PRODUCTS))}
+    return {str(pid): int(r.hget(store.product_key(pid), "stock") or 0) for pid in sorted(r.smembers(store.PRODUCTS))}
