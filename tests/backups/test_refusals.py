@@ -65,9 +65,13 @@ def test_an_archive_of_another_environment_is_refused_unless_forced(backed_up: t
     assert "taken in environment 'dev', this host is 'staging'" in proc.stderr and "--force" in proc.stderr
     untouched(host, before)
 
+    # forced, and into another database name (staging's), like copying production data to staging
+    orders = host.db().orders.count_documents({})
+    host.write(mongodb={**host.config["mongodb"], "database": host.database + "_staging"})
     forced = host.run("restore", archive.name, "--force")
     assert forced.returncode == 0, forced.stderr
     assert "restore OK" in forced.stdout
+    assert host.ferret.client()[host.database + "_staging"].orders.count_documents({}) == orders
 
 
 def test_a_stop_hook_that_fails_aborts_the_restore_and_starts_the_services_again(
