@@ -106,6 +106,7 @@ class State:
         self.rate_limit = settings.rate_limit_requests
         self.rate_window = settings.rate_limit_window_seconds
         self.idem_ttl = settings.idempotency_ttl_seconds
+        self.buyer = store.BuyBatcher(self.scripts.buy, self.idem_ttl, self.rate_limit, self.rate_window)
 
 
 class ObserveMiddleware:
@@ -478,12 +479,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         st = state_of(request)
         fingerprint = f"{body.product_id}|{body.quantity}"
         try:
-            kind, raw = await st.scripts.buy(
-                keys=[store.product_key(body.product_id), store.bought_key(body.product_id),
-                      store.idem_key(body.user_id, body.idempotency_key), store.STREAM, store.ACTIVE_USERS,
-                      store.rate_key(client_id(request))],
-                args=[body.user_id, body.product_id, body.quantity, uuid.uuid4().hex, fingerprint, st.idem_ttl,
-                      st.rate_limit, st.rate_window, body.idempotency_key])
+            kind, raw = await st.buyer.buy(body.user_id, body.product_id, body.quantity, uuid.uuid4().hex,
+                                           body.idempotency_key, client_id(request))
         except store.REDIS_DOWN:
             raise redis_unavailable("buying") from None
         res = json.loads(raw)
