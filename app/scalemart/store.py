@@ -36,10 +36,6 @@ def bought_key(product_id: str) -> str:
     return f"{PREFIX}bought:{product_id}"
 
 
-def idem_key(user_id: str, key: str) -> str:
-    return f"{PREFIX}idem:{user_id}:{key}"
-
-
 def cache_key(product_id: str) -> str:
     return f"{PREFIX}cache:p:{product_id}"
 

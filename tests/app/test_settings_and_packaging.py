@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tomllib
 import zipfile
@@ -50,7 +51,10 @@ def test_settings_can_come_from_an_env_file(make_env: Any, tmp_path: Path) -> No
 
 
 def test_wheel_has_console_entry_point_and_exactly_pinned_deps_matching_the_toolchain(tmp_path: Path) -> None:
-    p = subprocess.run([str(PYTHON), "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(APP_SRC)],
+    # Build from a copy: setuptools leaves build/ and *.egg-info/ beside the sources it builds.
+    src = tmp_path / "src"
+    shutil.copytree(APP_SRC, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "bench"))
+    p = subprocess.run([str(PYTHON), "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     wheel = next(tmp_path.glob("scalemart-*.whl"))
