@@ -1,4 +1,4 @@
-"""Infrastructure Health: hosts, Redis, MongoDB, the order worker and the nginx load balancer."""
+"""Infrastructure Health: hosts, Redis, MongoDB (FerretDB), the order worker and the nginx load balancer."""
 
 from __future__ import annotations
 
@@ -35,11 +35,12 @@ def build(t: Thresholds) -> Dashboard:
                                                   "{{instance}}")], "ops"))
     lay.row("MongoDB")
     lay.add(stat("MongoDB up", f"min({q.sel('mongodb_up')})", "short"), w=6, h=5)
-    lay.add(timeseries("MongoDB connections", [target(q.sel("mongodb_connections", 'state="current"'),
-                                                      "{{instance}}")], "short",
+    # FerretDB serves the MongoDB wire protocol; the exporter only knows whether it answers, so
+    # connections and operations come from FerretDB's own /debug/metrics (job `ferretdb`)
+    lay.add(timeseries("MongoDB connections", [target(q.mongodb_open_connections(), "{{instance}}")], "short",
                        t.datastores.database_connections), w=9)
-    lay.add(timeseries("MongoDB operations", [target(q.sum_rate("mongodb_op_counters_total", by="type"),
-                                                     "{{type}}")], "ops"), w=9)
+    lay.add(timeseries("MongoDB operations", [target(q.sum_rate("ferretdb_client_requests_total", by="command"),
+                                                     "{{command}}")], "ops"), w=9)
     lay.row("Order worker")
     lay.add(timeseries("Queue length", [target(q.sel("scalemart_queue_length"), "{{instance}}")], "short",
                        t.worker.queue_length))

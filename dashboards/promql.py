@@ -3,6 +3,8 @@ serves dev, staging and production; windows use Grafana's $__rate_interval."""
 
 from __future__ import annotations
 
+from alert_rules.rules import ferretdb_open_connections
+
 ENV = 'env=~"$env"'
 WINDOW = "$__rate_interval"
 
@@ -59,3 +61,8 @@ def memory_usage() -> str:
 
 def age_seconds(timestamp_metric: str, by: str) -> str:
     return f"time() - max by ({by}) ({sel(timestamp_metric)})"
+
+
+def mongodb_open_connections() -> str:
+    """FerretDB's open client connections per instance, the same expression MongoDBTooManyConnections watches."""
+    return ferretdb_open_connections(ENV)

@@ -1,11 +1,12 @@
 """No "No data" panel: every dashboard and alert expression parses on a real Prometheus that scrapes
 the real app, worker and exporters, and selects only metric names those targets expose.
 
-Runs on loopback: redis-server, FerretDB, `scalemart serve` (2 uvicorn workers) and `scalemart worker`,
-nginx in front of the app, the Debian node/redis/mongodb/nginx exporters, Alertmanager and Prometheus
-(1 s scrapes, the generated rules loaded). Traffic exercises every metric family first. Names that
-cannot be produced here are listed in alert_rules.coverage.ENVIRONMENT_ONLY with the reason and are
-checked by the environment test instead.
+Runs on loopback: redis-server, FerretDB (its own metrics on --debug-addr, scraped as job `ferretdb`
+at /debug/metrics, as the prometheus role does), `scalemart serve` (2 uvicorn workers) and
+`scalemart worker`, nginx in front of the app, the Debian node/redis/nginx exporters, Percona's
+mongodb_exporter (.tools/bin, built by `make bootstrap`), Alertmanager and Prometheus (1 s scrapes,
+the generated rules loaded). Traffic exercises every metric family first. Names that cannot be
+produced here would be listed in alert_rules.coverage.ENVIRONMENT_ONLY with the reason; none are.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ import yaml
 from alert_rules import coverage
 from alert_rules.alertmanager import render
 from alert_rules.build import build
+from alert_rules.rules import ferretdb_open_connections
 from dashboards import build as build_dashboards
 from dashboards import render_all
 from tests.observability.conftest import (
@@ -56,6 +59,8 @@ class Stack:
     prometheus: str
     workdir: Path
     procs: list[Proc]
+    mongo_port: int
+    started: float
 
 
 def _nginx_conf(workdir: Path, listen: int, status: int, app: int) -> Path:
@@ -80,6 +85,15 @@ http {{
     return conf
 
 
+# Percona mongodb_exporter against FerretDB. Not --collect-all: it turns the `top` collector on from the
+# second scrape, FerretDB has no `top` command and every scrape then panics (up 0, mongodb_up gone).
+MONGODB_EXPORTER_FLAGS = ["--compatible-mode", "--mongodb.direct-connect", "--collector.diagnosticdata",
+                          "--collector.dbstats", "--collector.fcv"]
+
+# Targets whose metrics are not at /metrics (job name: path)
+METRICS_PATHS = {"ferretdb": "/debug/metrics"}
+
+
 def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port: int, rules: Path) -> Path:
     conf = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -87,14 +101,16 @@ def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port:
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         # `env` on every target, as the prometheus role sets it: dashboards and rules select on it
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{p}"], "labels": {"env": "test"}}]}
+            {"job_name": job, "metrics_path": METRICS_PATHS.get(job, "/metrics"),
+             "static_configs": [{"targets": [f"127.0.0.1:{p}"], "labels": {"env": "test"}}]}
             for job, p in {"prometheus": port, **targets}.items()
         ],
     }
     for job in conf["scrape_configs"]:
         if job["job_name"] == "mongodb":
-            # the exporter's driver gives up on FerretDB only after ~12 s; it still answers with mongodb_up
-            job.update(scrape_interval="15s", scrape_timeout="14s")
+            # Percona's exporter gives itself (scrape timeout in whole seconds - 1 s) per scrape: with the
+            # 1 s timeout of the other jobs it has 0 s and always reports mongodb_up 0
+            job.update(scrape_interval="3s", scrape_timeout="3s")
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(conf))
     return path
@@ -157,8 +173,11 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
         pytest.fail(f"{ferretdb} is missing: run `make bootstrap`")
     if not (ROOT / "app" / "scalemart" / "cli.py").exists():
         pytest.fail("app/scalemart is missing: the ScaleMart API (app issue) must be in the tree")
-    ports = {k: free_port() for k in ("redis", "mongo", "app", "worker", "node", "redis_exp", "mongo_exp",
-                                      "nginx", "stub", "nginx_exp", "prom")}
+    mongodb_exporter = TOOLS / "mongodb_exporter"
+    if not mongodb_exporter.exists():
+        pytest.fail(f"{mongodb_exporter} is missing: run `make bootstrap` (builds Percona's mongodb_exporter)")
+    ports = {k: free_port() for k in ("redis", "mongo", "ferretdb_debug", "app", "worker", "node", "redis_exp",
+                                      "mongo_exp", "nginx", "stub", "nginx_exp", "prom")}
 
     def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> Proc:
         p = Proc(name, argv, work, env)
@@ -172,8 +191,10 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     (work / "ferretdb").mkdir()
     start("ferretdb", [str(ferretdb), "--handler=sqlite", f"--sqlite-url=file:{work / 'ferretdb'}/",
                        f"--state-dir={work / 'ferretdb'}", f"--listen-addr=127.0.0.1:{ports['mongo']}",
-                       f"--debug-addr=127.0.0.1:{free_port()}", "--telemetry=disable", "--log-level=WARN"],
+                       f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}", "--telemetry=disable",
+                       "--log-level=WARN"],
           ports["mongo"])
+    wait_port(ports["ferretdb_debug"])
     app_env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALEMART_", "PROMETHEUS_MULTIPROC"))}
     app_env.update({
         "PYTHONPATH": str(ROOT / "app"), "SCALEMART_ENVIRONMENT": "test",
@@ -200,9 +221,9 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     start("redis-exporter", [binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
                              "-redis.addr", f"redis://127.0.0.1:{ports['redis']}",
                              "-web.listen-address", f"127.0.0.1:{ports['redis_exp']}"], ports["redis_exp"])
-    start("mongodb-exporter", [binary("prometheus-mongodb-exporter", "prometheus-mongodb-exporter"),
-                               "-mongodb.uri", f"mongodb://127.0.0.1:{ports['mongo']}",
-                               "-web.listen-address", f"127.0.0.1:{ports['mongo_exp']}"], ports["mongo_exp"])
+    start("mongodb-exporter", [str(mongodb_exporter), f"--mongodb.uri=mongodb://127.0.0.1:{ports['mongo']}/",
+                               *MONGODB_EXPORTER_FLAGS, f"--web.listen-address=127.0.0.1:{ports['mongo_exp']}"],
+          ports["mongo_exp"])
     start("nginx-exporter", [binary("prometheus-nginx-exporter", "prometheus-nginx-exporter"),
                              "-nginx.scrape-uri", f"http://127.0.0.1:{ports['stub']}/stub_status",
                              "-web.listen-address", f"127.0.0.1:{ports['nginx_exp']}"], ports["nginx_exp"])
@@ -215,7 +236,7 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     build(work / "alerting")
     targets = {"alertmanager": am.port, "scalemart-app": ports["app"], "scalemart-worker": ports["worker"],
                "node": ports["node"], "redis": ports["redis_exp"], "mongodb": ports["mongo_exp"],
-               "nginx": ports["nginx_exp"]}
+               "ferretdb": ports["ferretdb_debug"], "nginx": ports["nginx_exp"]}
     prom_conf = _prometheus_conf(work, ports["prom"], targets, am.port, work / "alerting" / "rules")
     (work / "tsdb").mkdir()
     prom = start("prometheus", [binary("prometheus", "prometheus"), f"--config.file={prom_conf}",
@@ -223,6 +244,7 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
                                 f"--web.listen-address=127.0.0.1:{ports['prom']}"], ports["prom"])
     url = f"http://127.0.0.1:{ports['prom']}"
     wait_http(f"{url}/-/ready", proc=prom.proc, log=prom.log)
+    started = time.time()
 
     _traffic(f"http://127.0.0.1:{ports['nginx']}", f"http://127.0.0.1:{ports['app']}")
     _wait_scraped(url, len(targets) + 1)
@@ -230,7 +252,7 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     # ratios are 0/0. A second round after they are scraped gives every rate something to show.
     _second_round(f"http://127.0.0.1:{ports['nginx']}")
     time.sleep(4)
-    return Stack(url, work, procs)
+    return Stack(url, work, procs, ports["mongo"], started)
 
 
 def _backup_textfile(directory: Path) -> None:
@@ -264,6 +286,68 @@ def test_every_panel_and_rule_expression_parses_and_uses_exposed_metrics(stack: 
     print(report.text())
     assert report.checked > 90
     assert report.ok, "dashboard panels or rules that would never show data:\n" + report.text()
+
+
+def test_nothing_is_deferred_to_the_environment_test(stack: Stack) -> None:
+    # MongoDB included: the Percona exporter and FerretDB's own metrics both run here
+    report = coverage.check(stack.prometheus, environment_only=coverage.ENVIRONMENT_ONLY)
+    assert not report.environment_only, report.text()
+
+
+def _query(url: str, expr: str) -> list[dict]:
+    body = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def test_mongodb_up_comes_from_the_percona_exporter_and_ferretdb_is_scraped(stack: Stack) -> None:
+    up = _query(stack.prometheus, "mongodb_up")
+    assert [(r["metric"]["job"], r["value"][1]) for r in up] == [("mongodb", "1")], up
+    # every scrape of the exporter and of FerretDB since the start succeeded (a panicking collector
+    # answers some scrapes and breaks the others)
+    since = f"{int(time.time() - stack.started) + 1}s"
+    for job in ("mongodb", "ferretdb"):
+        worst = _query(stack.prometheus, f'min_over_time(up{{job="{job}"}}[{since}])')
+        assert [r["value"][1] for r in worst] == ["1"], f"{job}: a scrape failed: {worst}"
+
+
+def _open_connections_floor(url: str, seconds: float = 4) -> float:
+    """The lowest open-connections value over a few FerretDB scrapes.
+
+    The exporter opens two short-lived connections on each of its scrapes, so single readings jump
+    by +2 now and then; the persistent connections (app pools, worker, test clients) are the floor."""
+    readings = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = _query(url, ferretdb_open_connections())
+        assert len(result) == 1, f"expected one FerretDB instance: {result}"
+        readings.append(float(result[0]["value"][1]))
+        time.sleep(0.5)
+    return min(readings)
+
+
+def _wait_floor(url: str, expected: float, timeout: float = 30) -> float:
+    deadline = time.monotonic() + timeout
+    floor = _open_connections_floor(url)
+    while floor != expected and time.monotonic() < deadline:
+        floor = _open_connections_floor(url)
+    return floor
+
+
+def test_open_connections_follow_real_client_connections(stack: Stack) -> None:
+    """The MongoDBTooManyConnections expression counts what is really open on FerretDB."""
+    before = _open_connections_floor(stack.prometheus)
+    assert before >= 1, "the app, worker and exporter hold connections: 0 means the expression is wrong"
+    extra = 20
+    clients = [socket.create_connection(("127.0.0.1", stack.mongo_port), timeout=5) for _ in range(extra)]
+    try:
+        during = _wait_floor(stack.prometheus, before + extra)
+    finally:
+        for c in clients:
+            c.close()
+    after = _wait_floor(stack.prometheus, before)
+    assert (during, after) == (before + extra, before), \
+        f"open connections before/with {extra} more clients/after closing them: {before}/{during}/{after}"
 
 
 def test_environment_only_names_are_really_absent_here_and_used(stack: Stack) -> None:
