@@ -1,0 +1,47 @@
+"""Preflight of the app, worker and grafana roles: the play stops with a message naming the variable.
+
+Same mechanism as test_preflight.py (one role, the control machine, check mode, nothing installed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.roles.test_preflight import test_preflight_stops_the_play_naming_the_variable as run_case
+
+SECRETS = {"scalemart_admin_token": "a-long-enough-admin-token-0123456789",
+           "redis_password": "a-long-enough-redis-password", "mongodb_password": "a-long-enough-mongo-password"}
+
+CASES = [
+    # (id, role, vars, text the failure must contain)
+    ("app-token-missing", "app", {k: v for k, v in SECRETS.items() if k != "scalemart_admin_token"},
+     "scalemart_admin_token"),
+    ("app-token-short", "app", {**SECRETS, "scalemart_admin_token": "short-token"}, "scalemart_admin_token must be"),
+    ("app-redis-password-missing", "app", {k: v for k, v in SECRETS.items() if k != "redis_password"},
+     "redis_password"),
+    ("app-port-not-int", "app", {**SECRETS, "app_port": "eighty"}, "app_port"),
+    ("app-workers-zero", "app", {**SECRETS, "app_workers": 0}, "app_workers must be an integer from 1 to 64"),
+    ("app-rate-limit-negative", "app", {**SECRETS, "app_rate_limit_requests": -5}, "app_rate_limit_requests"),
+    ("app-environment-unknown", "app", {**SECRETS, "app_environment": "prod"}, "app_environment must be one of"),
+    ("app-extra-setting-name", "app", {**SECRETS, "app_extra_settings": {"cache-ttl": 1}}, "app_extra_settings"),
+    ("app-source-missing", "app", {**SECRETS, "app_source_dir": "/nonexistent/app"}, "app_source_dir /nonexistent/app"),
+    ("worker-mongodb-password-missing", "worker", {k: v for k, v in SECRETS.items() if k != "mongodb_password"},
+     "mongodb_password"),
+    ("worker-metrics-port-impossible", "worker", {**SECRETS, "worker_metrics_port": 70000}, "worker_metrics_port"),
+    ("worker-batch-not-int", "worker", {**SECRETS, "worker_batch_size": "many"}, "worker_batch_size"),
+    ("worker-name-bad", "worker", {**SECRETS, "worker_name": "two words"}, "worker_name"),
+    ("grafana-password-missing", "grafana", {}, "grafana_admin_password"),
+    ("grafana-password-admin", "grafana", {"grafana_admin_password": "admin"}, "grafana_admin_password must be"),
+    ("grafana-port-not-int", "grafana", {"grafana_admin_password": "a-long-grafana-password", "grafana_port": "web"},
+     "grafana_port"),
+    ("grafana-prometheus-url", "grafana", {"grafana_admin_password": "a-long-grafana-password",
+                                           "grafana_prometheus_url": "prometheus:9090"}, "grafana_prometheus_url"),
+]
+
+
+@pytest.mark.parametrize(("role", "variables", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_app_roles_preflight_stops_the_play_naming_the_variable(role: str, variables: dict, expected: str,
+                                                               tmp_path: Path, venv_tool) -> None:
+    run_case(role, variables, expected, tmp_path, venv_tool)
