@@ -1,0 +1,86 @@
+"""The grafana role: provisioning files valid and loaded by a real Grafana; no admin/admin.
+
+If the toolchain has no Grafana server, the server tests fail and say so; the provisioning
+tests still show what was rendered and validated.
+"""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from scalemart_testinfra import (
+    assert_active,
+    assert_enabled,
+    assert_file,
+    assert_listening,
+    http_get,
+    private_address,
+)
+
+PASSWORD = "molecule-grafana-password-0123"
+BUILT = sorted(p.name for p in (Path(__file__).resolve().parents[3] / "build/dashboards").glob("*.json"))
+
+
+def auth(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture(scope="module")
+def server(host):
+    if not host.file("/usr/local/bin/grafana").exists:
+        pytest.fail("NOT RUN: no Grafana server on the host (.tools/bin/grafana missing on the control machine: "
+                    "run `make bootstrap`); only the provisioning files were rendered and validated", pytrace=False)
+    return f"http://{private_address(host)}:3000"
+
+
+def test_provisioning_files_are_valid_json_yaml(host):
+    for path in ("/etc/grafana/provisioning/datasources/prometheus.yaml",
+                 "/etc/grafana/provisioning/dashboards/scalemart.yaml"):
+        assert host.run("python3 -m json.tool %s", path).rc == 0, path
+
+
+def test_every_generated_dashboard_is_installed(host):
+    assert BUILT, "build/dashboards is empty: the role's build step did not run"
+    assert sorted(host.run("ls /var/lib/grafana/dashboards").stdout.split()) == BUILT
+
+
+def test_config_with_admin_password_is_not_world_readable(host):
+    assert_file(host, "/etc/grafana/grafana.ini", "root", "grafana", 0o640)
+
+
+def test_grafana_is_active(host, server):
+    assert_active(host, "grafana")
+
+
+def test_grafana_is_enabled(host, server):
+    assert_enabled(host, "grafana")
+
+
+def test_grafana_listens_on_the_private_address(host, server):
+    assert_listening(host, "grafana", f"tcp://{private_address(host)}:3000")
+
+
+def test_default_admin_password_is_refused(host, server):
+    status, _ = http_get(host, f"{server}/api/datasources", "grafana", headers=auth("admin", "admin"))
+    assert status == 401
+
+
+def test_datasource_is_provisioned(host, server):
+    status, body = http_get(host, f"{server}/api/datasources/uid/prometheus", "grafana", headers=auth("admin", PASSWORD))
+    assert status == 200, body
+    assert json.loads(body)["type"] == "prometheus"
+
+
+def test_dashboards_are_provisioned(host, server):
+    uids = {json.loads(host.file(f"/var/lib/grafana/dashboards/{n}").content_string)["uid"] for n in BUILT}
+    deadline_checks = 30
+    found = set()
+    for _ in range(deadline_checks):
+        status, body = http_get(host, f"{server}/api/search?type=dash-db", "grafana", headers=auth("admin", PASSWORD))
+        assert status == 200, body
+        found = {d["uid"] for d in json.loads(body)}
+        if uids <= found:
+            break
+        host.run("sleep 2")
+    assert uids <= found, f"not provisioned: {sorted(uids - found)}"
