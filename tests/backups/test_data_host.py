@@ -1,0 +1,226 @@
+"""The backups role on a data host built by the real redis, mongodb and backups roles, in a
+container from the base image (systemd as PID 1), the way molecule runs roles:
+
+- the timer is installed, enabled, next run at 02:00 local time, and the time is a variable;
+- playbooks/backup.yml takes a backup there; playbooks/restore.yml refuses a corrupt archive
+  before it stops anything, and restores a good one. The app and worker units on this host are
+  stand-ins (`sleep`), so the test's restore names say so; their reconcile runs in tests/backups/
+  test_round_trip.py against the real app."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.backups import shop
+from tests.backups.conftest import ROOT
+
+SYSTEMD_FLAGS = ["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+                 "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", "--cgroupns", "host"]
+TIMER = "scalemart-backup.timer"
+SERVICE = "scalemart-backup.service"
+STAND_INS = ("scalemart-app", "scalemart-worker")
+BACKUP_DIR = "/var/backups/scalemart"
+PY = "/opt/scalemart-backups/venv/bin/python"
+# Test-only secrets for a throwaway container; real environments take them from the vault.
+REDIS_PASSWORD = "data-host-test-redis-" + secrets.token_hex(8)
+MONGO_PASSWORD = "data-host-test-mongo-" + secrets.token_hex(8)
+
+
+@dataclass
+class DataHost:
+    name: str
+    address: str
+    work: Path
+
+    def sh(self, *cmd: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["docker", "exec", self.name, *cmd], capture_output=True, text=True, timeout=300)
+        if check:
+            assert proc.returncode == 0, f"{cmd}: {proc.stdout}{proc.stderr}"
+        return proc
+
+    def py(self, code: str) -> str:
+        """Python in the tool's virtualenv on the host (it has pymongo and redis)."""
+        return self.sh(PY, "-c", code, check=True).stdout
+
+    def playbook(self, playbook: str, *extra: str, **hostvars: object) -> subprocess.CompletedProcess[str]:
+        inventory = self.work / "inventory.json"
+        host = {"ansible_connection": "community.docker.docker", "private_address": self.address}
+        inventory.write_text(json.dumps({"all": {
+            "vars": {"ansible_python_interpreter": "/usr/bin/python3", "scalemart_environment": "dev",
+                     "scalemart_data_dirs": {"backups": BACKUP_DIR},
+                     "backups_encryption_key": "data-host-test-" + "k" * 32,
+                     "redis_password": REDIS_PASSWORD, "mongodb_password": MONGO_PASSWORD,
+                     "redis_appendfsync": "everysec", "redis_maxmemory": "64mb", **hostvars},
+            "children": {group: {"hosts": {self.name: host}} for group in ("data", "app", "worker")}}}))
+        proc = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), playbook, *extra],
+            capture_output=True, text=True, timeout=900, cwd=ROOT,
+            env={"PATH": f"{ROOT / '.venv' / 'bin'}:{ROOT / '.tools' / 'bin'}:/usr/bin:/bin", "HOME": str(self.work),
+                 "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_HOST_KEY_CHECKING": "False",
+                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+        print(proc.stdout[-8000:], proc.stderr[-3000:])
+        return proc
+
+    def converge(self, **hostvars: object) -> subprocess.CompletedProcess[str]:
+        converge = self.work / "converge.yml"
+        converge.write_text("- name: Converge a data host\n  hosts: data\n  become: true\n  roles:\n"
+                            "    - role: redis\n    - role: mongodb\n    - role: backups\n")
+        return self.playbook(str(converge), **hostvars)
+
+
+@pytest.fixture(scope="module")
+def data_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
+    if not (ROOT / "roles" / "backups" / "tasks" / "main.yml").exists():
+        pytest.fail("roles/backups is missing: the roles issue adds the `backups` role that installs this package "
+                    "and scalemart-backup.timer (contract: backups/README.md)")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("no Docker engine answers: run `make bootstrap` (it starts dockerd)")
+    image = subprocess.run(["python3", "-c", "from toolchain import image; print(image.tag())"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
+        pytest.fail(f"base image {image} is missing: run `make bootstrap`")
+    name = f"scalemart-backups-data-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", "data-1", *SYSTEMD_FLAGS, image],
+                   check=True, capture_output=True)
+    try:
+        address = subprocess.run(["docker", "inspect", "-f",
+                                  "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        host = DataHost(name, address, tmp_path_factory.mktemp("data-host"))
+        deadline = time.monotonic() + 90
+        while host.sh("systemctl", "is-system-running").stdout.strip() not in ("running", "degraded"):
+            if time.monotonic() > deadline:
+                pytest.fail(f"systemd in {name} did not come up: {host.sh('systemctl', '--failed').stdout}")
+            time.sleep(1)
+        yield host
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def converged(data_host: DataHost) -> DataHost:
+    proc = data_host.converge()
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    for unit in STAND_INS:  # stand-ins for the app and worker units the restore playbook stops and starts
+        data_host.sh("sh", "-c", f"printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/{unit}"
+                     ".service", check=True)
+    data_host.sh("systemctl", "daemon-reload", check=True)
+    data_host.sh("systemctl", "start", *STAND_INS, check=True)
+    return data_host
+
+
+def seed(host: DataHost) -> None:
+    host.py(f"""
+import pymongo, redis
+r = redis.Redis(password={REDIS_PASSWORD!r})
+m = pymongo.MongoClient("mongodb://scalemart:{MONGO_PASSWORD}@{host.address}:27017/?authSource=admin")
+for pid, stocked, sold in (("tee", 50, 3), ("mug", 20, 2)):
+    r.hset({shop.store.product_key("") !r} + pid, mapping={{"stock": stocked - sold, "stocked": stocked}})
+    r.sadd({shop.store.PRODUCTS!r}, pid)
+    r.hset({shop.store.bought_key("")!r} + pid, "ann", sold)
+    m.scalemart.orders.insert_many([{{"_id": f"{{pid}}-{{i}}", "product_id": pid, "quantity": 1, "user_id": "ann"}}
+                                    for i in range(sold)])
+""")
+
+
+def state(host: DataHost) -> str:
+    return host.py(f"""
+import json, pymongo, redis
+r = redis.Redis(password={REDIS_PASSWORD!r}, decode_responses=True)
+m = pymongo.MongoClient("mongodb://scalemart:{MONGO_PASSWORD}@{host.address}:27017/?authSource=admin")
+print(json.dumps({{"redis": {{k: r.hgetall(k) if r.type(k) == "hash" else sorted(r.smembers(k))
+                             for k in sorted(r.keys())}},
+                   "orders": list(m.scalemart.orders.find().sort("_id", 1))}}, sort_keys=True))
+""")
+
+
+def archives(host: DataHost) -> list[str]:
+    return sorted(host.sh("sh", "-c", f"cd {BACKUP_DIR} && ls scalemart_backup_*.tar.gz").stdout.split())
+
+
+def stand_ins_active(host: DataHost) -> list[str]:
+    return host.sh("systemctl", "is-active", *STAND_INS).stdout.split()
+
+
+def test_the_timer_is_installed_and_enabled(converged: DataHost) -> None:
+    assert converged.sh("systemctl", "is-enabled", TIMER).stdout.strip() == "enabled"
+    assert converged.sh("systemctl", "is-active", TIMER).stdout.strip() == "active"
+
+
+def test_the_next_run_is_at_0200_local_time(converged: DataHost) -> None:
+    nxt = converged.sh("systemctl", "show", "-p", "NextElapseUSecRealtime", "--value", TIMER).stdout.strip()
+    local_zone = converged.sh("date", "+%Z").stdout.strip()
+    # systemd prints the next elapse in the host's local time, e.g. "Tue 2026-11-24 02:00:00 UTC"
+    assert " 02:00:00 " in f"{nxt} " and nxt.endswith(local_zone), nxt
+
+
+def test_the_timer_runs_this_package_with_the_installed_config(converged: DataHost) -> None:
+    exec_start = converged.sh("systemctl", "show", "-p", "ExecStart", "--value", SERVICE).stdout
+    assert "-m backups" in exec_start and "backup" in exec_start, exec_start
+    assert converged.sh("stat", "-c", "%a %U", "/etc/scalemart/backups.json").stdout.strip() == "600 root"
+
+
+def test_the_backup_playbook_takes_a_backup_on_the_data_host(converged: DataHost) -> None:
+    seed(converged)
+    proc = converged.playbook(str(ROOT / "playbooks" / "backup.yml"))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "backup OK" in proc.stdout
+    assert len(archives(converged)) == 1
+    prom = converged.sh("cat", "/var/lib/prometheus/node-exporter/scalemart_backup.prom", check=True).stdout
+    assert 'scalemart_backup_last_success_timestamp_seconds{kind="mongodb"}' in prom
+
+
+def test_the_restore_playbook_refuses_a_corrupt_archive_before_stopping_anything(converged: DataHost) -> None:
+    [good] = archives(converged)
+    # A copy on the control machine with one flipped byte: the playbook uploads it, then refuses it.
+    bad = converged.work / "scalemart_backup_dev_20000101_000000.tar.gz"
+    for suffix in ("", ".sha256"):
+        subprocess.run(["docker", "cp", f"{converged.name}:{BACKUP_DIR}/{good}{suffix}", f"{bad}{suffix}"],
+                       check=True, capture_output=True)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    before = state(converged)
+    try:
+        proc = converged.playbook(str(ROOT / "playbooks" / "restore.yml"), "-e", f"archive={bad}")
+        assert proc.returncode != 0
+        assert "corrupt" in proc.stdout and "nothing was stopped or changed" in proc.stdout
+        assert "Ensure the app is stopped" not in proc.stdout
+        assert stand_ins_active(converged) == ["active", "active"]
+        assert state(converged) == before
+    finally:
+        converged.sh("rm", "-f", f"{BACKUP_DIR}/{bad.name}", f"{BACKUP_DIR}/{bad.name}.sha256")
+
+
+def test_the_restore_playbook_restores_with_app_and_worker_stand_ins(converged: DataHost) -> None:
+    [archive] = archives(converged)
+    before = state(converged)
+    converged.py(f"""
+import pymongo, redis
+redis.Redis(password={REDIS_PASSWORD!r}).flushall()
+pymongo.MongoClient("mongodb://scalemart:{MONGO_PASSWORD}@{converged.address}:27017/?authSource=admin").drop_database("scalemart")
+""")
+    assert state(converged) != before
+    proc = converged.playbook(str(ROOT / "playbooks" / "restore.yml"), "-e", f"archive={archive}", "-e",
+                              json.dumps({"backups_reconcile_command": ["/bin/echo", "reconcile stand-in"]}))
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "counts vs manifest: identical" in proc.stdout
+    assert state(converged) == before
+    assert stand_ins_active(converged) == ["active", "active"]
+
+
+def test_the_time_is_a_variable(converged: DataHost) -> None:
+    proc = converged.converge(backups_time="03:30")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    nxt = converged.sh("systemctl", "show", "-p", "NextElapseUSecRealtime", "--value", TIMER).stdout
+    assert " 03:30:00 " in nxt, nxt
