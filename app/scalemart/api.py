@@ -94,7 +94,8 @@ ADMIN_ERRORS = _e(401)
 class State:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = store.redis_client(settings.redis_url)
+        # Any: redis-py types every reply as a sync/async union, which says nothing useful here
+        self.redis: Any = store.redis_client(settings.redis_url)
         self.scripts = store.register_scripts(self.redis)
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             settings.mongo_url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=5000,
@@ -552,9 +553,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         st = state_of(request)
         starts, ends = body.epochs()
         limit = body.per_user_limit or st.settings.default_per_user_limit
-        doc = {"_id": body.id, "name": body.name, "price_cents": body.price_cents, "per_user_limit": limit,
-               "sale_open": body.open, "starts_at": starts, "ends_at": ends, "initial_stock": body.stock,
-               "created_at": datetime.now(UTC)}
+        doc: dict[str, Any] = {
+            "_id": body.id, "name": body.name, "price_cents": body.price_cents, "per_user_limit": limit,
+            "sale_open": body.open, "starts_at": starts, "ends_at": ends, "initial_stock": body.stock,
+            "created_at": datetime.now(UTC)}
         try:
             await st.db.products.insert_one(doc)
         except DuplicateKeyError:
@@ -566,8 +568,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if exists:
                 raise ApiError(409, "product_exists", f"product '{body.id}' already exists; restock it with "
                                f"POST /api/admin/products/{body.id}/restock", field="id") from None
-            old = await st.db.products.find_one({"_id": body.id})
-            doc = old or doc
+            try:
+                doc = await st.db.products.find_one({"_id": body.id}) or doc
+            except PyMongoError:
+                raise mongo_unavailable("creating a product") from None
         except PyMongoError:
             raise mongo_unavailable("creating a product") from None
         try:

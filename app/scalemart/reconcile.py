@@ -45,8 +45,8 @@ class Row:
 
 
 def collect(settings: Settings) -> list[Row]:
-    r = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=2)
-    db = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)[settings.mongo_db]
+    r: Any = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=2)
+    db: Any = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)[settings.mongo_db]
     # Summed here rather than with $group: the proof should not depend on the server's aggregation
     # (FerretDB 1.24 gets multi-accumulator $group wrong), and a scan of the orders is cheap.
     persisted: dict[str, list[int]] = defaultdict(lambda: [0, 0])

@@ -66,7 +66,7 @@ class Worker:
     def __init__(self, settings: Settings, worker_metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.name = settings.worker_name or socket.gethostname()
-        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=2,
+        self.redis: Any = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=2,
                                           socket_timeout=10)
         self.mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000,
                                                               tz_aware=True)
