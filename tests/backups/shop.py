@@ -26,6 +26,11 @@ from scalemart.worker import order_doc  # noqa: E402
 IDEMPOTENCY_TTL = 86400
 
 
+def idem_key(user: str, key: str) -> str:
+    # built inside the app's BUY_LUA (`P .. 'idem:' .. user .. ':' .. key`), which has no Python helper
+    return f"{store.PREFIX}idem:{user}:{key}"
+
+
 @dataclass
 class Seeded:
     products: dict[str, int]
@@ -76,7 +81,7 @@ def seed(r: redis.Redis, db: Any, products: int, orders: int, queued: int, seed_
                   "created_at_ms": str(t0_ms + n * 10), "idempotency_key": key}
         pipe.hincrby(store.product_key(pid), "stock", -qty)
         pipe.hincrby(store.bought_key(pid), user, qty)
-        pipe.set(store.idem_key(user, key), json.dumps({"result": "success", "order_id": order_id}),
+        pipe.set(idem_key(user, key), json.dumps({"result": "success", "order_id": order_id}),
                  ex=IDEMPOTENCY_TTL)
         if n < orders:
             docs.append(order_doc(f"{t0_ms + n * 10}-0", fields))
