@@ -21,12 +21,14 @@ import tarfile
 import tempfile
 import tomllib
 import zipfile
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+KEEP_BUNDLES = 3
 SKIP_DIRS = {"__pycache__", "build", "bench", ".pytest_cache", ".mypy_cache"}
 
 
@@ -79,12 +81,14 @@ def missing_for_host(deps: Path, host_python: str) -> list[str]:
 def build(src: Path, out: Path, python: str, host_python: str) -> dict[str, object]:
     meta = tomllib.loads((src / "pyproject.toml").read_text())["project"]
     version = meta["version"]
-    deps_key = digest([src / "pyproject.toml"], src) + "-py" + host_python
-    app_key = digest(source_files(src), src) + "-py" + host_python.replace(".", "")
+    deps_key = digest([src / "pyproject.toml"], src) + "-py" + host_python + "-pip" + installed_version("pip")
+    app_key = digest(source_files(src), src) + "-py" + host_python.replace(".", "") + "-pip" + installed_version("pip")
     release = f"{version}-{app_key}"
     tarball = out / f"scalemart-{release}.tar"
+    pip_wheel = f"pip-{installed_version('pip')}-py3-none-any.whl"
+    result = {"release": release, "version": version, "tarball": str(tarball), "pip_wheel": pip_wheel}
     if tarball.exists():
-        return {"changed": False, "release": release, "version": version, "tarball": str(tarball)}
+        return {"changed": False, **result}
 
     out.mkdir(parents=True, exist_ok=True)
     deps = out / f"deps-{deps_key}"
@@ -103,6 +107,10 @@ def build(src: Path, out: Path, python: str, host_python: str) -> dict[str, obje
                 "--dest", str(deps), *missing)
         else:
             sys.exit(f"the wheelhouse for Python {host_python} is still missing {missing}")
+        # The hosts' venvs are created without pip (ensurepip is slow and needs python3-venv);
+        # pip runs from its wheel instead and installs itself with the rest.
+        pip(python, "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(deps),
+            f"pip=={installed_version('pip')}")
         (deps / ".complete").write_text(deps_key + "\n")
 
     with tempfile.TemporaryDirectory(prefix="scalemart-wheel-") as tmp:
@@ -116,7 +124,10 @@ def build(src: Path, out: Path, python: str, host_python: str) -> dict[str, obje
             for whl in sorted([*deps.glob("*.whl"), *wheels.glob("*.whl")]):
                 tar.add(whl, arcname=whl.name)
         os.replace(partial, tarball)
-    return {"changed": True, "release": release, "version": version, "tarball": str(tarball)}
+    # The cache would otherwise grow by a bundle per app change; hosts keep their own copies.
+    for old in sorted(out.glob("scalemart-*.tar"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP_BUNDLES:]:
+        old.unlink()
+    return {"changed": True, **result}
 
 
 def main() -> None:
