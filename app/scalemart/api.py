@@ -29,7 +29,6 @@ from scalemart.models import (
     BuyOut,
     ErrorOut,
     Health,
-    OrderOut,
     OrdersOut,
     ProductCreate,
     ProductList,
@@ -37,7 +36,6 @@ from scalemart.models import (
     ProductStats,
     RestockIn,
     SaleIn,
-    SaleOut,
     StatsOut,
     StatsTotals,
 )
@@ -688,5 +686,3 @@ def _json(out: dict[str, Any]) -> dict[str, Any]:
     sale = out["sale"]
     return {**out, "sale": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in sale.items()}}
 
-
-__all__ = ["create_app", "SaleOut", "OrderOut"]
