@@ -57,9 +57,9 @@ def test_preflight_stops_the_play_naming_the_variable(role: str, variables: dict
              "vars": {"private_address": "127.0.0.1"}, "roles": [{"role": role}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     (tmp_path / "vars.json").write_text(json.dumps(variables))
-    proc = subprocess.run([venv_tool("ansible-playbook"), "-i", "localhost,", "--check", "-e", f"@{tmp_path / 'vars.json'}",
-                           str(tmp_path / "play.yml")], cwd=ROOT, env=tool_env(), capture_output=True, text=True,
-                          timeout=180)
+    cmd = [venv_tool("ansible-playbook"), "-i", "localhost,", "--check", "-e", f"@{tmp_path / 'vars.json'}",
+           str(tmp_path / "play.yml")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=180)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"the play accepted {variables}:\n{tail(output, 60)}"
     # Only the failure messages count: argument-spec failures also dump every option's name.

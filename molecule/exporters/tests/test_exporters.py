@@ -43,7 +43,8 @@ def test_exporter_config_is_root_only(host, unit):
 @pytest.mark.parametrize("unit", EXPORTERS)
 def test_exporter_reads_its_service(host, unit):
     port, sample = EXPORTERS[unit]
-    status, body = http_get(host, f"http://{private_address(host)}:{port}/metrics", unit, timeout=30, request_timeout=25)
+    url = f"http://{private_address(host)}:{port}/metrics"
+    status, body = http_get(host, url, unit, timeout=30, request_timeout=25)
     assert status == 200
     if sample not in body:
         hint = ""

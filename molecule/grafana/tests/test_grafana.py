@@ -18,7 +18,7 @@ from scalemart_testinfra import (
     private_address,
 )
 
-PASSWORD = "molecule-grafana-password-0123"
+PASSWORD = "molecule-grafana-password-0123"  # noqa: S105 - throwaway test container
 BUILT = sorted(p.name for p in (Path(__file__).resolve().parents[3] / "build/dashboards").glob("*.json"))
 
 
@@ -67,7 +67,8 @@ def test_default_admin_password_is_refused(host, server):
 
 
 def test_datasource_is_provisioned(host, server):
-    status, body = http_get(host, f"{server}/api/datasources/uid/prometheus", "grafana", headers=auth("admin", PASSWORD))
+    url = f"{server}/api/datasources/uid/prometheus"
+    status, body = http_get(host, url, "grafana", headers=auth("admin", PASSWORD))
     assert status == 200, body
     assert json.loads(body)["type"] == "prometheus"
 

@@ -9,7 +9,7 @@ import pytest
 from pymongo.errors import OperationFailure
 from scalemart_testinfra import assert_active, assert_enabled, assert_file, assert_listening, private_address
 
-PASSWORD = "molecule-mongo-password-0123"
+PASSWORD = "molecule-mongo-password-0123"  # noqa: S105 - throwaway test container
 
 
 def client(host, user="scalemart", password=PASSWORD):
@@ -46,7 +46,8 @@ def test_unauthenticated_commands_are_refused(host):
 
 
 def test_wrong_password_is_refused(host):
-    with client(host, password="wrong-password-000000") as c, pytest.raises(OperationFailure, match="Authentication"):
+    wrong = client(host, password="wrong-password-000000")  # noqa: S106 - not a credential
+    with wrong as c, pytest.raises(OperationFailure, match="Authentication"):
         c.shop.molecule.find_one()
 
 

@@ -3,7 +3,7 @@
 import pytest
 from scalemart_testinfra import assert_active, assert_enabled, assert_file, assert_listening, private_address
 
-PASSWORD = "molecule-redis-password-0123"
+PASSWORD = "molecule-redis-password-0123"  # noqa: S105 - throwaway test container
 
 
 def cli(host, *args, address="127.0.0.1"):
