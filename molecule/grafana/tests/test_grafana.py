@@ -19,6 +19,7 @@ from scalemart_testinfra import (
 )
 
 PASSWORD = "molecule-grafana-password-0123"  # noqa: S105 - throwaway test container
+UNIT = "grafana-server"
 BUILT = sorted(p.name for p in (Path(__file__).resolve().parents[3] / "build/dashboards").glob("*.json"))
 
 
@@ -50,25 +51,25 @@ def test_config_with_admin_password_is_not_world_readable(host):
 
 
 def test_grafana_is_active(host, server):
-    assert_active(host, "grafana")
+    assert_active(host, UNIT)
 
 
 def test_grafana_is_enabled(host, server):
-    assert_enabled(host, "grafana")
+    assert_enabled(host, UNIT)
 
 
 def test_grafana_listens_on_the_private_address(host, server):
-    assert_listening(host, "grafana", f"tcp://{private_address(host)}:3000")
+    assert_listening(host, UNIT, f"tcp://{private_address(host)}:3000")
 
 
 def test_default_admin_password_is_refused(host, server):
-    status, _ = http_get(host, f"{server}/api/datasources", "grafana", headers=auth("admin", "admin"))
+    status, _ = http_get(host, f"{server}/api/datasources", UNIT, headers=auth("admin", "admin"))
     assert status == 401
 
 
 def test_datasource_is_provisioned(host, server):
     url = f"{server}/api/datasources/uid/prometheus"
-    status, body = http_get(host, url, "grafana", headers=auth("admin", PASSWORD))
+    status, body = http_get(host, url, UNIT, headers=auth("admin", PASSWORD))
     assert status == 200, body
     assert json.loads(body)["type"] == "prometheus"
 
@@ -78,10 +79,41 @@ def test_dashboards_are_provisioned(host, server):
     deadline_checks = 30
     found = set()
     for _ in range(deadline_checks):
-        status, body = http_get(host, f"{server}/api/search?type=dash-db", "grafana", headers=auth("admin", PASSWORD))
+        status, body = http_get(host, f"{server}/api/search?type=dash-db", UNIT, headers=auth("admin", PASSWORD))
         assert status == 200, body
         found = {d["uid"] for d in json.loads(body)}
         if uids <= found:
             break
         host.run("sleep 2")
     assert uids <= found, f"not provisioned: {sorted(uids - found)}"
+
+
+def test_generated_admin_password_logs_in(host, server):
+    status, body = http_get(host, f"{server}/api/user", UNIT, headers=auth("admin", PASSWORD))
+    assert status == 200 and json.loads(body)["login"] == "admin", body
+
+
+def test_nothing_phones_home(host):
+    ini = host.file("/etc/grafana/grafana.ini").content_string
+    for key in ("reporting_enabled", "check_for_updates", "check_for_plugin_updates", "news_feed_enabled"):
+        assert f"{key} = false" in ini, key
+
+
+@pytest.mark.parametrize("sub", ["datasources", "dashboards", "plugins", "notifiers", "alerting"])
+def test_every_provisioning_directory_exists(host, sub):
+    assert host.file(f"/etc/grafana/provisioning/{sub}").is_directory
+
+
+def test_prometheus_datasource_health_check_passes(host, server):
+    # Debian's Prometheus from the scenario's prepare step answers the datasource's test query.
+    status, body = http_get(host, f"{server}/api/datasources/uid/prometheus/health", UNIT,
+                            headers=auth("admin", PASSWORD))
+    assert status == 200 and json.loads(body)["status"] == "OK", body
+
+
+def test_refused_datasource_left_the_installed_file_and_service_alone(host, server):
+    # side_effect.yml tried a second default datasource; the throwaway Grafana refused it.
+    assert "Second default" not in host.file("/etc/grafana/provisioning/datasources/prometheus.yaml").content_string
+    status, body = http_get(host, f"{server}/api/datasources", UNIT, headers=auth("admin", PASSWORD))
+    assert status == 200 and [d["name"] for d in json.loads(body)] == ["Prometheus"], body
+    assert_active(host, UNIT)
