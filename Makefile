@@ -6,7 +6,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help bootstrap up verify down credentials test lint dashboards bench-app load backup restore
+.PHONY: help bootstrap up verify down credentials test lint roles-test dashboards bench-app load backup restore
 
 help:
 	@echo "make up ENV=dev|staging|production   create, configure and verify an environment"
@@ -36,6 +36,11 @@ test: bootstrap
 
 lint: bootstrap
 	$(PY) -m ruff check .
+
+# Role scenarios one after another, argument specs, preflight, ansible-lint + yamllint (molecule/README.md).
+# One scenario: make roles-test SCENARIO_K=redis
+roles-test: bootstrap
+	$(PY) -m pytest -p no:cacheprovider -ra tests/roles $(if $(SCENARIO_K),-k $(SCENARIO_K),)
 
 # The API's throughput and latency, buy vs a trivial endpoint, with wrk (app/README.md).
 bench-app: bootstrap
