@@ -18,7 +18,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 # Which services run on which group, and where they listen: (unit, port, bind) where bind is
-# "private" (the host's private address) or "loopback". One table for every infra test.
+# "private" (the host's private address), "loopback", or "published" (a port the environment
+# publishes, which may listen on every interface of its host). One table for every infra test.
 SERVICES: dict[str, list[tuple[str, int | None, str]]] = {
     "all": [("prometheus-node-exporter", 9100, "private")],
     "app": [("scalemart-app", 8000, "private")],
@@ -28,7 +29,7 @@ SERVICES: dict[str, list[tuple[str, int | None, str]]] = {
              ("scalemart-backup.timer", None, "")],
     "monitoring": [("prometheus", 9090, "private"), ("prometheus-alertmanager", 9093, "private"),
                    ("grafana-server", 3000, "private")],
-    "lb": [("nginx", 80, "private"), ("prometheus-nginx-exporter", 9113, "private")],
+    "lb": [("nginx", 80, "published"), ("prometheus-nginx-exporter", 9113, "private")],
 }
 
 

@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+import yaml
 
 from tests.infra.conftest import Environment
 
@@ -47,9 +48,8 @@ def test_every_app_host_is_scraped(environment: Environment) -> None:
 def test_every_rule_group_is_loaded(environment: Environment) -> None:
     host = environment.host(environment.group("monitoring")[0])
     files = host.run("ls /etc/prometheus/rules/").stdout.split()
-    expected = 0
-    for name in files:
-        expected += int(host.run(f"grep -c '^  *- name:' /etc/prometheus/rules/{name}").stdout.strip() or 0)
+    expected = sum(len(yaml.safe_load(host.file(f"/etc/prometheus/rules/{name}").content_string)["groups"])
+                   for name in files)
     base = f"http://{_monitoring_address(environment)}:9090"
     groups = httpx.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert expected > 0, "no rule groups installed in /etc/prometheus/rules"
@@ -59,7 +59,11 @@ def test_every_rule_group_is_loaded(environment: Environment) -> None:
 
 def test_alertmanager_cluster_is_ready(environment: Environment) -> None:
     base = f"http://{_monitoring_address(environment)}:9093"
+    deadline = time.monotonic() + 90  # a fresh Alertmanager settles its gossip first
     status = httpx.get(f"{base}/api/v2/status", timeout=10).json()
+    while status["cluster"]["status"] == "settling" and time.monotonic() < deadline:
+        time.sleep(3)
+        status = httpx.get(f"{base}/api/v2/status", timeout=10).json()
     assert status["cluster"]["status"] == "ready", status["cluster"]
 
 

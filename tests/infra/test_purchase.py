@@ -34,7 +34,7 @@ def test_purchase_reaches_mongodb_and_the_metrics(environment: Environment) -> N
     order = None
     deadline = time.monotonic() + 30
     while order is None and time.monotonic() < deadline:
-        order = db["orders"].find_one({"order_id": order_id})
+        order = db["orders"].find_one({"_id": order_id})
         time.sleep(0.5)
     assert order is not None, f"order {order_id} never reached MongoDB"
     assert order["product_id"] == pid and order["user_id"] == user
