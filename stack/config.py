@@ -43,6 +43,7 @@ VOLUMES = {
 PUBLISHABLE = {"lb": ("lb", "lb"), "grafana": ("monitoring", "grafana"),
                "prometheus": ("monitoring", "prometheus"), "alertmanager": ("monitoring", "alertmanager")}
 REQUIRED_PUBLISHED = ("lb", "grafana")
+APP_KEYS = ("sentryTracesSampleRate", "logLevel", "rateLimitRequests")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 MEMORY_RE = re.compile(r"^(\d+)([kmg])$")
@@ -286,8 +287,8 @@ def validate(stack: str, raw: Mapping[str, Any], image: str,
     if not isinstance(app_raw, Mapping):
         raise ConfigError("app", "is not a mapping", "write sentryTracesSampleRate and logLevel entries")
     for key in app_raw:
-        if key not in ("sentryTracesSampleRate", "logLevel"):
-            raise ConfigError(f"app.{key}", "is not a known key", "use sentryTracesSampleRate and logLevel")
+        if key not in APP_KEYS:
+            raise ConfigError(f"app.{key}", "is not a known key", f"use {', '.join(APP_KEYS)}")
     rate_raw = app_raw.get("sentryTracesSampleRate", 0.0)
     try:
         rate = float(rate_raw)
@@ -299,10 +300,14 @@ def validate(stack: str, raw: Mapping[str, Any], image: str,
     level = str(app_raw.get("logLevel", "info")).lower()
     if level not in LOG_LEVELS:
         raise ConfigError("app.logLevel", f"{level!r} is not a log level", f"use one of {', '.join(LOG_LEVELS)}")
+    limit = app_raw.get("rateLimitRequests", 100)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError("app.rateLimitRequests", f"{limit!r} is not a whole number of 0 or more",
+                          "write requests per client per 10 s window, e.g. 100 (0 turns the limiter off)")
 
     return StackConfig(
         environment=environment, stack=stack, name_prefix=prefix, image=image, subnet=str(net),
         gateway=str(net.network_address + 1), hosts=tuple(hosts), published=tuple(published), ports=ports,
-        app_settings={"sentry_traces_sample_rate": rate, "log_level": level},
+        app_settings={"sentry_traces_sample_rate": rate, "log_level": level, "rate_limit_requests": limit},
         labels={"scalemart.env": environment, "scalemart.stack": stack, "scalemart.prefix": prefix},
     )

@@ -40,6 +40,7 @@ def build(cfg: StackConfig, hosts: Mapping[str, Mapping[str, Any]]) -> dict[str,
             "scalemart_data_dirs": {suffix: path for suffix, (_role, path) in VOLUMES.items()},
             "scalemart_sentry_traces_sample_rate": cfg.app_settings["sentry_traces_sample_rate"],
             "scalemart_log_level": cfg.app_settings["log_level"],
+            "scalemart_rate_limit_requests": cfg.app_settings["rate_limit_requests"],
         },
         "children": children,
     }}

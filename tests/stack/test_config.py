@@ -47,8 +47,16 @@ def test_dev_is_one_host_per_role() -> None:
 
 def test_staging_samples_traces_at_half_and_logs_debug() -> None:
     cfg = validate(raw_config("staging"), "staging")
-    assert cfg.app_settings == {"sentry_traces_sample_rate": 0.5, "log_level": "debug"}
+    assert cfg.app_settings == {"sentry_traces_sample_rate": 0.5, "log_level": "debug",
+                                "rate_limit_requests": 1000000}
     assert cfg.name_prefix == "sm-staging" and cfg.volume_name("mongodb") == "sm-staging-mongodb"
+
+
+def test_negative_rate_limit_names_the_key() -> None:
+    raw = raw_config("dev")
+    raw["app"] = {**raw.get("app", {}), "rateLimitRequests": -1}
+    with pytest.raises(sc.ConfigError, match=r"app\.rateLimitRequests"):
+        validate(raw, "dev")
 
 
 def test_unknown_environment_names_the_key_and_the_choices() -> None:
