@@ -120,3 +120,15 @@ def test_refused_settings_left_the_installed_file_in_place(host):
     # side_effect.yml tried to install SCALEMART_CACHE_TTL_SECONDS=-1.
     assert "CACHE_TTL_SECONDS" not in host.file("/etc/scalemart/scalemart.env").content_string
     assert_active(host, UNIT)
+
+
+def test_rolling_restart_left_the_load_balancer_config_as_the_role_wrote_it(host):
+    # side_effect.yml drained this host from nginx, restarted the API and put it back.
+    before = host.file("/root/nginx.conf.before-rolling-restart").content_string
+    assert host.file("/etc/nginx/nginx.conf").content_string == before
+    assert " down;" not in before
+
+
+def test_load_balancer_serves_the_api_after_the_rolling_restart(host):
+    status, body = http_get(host, "http://127.0.0.1/health/ready", "nginx")
+    assert status == 200, body
