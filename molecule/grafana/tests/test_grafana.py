@@ -117,3 +117,9 @@ def test_refused_datasource_left_the_installed_file_and_service_alone(host, serv
     status, body = http_get(host, f"{server}/api/datasources", UNIT, headers=auth("admin", PASSWORD))
     assert status == 200 and [d["name"] for d in json.loads(body)] == ["Prometheus"], body
     assert_active(host, UNIT)
+
+
+def test_unit_under_the_earlier_name_is_retired(host):
+    # prepare.yml started a `grafana` unit on port 3000, as the role's first version left on dev.
+    assert not host.file("/etc/systemd/system/grafana.service").exists
+    assert not host.service("grafana").is_running
