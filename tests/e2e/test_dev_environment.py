@@ -2,8 +2,8 @@
 `up`, and the alert pipeline from a real fault to a real notification.
 
 The receivers run on the control machine (tests/e2e/sinks.py) on the environment network's
-gateway address. This module leaves the environment up for the load tests that follow and for
-a person to look at; `make down ENV=dev` removes it.
+gateway address. The environment stays up for the load tests that follow and for a person to
+look at (`make down ENV=dev` removes it); under CI it is purged at the end of the session.
 """
 
 from __future__ import annotations
