@@ -1,5 +1,7 @@
 """The exporters role: each exporter runs, listens on the private address and reads its service."""
 
+import re
+
 import pytest
 from scalemart_testinfra import (
     assert_active,
@@ -12,7 +14,7 @@ from scalemart_testinfra import (
 )
 
 EXPORTERS = {
-    # unit: (port, a sample line proving the exporter reached its service)
+    # unit: (port, a sample line proving the exporter reached its service; labels allowed)
     "prometheus-node-exporter": (9100, "node_cpu_seconds_total"),
     "prometheus-redis-exporter": (9121, "redis_up 1"),
     "prometheus-mongodb-exporter": (9216, "mongodb_up 1"),
@@ -46,7 +48,9 @@ def test_exporter_reads_its_service(host, unit):
     url = f"http://{private_address(host)}:{port}/metrics"
     status, body = http_get(host, url, unit, timeout=30, request_timeout=25)
     assert status == 200
-    if sample not in body:
+    name, _, value = sample.partition(" ")
+    pattern = rf"^{name}(\{{[^}}]*\}})? {value}$" if value else rf"^{name}\b"
+    if not re.search(pattern, body, re.MULTILINE):
         hint = ""
         if unit == "prometheus-mongodb-exporter" and not host.file("/usr/local/bin/mongodb_exporter").exists:
             hint = ("\nDebian's prometheus-mongodb-exporter 1.0.0 (2018, mgo driver) cannot connect to FerretDB "
