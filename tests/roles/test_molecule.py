@@ -7,7 +7,9 @@ Scenarios run one after another (the box has 2 shared cores; a systemd container
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,12 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario: str, base_image: str, venv_tool) -> None:
+def test_molecule_scenario(scenario: str, base_image: str, venv_tool, tmp_path: Path) -> None:
     cmd = [venv_tool("molecule"), "-c", "molecule/config.yml", "test", "-s", scenario, "--no-report"]
-    env = {**tool_env(), "SCALEMART_BASE_IMAGE": base_image}
+    # Own container name and state folder: a manual `molecule test -s <scenario>` running at the
+    # same time (several engineers share this box) must not destroy this run's instance.
+    env = {**tool_env(), "SCALEMART_BASE_IMAGE": base_image, "SCALEMART_MOLECULE_RUN": f"pytest{os.getpid()}",
+           "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "molecule")}
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired as exc:
