@@ -103,9 +103,10 @@ class Sinks:
                                     "text": envelope.content.decode(errors="replace")})
                 return "250 OK"
 
-        self.smtp = Controller(Mailbox(), hostname=host, port=0)
+        # aiosmtpd checks its listener by connecting to it, so it needs a real port, not 0.
+        self.smtp_port = self._free_port()
+        self.smtp = Controller(Mailbox(), hostname=host, port=self.smtp_port)
         self.smtp.start()
-        self.smtp_port = int(self.smtp.server.sockets[0].getsockname()[1])
         self.web = _Http(host, self.inbox, lambda path: (200, {"ok": True}))
         self.twilio = _Http(host, self.inbox, _twilio_answer)
         self.sms_port = self._free_port()
