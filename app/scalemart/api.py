@@ -623,18 +623,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise redis_unavailable("changing the sale (retry the same request)") from None
         return product_out(catalogue_doc(doc), stock, stocked, False)
 
+    async def _order_totals(st: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+        products = [d async for d in st.db.products.find({}).sort("_id", 1).limit(1000)]
+        by_product: dict[str, dict[str, int]] = {}
+        # One accumulator per $group: FerretDB 1.24 returns 0 for every accumulator after the first.
+        for name, expr in (("orders", 1), ("units", "$quantity"), ("revenue_cents", "$total_cents")):
+            cursor = await st.db.orders.aggregate([{"$group": {"_id": "$product_id", "v": {"$sum": expr}}}])
+            async for d in cursor:
+                by_product.setdefault(d["_id"], {})[name] = int(d["v"])
+        return products, by_product
+
+    # The aggregations scan every order (seconds on FerretDB/SQLite with many orders). Concurrent
+    # requests share one computation, reused for stats_cache_seconds; stock and queue stay live.
+    stats_cache: dict[str, Any] = {"at": float("-inf"), "value": None}
+    stats_lock = asyncio.Lock()
+
     @app.get("/api/admin/stats", response_model=StatsOut, responses={**API_ERRORS, **ADMIN_ERRORS, **_e(503)},
              dependencies=admin, tags=["admin"])
     async def stats(request: Request) -> dict[str, Any]:
         st = state_of(request)
         try:
-            products = [d async for d in st.db.products.find({}).sort("_id", 1).limit(1000)]
-            by_product: dict[str, dict[str, int]] = {}
-            # One accumulator per $group: FerretDB 1.24 returns 0 for every accumulator after the first.
-            for name, expr in (("orders", 1), ("units", "$quantity"), ("revenue_cents", "$total_cents")):
-                cursor = await st.db.orders.aggregate([{"$group": {"_id": "$product_id", "v": {"$sum": expr}}}])
-                async for d in cursor:
-                    by_product.setdefault(d["_id"], {})[name] = int(d["v"])
+            async with stats_lock:
+                if time.monotonic() - stats_cache["at"] >= st.settings.stats_cache_seconds:
+                    stats_cache["value"] = await _order_totals(st)
+                    stats_cache["at"] = time.monotonic()
+                products, by_product = stats_cache["value"]
         except PyMongoError:
             raise mongo_unavailable("computing stats") from None
         try:
