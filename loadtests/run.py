@@ -160,7 +160,7 @@ def wait_drained(shop: Shop, timeout: float = 120) -> dict:
 def check_stampede(shop: Shop, pid: str, initial: int, oversell_limit: int) -> list[str]:
     """Oversell, lost or duplicated orders, or a reconcile mismatch for the stampede product."""
     wait_drained(shop)
-    time.sleep(3)  # past the app's stats reuse window (SCALEMART_STATS_CACHE_SECONDS, 2 s)
+    time.sleep(11)  # past the app's stats reuse window (SCALEMART_STATS_CACHE_SECONDS, 10 s)
     stats = shop.stats()
     product = shop.product(pid)
     per_product = {str(p["product_id"]): p for p in stats.get("products", [])}

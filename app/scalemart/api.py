@@ -96,7 +96,9 @@ class State:
         self.redis: Any = store.redis_client(settings.redis_url)
         self.scripts = store.register_scripts(self.redis)
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            settings.mongo_url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=5000,
+            # A generous socket timeout: a timed-out socket is closed and the next request pays a new
+            # SCRAM handshake (costly on FerretDB), while the abandoned query keeps running server-side.
+            settings.mongo_url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=30000,
             tz_aware=True)
         self.db = self.mongo[settings.mongo_db]
         self.local: dict[str, tuple[float, dict[str, Any]]] = {}

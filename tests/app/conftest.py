@@ -143,6 +143,8 @@ class Env:
             "SCALEMART_ENVIRONMENT": "test", "SCALEMART_REDIS_URL": f"{redis_base}/{n}",
             "SCALEMART_MONGO_URL": mongo_base, "SCALEMART_MONGO_DB": f"scalemart_test_{n}_{secrets.token_hex(3)}",
             "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_RATE_LIMIT_REQUESTS": "0",
+            # exact stats after every purchase; the reuse window has its own test
+            "SCALEMART_STATS_CACHE_SECONDS": "0",
             "SCALEMART_LOG_LEVEL": "warning", "SCALEMART_WORKER_NAME": f"worker-{n}",
         }
         self.vars.update({f"SCALEMART_{k.upper()}": str(v) for k, v in overrides.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -304,3 +305,20 @@ def test_rate_limiter_answers_429_with_retry_after_and_counts(make_env: Any, run
         count = next(float(line.split()[-1]) for line in m.splitlines()
                      if line.startswith("scalemart_rate_limited_total"))
         assert count >= 3
+
+
+def test_stats_reuse_their_mongodb_totals_within_the_window_but_stock_stays_live(make_env: Any,
+                                                                                running: list[Any]) -> None:
+    env = make_env(stats_cache_seconds=3)
+    server = AppServer(env, workers=1).start()
+    running.append(server)
+    with server.client(admin=True) as c:
+        create_product(c, "cache-a", stock=10, price=2.0)
+        assert [p["product_id"] for p in c.get("/api/admin/stats").json()["products"]] == ["cache-a"]
+        create_product(c, "cache-b", stock=5, price=2.0)
+        buy(c, "cache-a", user="gina", qty=1)
+        rows = c.get("/api/admin/stats").json()["products"]
+        assert [p["product_id"] for p in rows] == ["cache-a"], "MongoDB totals are reused inside the window"
+        assert rows[0]["stock_left"] == 9, "stock comes from Redis on every call"
+        time.sleep(3.2)
+        assert [p["product_id"] for p in c.get("/api/admin/stats").json()["products"]] == ["cache-a", "cache-b"]
