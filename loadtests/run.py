@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| scenario | users | requests/s | p50 ms | p95 ms | p99 ms | errors | sold/stock |")
     print("|---|---|---|---|---|---|---|---|")
     err = agg["failures"] / agg["requests"] if agg["requests"] else 0.0
-    print(f"| {args.scenario} | {args.users} | {agg['rps']:.0f} | {agg['p50']:.0f} | {agg['p95']:.0f} | "
+    users = "steps" if args.scenario == "step" else str(args.users)
+    print(f"| {args.scenario} | {users} | {agg['rps']:.0f} | {agg['p50']:.0f} | {agg['p95']:.0f} | "
           f"{agg['p99']:.0f} | {err:.2%} | {sold or '-'} |")
     if args.scenario == "step":
         best = best_step(prefix, gates)
