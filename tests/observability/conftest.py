@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.net import free_port, wait_port  # noqa: F401 - re-exported to this area
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -30,25 +31,8 @@ def binary(name: str, package: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, log: Path | None = None,
-              timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}:\n{tail}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s:\n{tail}")
 
 
 def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen[Any] | None = None,
