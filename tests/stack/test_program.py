@@ -6,6 +6,7 @@ the committed Pulumi.<env>.yaml loaded as that config; only the Docker engine is
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable
@@ -71,6 +72,10 @@ def run_program(stack: str, config: dict[str, Any], mocks: Mocks | None = None) 
     from stack import __main__ as entry
 
     mocks = mocks or Mocks()
+    # set_mocks and @pulumi.runtime.test use the thread's current loop; an earlier asyncio.run()
+    # (the app tests) leaves none, so give each run its own.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project="scalemart", stack=stack, preview=False)
     pulumi.runtime.set_all_config({k: json.dumps(v) if isinstance(v, dict | list) else str(v)
                                    for k, v in config.items()})
@@ -87,7 +92,11 @@ def run_program(stack: str, config: dict[str, Any], mocks: Mocks | None = None) 
 
         return pulumi.Output.all(urns, env.host_info, env.inventory).apply(keep)
 
-    program()
+    try:
+        program()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     by_name = {a.name: a for a in mocks.registered}
     resources = [Resolved(urn=urn, typ=by_name[urn.rsplit("::", 1)[1]].typ,
                           inputs=dict(by_name[urn.rsplit("::", 1)[1]].inputs)) for urn in seen["urns"]]
