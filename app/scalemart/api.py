@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -21,7 +22,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scalemart import metrics, store
+from scalemart import metrics, reconcile, store
 from scalemart.models import (
     PRODUCT_ID,
     USER_ID,
@@ -34,6 +35,7 @@ from scalemart.models import (
     ProductList,
     ProductOut,
     ProductStats,
+    ReconcileOut,
     RestockIn,
     SaleIn,
     StatsOut,
@@ -107,7 +109,8 @@ class State:
         self.rate_limit = settings.rate_limit_requests
         self.rate_window = settings.rate_limit_window_seconds
         self.idem_ttl = settings.idempotency_ttl_seconds
-        self.buyer = store.BuyBatcher(self.scripts.buy, self.idem_ttl, self.rate_limit, self.rate_window)
+        self.buyer = store.BuyBatcher(self.scripts.buy, self.idem_ttl, self.rate_limit, self.rate_window,
+                                      settings.user_orders_kept, settings.user_orders_ttl_days * 86400)
 
 
 class ObserveMiddleware:
@@ -534,17 +537,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           limit: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
         st = state_of(request)
         try:
-            await st.redis.zadd(store.ACTIVE_USERS, {user_id: int(time.time() * 1000)})
+            pipe = st.redis.pipeline(transaction=False)
+            pipe.zadd(store.ACTIVE_USERS, {user_id: int(time.time() * 1000)})
+            pipe.lrange(store.user_orders_key(user_id), 0, limit - 1)
+            _, raw = await pipe.execute()
         except store.REDIS_DOWN:
-            pass
-        try:
-            docs = [d async for d in st.db.orders.find({"user_id": user_id}).sort("created_at", -1).limit(limit)]
-        except PyMongoError:
-            raise mongo_unavailable("listing orders") from None
-        return {"user_id": user_id, "orders": [
-            {"order_id": d["_id"], "user_id": d["user_id"], "product_id": d["product_id"], "quantity": d["quantity"],
-             "unit_price": store.cents_to_units(d["unit_price_cents"]),
-             "total": store.cents_to_units(d["total_cents"]), "created_at": d["created_at"]} for d in docs]}
+            return await _orders_from_mongo(st, user_id, limit)
+        orders = []
+        for item in raw:
+            o = json.loads(item)
+            orders.append({"order_id": o["order_id"], "user_id": user_id, "product_id": o["product_id"],
+                           "quantity": o["quantity"], "unit_price": store.cents_to_units(o["unit_price_cents"]),
+                           "total": store.cents_to_units(o["total_cents"]),
+                           "created_at": datetime.fromtimestamp(o["created_at_ms"] / 1000, UTC)})
+        return {"user_id": user_id, "source": "redis", "orders": orders}
 
     # --- admin
     @app.post("/api/admin/products", response_model=ProductOut, status_code=201,
@@ -625,52 +631,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise redis_unavailable("changing the sale (retry the same request)") from None
         return product_out(catalogue_doc(doc), stock, stocked, False)
 
-    async def _order_totals(st: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
-        products = [d async for d in st.db.products.find({}).sort("_id", 1).limit(1000)]
-        by_product: dict[str, dict[str, int]] = {}
-        # One accumulator per $group: FerretDB 1.24 returns 0 for every accumulator after the first.
-        for name, expr in (("orders", 1), ("units", "$quantity"), ("revenue_cents", "$total_cents")):
-            cursor = await st.db.orders.aggregate([{"$group": {"_id": "$product_id", "v": {"$sum": expr}}}])
-            async for d in cursor:
-                by_product.setdefault(d["_id"], {})[name] = int(d["v"])
-        return products, by_product
-
-    # The aggregations scan every order (seconds on FerretDB/SQLite with many orders). Concurrent
-    # requests share one computation, reused for stats_cache_seconds; stock and queue stay live.
-    stats_cache: dict[str, Any] = {"at": float("-inf"), "value": None}
-    stats_lock = asyncio.Lock()
-
     @app.get("/api/admin/stats", response_model=StatsOut, responses={**API_ERRORS, **ADMIN_ERRORS, **_e(503)},
              dependencies=admin, tags=["admin"])
     async def stats(request: Request) -> dict[str, Any]:
+        # Orders and revenue are counted by the buy script with the sale itself: live, exact, and no
+        # scan of the orders in MongoDB (`GET /api/admin/reconcile` checks MongoDB against them).
         st = state_of(request)
         try:
-            async with stats_lock:
-                if time.monotonic() - stats_cache["at"] >= st.settings.stats_cache_seconds:
-                    stats_cache["value"] = await _order_totals(st)
-                    stats_cache["at"] = time.monotonic()
-                products, by_product = stats_cache["value"]
+            products = [d async for d in st.db.products.find({}).sort("_id", 1).limit(1000)]
         except PyMongoError:
             raise mongo_unavailable("computing stats") from None
         try:
             pipe = st.redis.pipeline(transaction=False)
             for p in products:
-                pipe.hmget(store.product_key(p["_id"]), ["stock", "stocked"])
+                pipe.hmget(store.product_key(p["_id"]), ["stock", "stocked", "orders", "revenue_cents"])
             pipe.hgetall(store.VIEWS)
             pipe.xlen(store.STREAM)
-            *stocks, views, queued = await pipe.execute()
+            *counters, views, queued = await pipe.execute()
         except store.REDIS_DOWN:
             raise redis_unavailable("computing stats") from None
         rows = []
-        for p, (stock, stocked) in zip(products, stocks, strict=True):
-            agg_row = by_product.get(p["_id"], {})
+        for p, (stock, stocked, n_orders, revenue_cents) in zip(products, counters, strict=True):
             stock_i, stocked_i = _int(stock), _int(stocked)
             n_views = int(views.get(p["_id"], 0))
-            n_orders = int(agg_row.get("orders", 0))
+            n_orders = int(n_orders or 0)
             rows.append({
                 "product_id": p["_id"], "name": p["name"], "orders": n_orders,
-                "units_sold": int(agg_row.get("units", 0)),
-                "revenue": store.cents_to_units(int(agg_row.get("revenue_cents", 0))), "stocked": stocked_i,
+                "units_sold": stocked_i - stock_i if stocked_i is not None and stock_i is not None else 0,
+                "revenue": store.cents_to_units(int(revenue_cents or 0)), "stocked": stocked_i,
                 "stock_left": stock_i,
                 "sell_through": (round((stocked_i - stock_i) / stocked_i, 4)
                                  if stocked_i and stock_i is not None else None),
@@ -683,7 +671,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              queued_orders=int(queued))
         return {"products": [ProductStats(**r) for r in rows], "totals": totals}
 
+    @app.get("/api/admin/reconcile", response_model=ReconcileOut,
+             responses={**API_ERRORS, **ADMIN_ERRORS, **_e(503)}, dependencies=admin, tags=["admin"])
+    async def reconcile_endpoint(request: Request, product_id: str | None = Query(default=None, pattern=PRODUCT_ID),
+                                 require_drained: bool = False) -> dict[str, Any]:
+        """`scalemart reconcile` over HTTP: reads every order in MongoDB (slow with many; not for dashboards)."""
+        st = state_of(request)
+        try:
+            rows = await asyncio.to_thread(reconcile.collect, st.settings, product_id)
+        except store.REDIS_DOWN:
+            raise redis_unavailable("reconciling") from None
+        except PyMongoError:
+            raise mongo_unavailable("reconciling") from None
+        out = [{**dataclasses.asdict(r), "taken": r.taken, "problems": r.problems(require_drained)} for r in rows]
+        return {"clean": not any(r["problems"] for r in out), "products": out}
+
     return app
+
+
+async def _orders_from_mongo(st: State, user_id: str, limit: int) -> dict[str, Any]:
+    """The orders endpoint's fallback while Redis is down: persisted orders only, and a scan on FerretDB."""
+    try:
+        docs = [d async for d in st.db.orders.find({"user_id": user_id}).sort("created_at", -1).limit(limit)]
+    except PyMongoError:
+        raise mongo_unavailable("listing orders") from None
+    return {"user_id": user_id, "source": "mongodb", "orders": [
+        {"order_id": d["_id"], "user_id": d["user_id"], "product_id": d["product_id"], "quantity": d["quantity"],
+         "unit_price": store.cents_to_units(d["unit_price_cents"]),
+         "total": store.cents_to_units(d["total_cents"]), "created_at": d["created_at"]} for d in docs]}
 
 
 async def _catalogue_or_404(st: State, product_id: str) -> dict[str, Any]:

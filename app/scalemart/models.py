@@ -137,6 +137,8 @@ class OrderOut(BaseModel):
 
 class OrdersOut(BaseModel):
     user_id: str
+    source: Literal["redis", "mongodb"] = Field(
+        description="redis: every accepted order, newest first; mongodb: persisted orders only (Redis is down)")
     orders: list[OrderOut]
 
 
@@ -165,6 +167,23 @@ class StatsTotals(BaseModel):
 class StatsOut(BaseModel):
     products: list[ProductStats]
     totals: StatsTotals
+
+
+class ReconcileRow(BaseModel):
+    product: str
+    stocked: int
+    left: int
+    taken: int = Field(description="stocked - left")
+    persisted: int = Field(description="units in the orders in MongoDB")
+    queued: int = Field(description="units in orders the worker has not persisted yet")
+    by_users: int = Field(description="sum of the per-user purchase counters")
+    orders: int = Field(description="orders in MongoDB")
+    problems: list[str]
+
+
+class ReconcileOut(BaseModel):
+    clean: bool
+    products: list[ReconcileRow]
 
 
 class FieldError(BaseModel):

@@ -44,13 +44,22 @@ class Row:
         return out
 
 
-def collect(settings: Settings) -> list[Row]:
+def collect(settings: Settings, product: str | None = None) -> list[Row]:
+    """Every product, or only `product` (MongoDB still reads every order: FerretDB/SQLite cannot index)."""
     r: Any = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=2)
-    db: Any = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)[settings.mongo_db]
+    mongo: Any = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)
+    try:
+        return _collect(r, mongo[settings.mongo_db], product)
+    finally:
+        r.close()
+        mongo.close()
+
+
+def _collect(r: Any, db: Any, product: str | None) -> list[Row]:
     # Summed here rather than with $group: the proof should not depend on the server's aggregation
     # (FerretDB 1.24 gets multi-accumulator $group wrong), and a scan of the orders is cheap.
     persisted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for d in db.orders.find({}, {"product_id": 1, "quantity": 1}):
+    for d in db.orders.find({"product_id": product} if product else {}, {"product_id": 1, "quantity": 1}):
         row = persisted[d["product_id"]]
         row[0] += int(d["quantity"])
         row[1] += 1
@@ -61,9 +70,10 @@ def collect(settings: Settings) -> list[Row]:
         if not chunk:
             break
         for _, fields in chunk:
-            queued[fields["product_id"]] += int(fields["quantity"])
+            if product is None or fields["product_id"] == product:
+                queued[fields["product_id"]] += int(fields["quantity"])
         start = "(" + chunk[-1][0]
-    ids = set(r.smembers(store.PRODUCTS)) | set(persisted) | set(queued)
+    ids = ({product} if product else set(r.smembers(store.PRODUCTS))) | set(persisted) | set(queued)
     rows = []
     for pid in sorted(ids):
         stock, stocked = r.hmget(store.product_key(pid), ["stock", "stocked"])

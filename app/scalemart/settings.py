@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=86400, ge=60)
     default_per_user_limit: int = Field(default=5, ge=1, le=1000)
 
-    stats_cache_seconds: float = Field(default=10.0, ge=0, le=60, description="admin stats reuse window")
+    user_orders_kept: int = Field(default=500, ge=1, le=10000,
+                                  description="newest orders per user the orders endpoint lists (from Redis)")
+    user_orders_ttl_days: int = Field(default=30, ge=0, le=3650,
+                                      description="a user's order list expires this long after the last "
+                                      "purchase; 0 keeps it (MongoDB keeps every order regardless)")
     rate_limit_requests: int = Field(default=100, ge=0, description="per client per window; 0 disables")
     rate_limit_window_seconds: int = Field(default=10, ge=1, le=3600)
 

@@ -36,6 +36,10 @@ def bought_key(product_id: str) -> str:
     return f"{PREFIX}bought:{product_id}"
 
 
+def user_orders_key(user_id: str) -> str:
+    return f"{PREFIX}uo:{user_id}"
+
+
 def cache_key(product_id: str) -> str:
     return f"{PREFIX}cache:p:{product_id}"
 
@@ -51,14 +55,18 @@ def rate_key(client: str) -> str:
 # One call buys for a whole batch of requests (see BuyBatcher): each purchase is still checked and
 # applied atomically, and the batch costs one round trip instead of one per request.
 # Key names are built inside the script, so it needs a single Redis instance (not Redis Cluster).
-# KEYS: stream, active users.  ARGV: n, idempotency ttl, rate limit, rate window, then per purchase:
-# user, product, quantity, order id, idempotency key, client.
+# A sale also counts itself on the product (orders, revenue_cents: the admin stats) and heads the
+# user's order list (the newest `kept` orders, expiring `history ttl` seconds after the last one), so
+# neither read scans MongoDB, where FerretDB/SQLite filters every order in turn.
+# KEYS: stream, active users.  ARGV: n, idempotency ttl, rate limit, rate window, kept, history ttl,
+# then per purchase: user, product, quantity, order id, idempotency key, client.
 # Returns 2n values: kind ("new" or "replay" = the stored first answer) and the answer JSON.
 BUY_LUA = """
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
 local now_ms = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n, ttl, rl_limit, rl_window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local kept, history_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local P = '""" + PREFIX + """'
 
 local function buy(user, product, qty_s, order_id, key, client)
@@ -96,6 +104,13 @@ local function buy(user, product, qty_s, order_id, key, client)
       local price = tonumber(p[2])
       local left = redis.call('HINCRBY', pk, 'stock', -qty)
       redis.call('HINCRBY', bk, user, qty)
+      redis.call('HINCRBY', pk, 'orders', 1)
+      redis.call('HINCRBY', pk, 'revenue_cents', price * qty)
+      local uk = P .. 'uo:' .. user
+      redis.call('LPUSH', uk, cjson.encode({order_id=order_id, product_id=product, quantity=qty,
+        unit_price_cents=price, total_cents=price * qty, created_at_ms=now_ms}))
+      redis.call('LTRIM', uk, 0, kept - 1)
+      if history_ttl > 0 then redis.call('EXPIRE', uk, history_ttl) else redis.call('PERSIST', uk) end
       redis.call('XADD', KEYS[1], '*', 'order_id', order_id, 'user_id', user, 'product_id', product,
         'quantity', qty, 'unit_price_cents', price, 'total_cents', price * qty, 'created_at_ms', now_ms,
         'idempotency_key', key)
@@ -111,7 +126,7 @@ end
 
 local out = {}
 for i = 0, n - 1 do
-  local b = 5 + i * 6
+  local b = 7 + i * 6
   local kind, answer = buy(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5])
   out[#out + 1] = kind
   out[#out + 1] = answer
@@ -194,9 +209,10 @@ class BuyBatcher:
 
     MAX_BATCH = 256
 
-    def __init__(self, script: Any, idem_ttl: int, rate_limit: int, rate_window: int) -> None:
+    def __init__(self, script: Any, idem_ttl: int, rate_limit: int, rate_window: int, kept: int,
+                 history_ttl: int) -> None:
         self.script = script
-        self.head = [idem_ttl, rate_limit, rate_window]
+        self.head = [idem_ttl, rate_limit, rate_window, kept, history_ttl]
         self.pending: list[tuple[list[Any], asyncio.Future[tuple[str, str]]]] = []
         self.running = False
 

@@ -127,11 +127,15 @@ class Env:
             "SCALEMART_ENVIRONMENT": "test", "SCALEMART_REDIS_URL": f"{redis_base}/{n}",
             "SCALEMART_MONGO_URL": mongo_base, "SCALEMART_MONGO_DB": f"scalemart_test_{n}_{secrets.token_hex(3)}",
             "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_RATE_LIMIT_REQUESTS": "0",
-            # exact stats after every purchase; the reuse window has its own test
-            "SCALEMART_STATS_CACHE_SECONDS": "0",
             "SCALEMART_LOG_LEVEL": "warning", "SCALEMART_WORKER_NAME": f"worker-{n}",
         }
         self.vars.update({f"SCALEMART_{k.upper()}": str(v) for k, v in overrides.items()})
+
+    def mongo(self) -> Any:
+        """This environment's MongoDB database (a synchronous client)."""
+        import pymongo
+
+        return pymongo.MongoClient(self.vars["SCALEMART_MONGO_URL"])[self.vars["SCALEMART_MONGO_DB"]]
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALEMART_", "PROMETHEUS_MULTIPROC"))}
@@ -250,11 +254,10 @@ def create_product(client: httpx.Client, product_id: str, stock: int = 10, price
 
 
 def wait_drained(env: Env, expected_orders: int | None = None, timeout: float = 120) -> None:
-    import pymongo
     import redis
 
     r = redis.Redis.from_url(env.vars["SCALEMART_REDIS_URL"])
-    db = pymongo.MongoClient(env.vars["SCALEMART_MONGO_URL"])[env.vars["SCALEMART_MONGO_DB"]]
+    db = env.mongo()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if r.xlen("sm:orders") == 0 and (expected_orders is None

@@ -22,7 +22,8 @@ def test_mixed_purchases_in_one_batch_each_get_their_own_answer(make_env: Any, r
     async def scenario() -> list[tuple[str, dict[str, Any]]]:
         r = store.redis_client(env.vars["SCALEMART_REDIS_URL"])
         scripts = store.register_scripts(r)
-        batcher = store.BuyBatcher(scripts.buy, idem_ttl=600, rate_limit=0, rate_window=10)
+        batcher = store.BuyBatcher(scripts.buy, idem_ttl=600, rate_limit=0, rate_window=10, kept=10,
+                                   history_ttl=0)
         calls = [("u1", "batch-a", 1, "o1", "key-0001"), ("u1", "batch-a", 1, "o2", "key-0002"),
                  ("u1", "batch-a", 1, "o3", "key-0003"),  # over u1's limit of 2
                  ("u1", "batch-a", 1, "o4", "key-0001"),  # replay of the first

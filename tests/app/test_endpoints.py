@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -157,18 +156,34 @@ def test_buy_malformed_json_is_400_naming_body(anon: httpx.Client) -> None:
 
 
 # --- orders
-def test_user_orders_lists_persisted_orders(admin: httpx.Client, anon: httpx.Client, shared_app: AppServer) -> None:
+def test_user_orders_lists_accepted_orders_newest_first_before_and_after_persisting(
+        admin: httpx.Client, anon: httpx.Client, shared_app: AppServer) -> None:
     create_product(admin, "orders-a", stock=5, price=3)
-    ids = {buy(anon, "orders-a", user="dave").json()["order_id"] for _ in range(2)}
+    ids = [buy(anon, "orders-a", user="dave", qty=q).json()["order_id"] for q in (1, 2)]
+    r = anon.get("/api/users/dave/orders")  # listed from Redis at once, persisted or not
+    assert r.status_code == 200 and r.json()["source"] == "redis"
+    assert [(o["order_id"], o["quantity"], o["total"]) for o in r.json()["orders"]] == [(ids[1], 2, 6.0),
+                                                                                         (ids[0], 1, 3.0)]
     wait_drained(shared_app.env)
-    r = anon.get("/api/users/dave/orders")
-    assert r.status_code == 200
-    assert {o["order_id"] for o in r.json()["orders"]} == ids
-    assert all(o["total"] == 3.0 for o in r.json()["orders"])
+    persisted = shared_app.env.mongo().orders.find({"user_id": "dave"})
+    listed = anon.get("/api/users/dave/orders", params={"limit": 1}).json()["orders"]
+    assert [o["order_id"] for o in listed] == [ids[1]]
+    assert {d["_id"]: d["total_cents"] for d in persisted} == {ids[0]: 300, ids[1]: 600}
+
+
+def test_user_orders_keep_only_the_newest_per_setting(make_env: Any, running: list[Any]) -> None:
+    env = make_env(user_orders_kept=2)
+    server = AppServer(env, workers=1).start()
+    running.append(server)
+    with server.client(admin=True) as c:
+        create_product(c, "kept-a", stock=10, per_user_limit=10)
+        ids = [buy(c, "kept-a", user="hana").json()["order_id"] for _ in range(3)]
+        assert [o["order_id"] for o in c.get("/api/users/hana/orders").json()["orders"]] == ids[:0:-1]
 
 
 def test_user_orders_of_user_without_orders_is_empty(anon: httpx.Client) -> None:
-    assert anon.get("/api/users/nobody-yet/orders").json() == {"user_id": "nobody-yet", "orders": []}
+    assert anon.get("/api/users/nobody-yet/orders").json() == {"user_id": "nobody-yet", "source": "redis",
+                                                                "orders": []}
 
 
 def test_user_orders_bad_user_id_or_limit_is_422(anon: httpx.Client) -> None:
@@ -180,7 +195,7 @@ def test_user_orders_bad_user_id_or_limit_is_422(anon: httpx.Client) -> None:
 ADMIN_CALLS = [("POST", "/api/admin/products", {"id": "x", "name": "x", "price": 1, "stock": 1}),
                ("POST", "/api/admin/products/x/restock", {"quantity": 1}),
                ("POST", "/api/admin/products/x/sale", {"action": "open"}),
-               ("GET", "/api/admin/stats", None)]
+               ("GET", "/api/admin/stats", None), ("GET", "/api/admin/reconcile", None)]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS)
@@ -283,7 +298,7 @@ def test_openapi_documents_every_contract_route(anon: httpx.Client) -> None:
     paths = anon.get("/openapi.json").json()["paths"]
     assert {"/health/live", "/health/ready", "/api/products", "/api/products/{product_id}", "/api/admin/products",
             "/api/admin/products/{product_id}/restock", "/api/admin/products/{product_id}/sale", "/api/buy",
-            "/api/users/{user_id}/orders", "/api/admin/stats"} <= set(paths)
+            "/api/users/{user_id}/orders", "/api/admin/stats", "/api/admin/reconcile"} <= set(paths)
 
 
 def test_rate_limiter_answers_429_with_retry_after_and_counts(make_env: Any, running: list[Any]) -> None:
@@ -307,18 +322,26 @@ def test_rate_limiter_answers_429_with_retry_after_and_counts(make_env: Any, run
         assert count >= 3
 
 
-def test_stats_reuse_their_mongodb_totals_within_the_window_but_stock_stays_live(make_env: Any,
-                                                                                running: list[Any]) -> None:
-    env = make_env(stats_cache_seconds=3)
-    server = AppServer(env, workers=1).start()
-    running.append(server)
-    with server.client(admin=True) as c:
-        create_product(c, "cache-a", stock=10, price=2.0)
-        assert [p["product_id"] for p in c.get("/api/admin/stats").json()["products"]] == ["cache-a"]
-        create_product(c, "cache-b", stock=5, price=2.0)
-        buy(c, "cache-a", user="gina", qty=1)
-        rows = c.get("/api/admin/stats").json()["products"]
-        assert [p["product_id"] for p in rows] == ["cache-a"], "MongoDB totals are reused inside the window"
-        assert rows[0]["stock_left"] == 9, "stock comes from Redis on every call"
-        time.sleep(3.2)
-        assert [p["product_id"] for p in c.get("/api/admin/stats").json()["products"]] == ["cache-a", "cache-b"]
+def test_stats_count_orders_as_they_are_accepted(admin: httpx.Client, anon: httpx.Client) -> None:
+    create_product(admin, "live-a", stock=10, price=2.5)
+    buy(anon, "live-a", user="gina", qty=3)
+    row = next(p for p in admin.get("/api/admin/stats").json()["products"] if p["product_id"] == "live-a")
+    assert (row["orders"], row["units_sold"], row["revenue"], row["stock_left"]) == (1, 3, 7.5, 7)
+
+
+def test_reconcile_endpoint_is_clean_then_names_an_order_missing_from_mongodb(admin: httpx.Client,
+                                                                               anon: httpx.Client,
+                                                                               shared_app: AppServer) -> None:
+    create_product(admin, "recon-a", stock=10)
+    order_ids = [buy(anon, "recon-a", user=f"ivy{i}", qty=2).json()["order_id"] for i in range(2)]
+    wait_drained(shared_app.env)
+    r = admin.get("/api/admin/reconcile", params={"product_id": "recon-a", "require_drained": True})
+    assert r.status_code == 200
+    assert r.json() == {"clean": True, "products": [
+        {"product": "recon-a", "stocked": 10, "left": 6, "taken": 4, "persisted": 4, "queued": 0, "by_users": 4,
+         "orders": 2, "problems": []}]}
+    shared_app.env.mongo().orders.delete_one({"_id": order_ids[0]})
+    r = admin.get("/api/admin/reconcile", params={"product_id": "recon-a"}).json()
+    assert r["clean"] is False and r["products"][0]["problems"] == ["taken 4 != persisted 2 + queued 0"]
+    assert_error(admin.get("/api/admin/reconcile", params={"product_id": "bad id"}), 422, "validation_error",
+                 "product_id")

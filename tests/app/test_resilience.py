@@ -112,8 +112,12 @@ def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: Ferret
     for _ in range(4):  # warm both uvicorn workers' in-process caches
         assert c.get("/api/products/outage-a").status_code == 200
         assert c.get("/api/products").status_code == 200
+    wait_drained(env, expected_orders=1)
 
     own_redis.stop()
+    r = c.get("/api/users/u1/orders")  # persisted orders, from MongoDB
+    assert r.status_code == 200 and r.json()["source"] == "mongodb", r.text
+    assert [o["product_id"] for o in r.json()["orders"]] == ["outage-a"]
     for _ in range(4):
         r = c.get("/api/products/outage-a")
         assert r.status_code == 200, r.text

@@ -9,7 +9,6 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import httpx
-import pymongo
 
 from tests.app.conftest import ADMIN_TOKEN, AppServer, create_product, wait_drained
 
@@ -54,8 +53,7 @@ async def fire(url: str, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[s
 
 
 def mongo_orders(server: AppServer) -> list[dict[str, Any]]:
-    v = server.env.vars
-    return list(pymongo.MongoClient(v["SCALEMART_MONGO_URL"])[v["SCALEMART_MONGO_DB"]].orders.find({}))
+    return list(server.env.mongo().orders.find({}))
 
 
 def test_2000_buyers_for_100_units_sell_exactly_100(shared_app: AppServer) -> None:
