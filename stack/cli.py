@@ -85,6 +85,40 @@ def committed_config(stack: str) -> dict[str, Any]:
     return dict(data.get("config") or {})
 
 
+OVERRIDES_VAR = "SCALEMART_STACK_OVERRIDES"
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, mappings merged key by key (so `hosts: {app: {count: 2}}` keeps the memory)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
+            else value
+    return out
+
+
+def stack_config(stack: str, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The committed config, with the file named by $SCALEMART_STACK_OVERRIDES merged over it.
+
+    The overrides file has the layout of Pulumi.<env>.yaml (`config:` and the same keys); it lets a
+    user or a test scale or re-publish an environment without editing the committed file.
+    """
+    config = committed_config(stack)
+    name = environ.get(OVERRIDES_VAR)
+    if not name:
+        return config
+    path = Path(name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(f"{OVERRIDES_VAR}={name}: cannot read it ({exc}); point it at a YAML file or unset it") \
+            from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise CliError(f"{OVERRIDES_VAR}={name}: expected `config:` with keys like those of Pulumi.{stack}.yaml, "
+                       "e.g. config: {scalemart:hosts: {app: {count: 2}}}")
+    return merge(config, data["config"])
+
+
 def prepare_project(stack: str, config: Mapping[str, Any], paths: Paths) -> Path:
     """Write the project the CLI runs: Pulumi.yaml pointing at stack/, and this stack's config."""
     project = paths.project
@@ -121,14 +155,14 @@ def pulumi_env(paths: Paths) -> dict[str, str]:
 
 
 def open_stack(stack: str, config: Mapping[str, Any] | None = None, paths: Paths | None = None) -> Any:
-    """Create or select `stack` with its config (default: the committed Pulumi.<stack>.yaml)."""
+    """Create or select `stack` with its config (default: Pulumi.<stack>.yaml and any overrides)."""
     from pulumi import automation as auto
 
     paths = paths or Paths()
     pulumi_bin = ROOT / ".tools" / "bin" / "pulumi"
     if not pulumi_bin.exists():
         raise CliError(f"{pulumi_bin} is missing: run `make bootstrap`")
-    config = committed_config(stack) if config is None else config
+    config = stack_config(stack) if config is None else config
     project = prepare_project(stack, config, paths)
     opts = auto.LocalWorkspaceOptions(
         work_dir=str(project), pulumi_home=str(paths.home), env_vars=pulumi_env(paths),

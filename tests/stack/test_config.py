@@ -188,3 +188,30 @@ def test_the_entry_point_checks_a_new_stack_against_the_committed_subnets() -> N
     assert ("stack dev (Pulumi.dev.yaml)", "172.28.10.0/24") in siblings
     err = expect_error(raw_config("dev"), "subnet", "dev-copy", siblings)
     assert "Pulumi.dev.yaml" in str(err)
+
+
+def test_overrides_file_merges_over_the_committed_config_key_by_key(tmp_path: Any) -> None:
+    from stack import cli
+
+    overrides = tmp_path / "two-apps.yaml"
+    overrides.write_text("config:\n  scalemart:hosts: {app: {count: 2}}\n")
+    merged = cli.stack_config("dev", {cli.OVERRIDES_VAR: str(overrides)})
+    committed = cli.committed_config("dev")
+    assert merged["scalemart:hosts"]["app"] == {**committed["scalemart:hosts"]["app"], "count": 2}
+    assert {k: v for k, v in merged.items() if k != "scalemart:hosts"} == \
+        {k: v for k, v in committed.items() if k != "scalemart:hosts"}
+    cfg = validate({k.split(":", 1)[1]: v for k, v in merged.items()})
+    assert [h.name for h in cfg.hosts if h.role == "app"] == ["app-1", "app-2"]
+    assert cli.stack_config("dev", {}) == committed
+
+
+@pytest.mark.parametrize("text", ["scalemart:hosts: {}\n", "config: [1]\n", "config: {a: [\n"])
+def test_a_bad_overrides_file_names_the_variable_and_the_layout(tmp_path: Any, text: str) -> None:
+    from stack import cli
+
+    overrides = tmp_path / "bad.yaml"
+    overrides.write_text(text)
+    with pytest.raises(cli.CliError, match=cli.OVERRIDES_VAR):
+        cli.stack_config("dev", {cli.OVERRIDES_VAR: str(overrides)})
+    with pytest.raises(cli.CliError, match="cannot read it"):
+        cli.stack_config("dev", {cli.OVERRIDES_VAR: str(tmp_path / "missing.yaml")})
