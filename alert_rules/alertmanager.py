@@ -22,6 +22,7 @@ The recipients mapping (the alertmanager role builds it from vault variables):
       critical: [https://hooks.slack.com/services/...]   # native integration, anything else a generic
       warning: [https://discord.com/api/webhooks/...]    # Alertmanager webhook
     sms_notifier_url: http://127.0.0.1:9095/alertmanager  # alert_rules/sms_notifier.py, critical only
+    sms_notifier_token: "..."            # optional: bearer token the notifier requires (from the vault)
     heartbeat_url: https://deadman.example/ping/...       # optional: receives the Watchdog every minute
     timing: {group_wait: 30s, group_interval: 5m, repeat_interval: 4h}   # optional
 
@@ -103,6 +104,10 @@ def validate(recipients: Any) -> dict[str, Any]:
         for i, url in enumerate(urls):
             _url(f"webhooks.{sev}[{i}]", url)
     _url("sms_notifier_url", recipients.get("sms_notifier_url"))
+    token = recipients.get("sms_notifier_token")
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        raise RecipientsError("sms_notifier_token", "must be a string of at least 16 characters",
+                              "use the generated sms_notifier_token from the vault")
     if recipients.get("heartbeat_url") is not None:
         _url("heartbeat_url", recipients["heartbeat_url"])
     timing = recipients.get("timing") or {}
@@ -138,6 +143,13 @@ def _email(to: list[str]) -> dict[str, Any]:
                                    '{{ .CommonLabels.alertname }} {{ .CommonLabels.instance }}'}}
 
 
+def _sms_webhook(r: dict[str, Any]) -> dict[str, Any]:
+    hook: dict[str, Any] = {"url": r["sms_notifier_url"], "send_resolved": False}
+    if r.get("sms_notifier_token"):
+        hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": r["sms_notifier_token"]}}
+    return hook
+
+
 def config(recipients: dict[str, Any]) -> dict[str, Any]:
     r = validate(recipients)
     smtp = r["smtp"]
@@ -156,7 +168,7 @@ def config(recipients: dict[str, Any]) -> dict[str, Any]:
     receivers: list[dict[str, Any]] = [
         {"name": "critical", "email_configs": [_email(r["email"]["critical"])],
          **_merge(_webhook_configs(webhooks.get("critical", [])),
-                  {"webhook_configs": [{"url": r["sms_notifier_url"], "send_resolved": False}]})},
+                  {"webhook_configs": [_sms_webhook(r)]})},
         {"name": "warning", "email_configs": [_email(r["email"]["warning"])],
          **_webhook_configs(webhooks.get("warning", []))},
         {"name": "info", "email_configs": [_email(r["email"]["info"])]},

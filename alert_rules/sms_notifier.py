@@ -8,16 +8,19 @@ Configuration comes only from the environment (the alertmanager role fills it fr
     SMS_FROM                                the Twilio number messages come from (E.164)
     SMS_TO                                  comma-separated E.164 numbers to text
     SMS_NOTIFIER_LISTEN                     host:port to listen on (default 127.0.0.1:9095)
+    SMS_NOTIFIER_TOKEN                      optional: POSTs must carry `Authorization: Bearer <token>`
     TWILIO_API_BASE_URL                     optional: another API base URL (an egress proxy, a test stand-in)
 
 POST /alertmanager  an Alertmanager webhook payload; answers 200 once every number was texted and
                     502 otherwise, so Alertmanager retries and counts the failure in
-                    alertmanager_notifications_failed_total (watched by AlertmanagerNotificationsFailing).
+                    alertmanager_notifications_failed_total (watched by AlertmanagerNotificationsFailing);
+                    401 without the bearer token, when one is set.
 GET  /health        200 when the process is up.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -49,6 +52,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 9095
     api_base_url: str | None = None
+    token: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -65,8 +69,11 @@ class Config:
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"SMS_NOTIFIER_LISTEN={listen!r} must be host:port, e.g. 127.0.0.1:9095")
+        token = env.get("SMS_NOTIFIER_TOKEN") or None
+        if token is not None and len(token) < 16:
+            raise ConfigError("SMS_NOTIFIER_TOKEN is shorter than 16 characters; use the generated sms_notifier_token")
         return cls(env["TWILIO_ACCOUNT_SID"], env["TWILIO_AUTH_TOKEN"], env["SMS_FROM"], numbers, host, int(port),
-                   env.get("TWILIO_API_BASE_URL") or None)
+                   env.get("TWILIO_API_BASE_URL") or None, token)
 
 
 def message_for(payload: dict[str, Any]) -> str:
@@ -129,6 +136,10 @@ def make_handler(notifier: Notifier) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             if self.path != "/alertmanager":
                 self._reply(HTTPStatus.NOT_FOUND, "POST Alertmanager webhooks to /alertmanager")
+                return
+            token = notifier.config.token
+            if token and not hmac.compare_digest(self.headers.get("Authorization", ""), f"Bearer {token}"):
+                self._reply(HTTPStatus.UNAUTHORIZED, "send `Authorization: Bearer <sms_notifier_token>`")
                 return
             length = int(self.headers.get("Content-Length") or 0)
             if length <= 0 or length > MAX_REQUEST_BYTES:

@@ -54,7 +54,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     gateway = json.loads((ROOT / "build" / ENV / "outputs.json").read_text())["network"]["gateway"]
     sinks = Sinks(gateway)
     vars_file = tmp_path_factory.mktemp("e2e") / "site-vars.yml"
-    vars_file.write_text(yaml.safe_dump({"alertmanager_recipients": sinks.recipients()}))
+    vars_file.write_text(yaml.safe_dump({"alertmanager_recipients": sinks.recipients(),
+                                         "alertmanager_sms_notifier": sinks.sms_notifier()}))
     code, out, took = _run("-m", "ops", "up", ENV, env={"SCALEMART_EXTRA_VARS": str(vars_file)})
     (ROOT / "build" / ENV / "logs").mkdir(parents=True, exist_ok=True)
     (ROOT / "build" / ENV / "logs" / "e2e-up.log").write_text(out)

@@ -1,17 +1,14 @@
 """Notification receivers run on the control machine for the end-to-end alert tests.
 
 They listen on the environment network's gateway address, which the hosts reach and nothing
-outside this machine does: an SMTP sink, a webhook receiver (also the Watchdog heartbeat), a
-stand-in for Twilio's REST API (Twilio itself cannot be reached from here) and the real SMS
-notifier from alert_rules/, pointed at that stand-in.
+outside this machine does: an SMTP sink, a webhook receiver (also the Watchdog heartbeat) and a
+stand-in for Twilio's REST API (Twilio itself cannot be reached from here), which the SMS notifier
+the alertmanager role runs on the monitoring host is pointed at.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,15 +106,6 @@ class Sinks:
         self.smtp.start()
         self.web = _Http(host, self.inbox, lambda path: (200, {"ok": True}))
         self.twilio = _Http(host, self.inbox, _twilio_answer)
-        self.sms_port = self._free_port()
-        self.sms_log = (ROOT / "build" / "e2e-sms-notifier.log")
-        self.sms_log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TWILIO_ACCOUNT_SID": TWILIO_SID,
-               "TWILIO_AUTH_TOKEN": "stand-in-auth-token", "SMS_FROM": "+15550009999", "SMS_TO": "+15550000001",
-               "SMS_NOTIFIER_LISTEN": f"{host}:{self.sms_port}",
-               "TWILIO_API_BASE_URL": f"http://{host}:{self.twilio.port}"}
-        self.sms = subprocess.Popen([sys.executable, "-m", "alert_rules.sms_notifier"], env=env, cwd=ROOT,
-                                    stdout=self.sms_log.open("w"), stderr=subprocess.STDOUT)
 
     def _free_port(self) -> int:
         import socket
@@ -133,13 +121,16 @@ class Sinks:
                      "require_tls": False},
             "email": {s: [f"{s}@scalemart.test"] for s in ("critical", "warning", "info")},
             "webhooks": {s: [f"http://{self.host}:{self.web.port}/hook/{s}"] for s in ("critical", "warning")},
-            "sms_notifier_url": f"http://{self.host}:{self.sms_port}/alertmanager",
             "heartbeat_url": f"http://{self.host}:{self.web.port}/heartbeat",
             "timing": {"group_wait": "5s", "group_interval": "20s", "repeat_interval": "1h"},
         }
 
+    def sms_notifier(self) -> dict[str, Any]:
+        """alertmanager_sms_notifier: the role's notifier, texting through the Twilio stand-in."""
+        return {"account_sid": TWILIO_SID, "auth_token": "stand-in-auth-token", "from": "+15550009999",
+                "to": ["+15550000001"], "api_base_url": f"http://{self.host}:{self.twilio.port}"}
+
     def close(self) -> None:
-        self.sms.terminate()
         self.smtp.stop()
         self.web.close()
         self.twilio.close()

@@ -80,6 +80,13 @@ def test_receivers_follow_severity() -> None:
     assert receivers["heartbeat"]["webhook_configs"][0]["url"] == RECIPIENTS["heartbeat_url"]
 
 
+def test_sms_notifier_token_becomes_the_webhook_bearer() -> None:
+    hooks = {r["name"]: r for r in config({**RECIPIENTS, "sms_notifier_token": "t" * 20})["receivers"]}
+    sms = hooks["critical"]["webhook_configs"][-1]
+    assert sms["http_config"] == {"authorization": {"type": "Bearer", "credentials": "t" * 20}}
+    assert "http_config" not in hooks["critical"]["webhook_configs"][0]
+
+
 def test_grouping_and_inhibition_rule() -> None:
     cfg = config(RECIPIENTS)
     assert cfg["route"]["group_by"] == ["alertname", "instance"]
@@ -103,6 +110,7 @@ def test_webhook_urls_are_recognised(url: str, kind: str) -> None:
     (lambda r: r["webhooks"].update(info=[SLACK]), "webhooks.info"),
     (lambda r: r["webhooks"].update(warning=["ftp://x"]), "webhooks.warning[0]"),
     (lambda r: r.pop("sms_notifier_url"), "sms_notifier_url"),
+    (lambda r: r.update(sms_notifier_token="short"), "sms_notifier_token"),
     (lambda r: r.update(timing={"group_wait": "soon"}), "timing.group_wait"),
 ])
 def test_bad_recipients_name_the_field(mutate, field: str) -> None:
@@ -172,7 +180,8 @@ def test_critical_alert_reaches_email_webhook_and_sms_against_twilio_stand_in(tm
         sms_port = free_port()
         env = {"PATH": "/usr/bin:/bin", "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
                "SMS_FROM": "+15550009999", "SMS_TO": "+15550000001", "SMS_NOTIFIER_LISTEN": f"127.0.0.1:{sms_port}",
-               "TWILIO_API_BASE_URL": twilio_stand_in.url, "PYTHONPATH": str(ROOT)}
+               "TWILIO_API_BASE_URL": twilio_stand_in.url, "PYTHONPATH": str(ROOT),
+               "SMS_NOTIFIER_TOKEN": "notifier-token-0123456789"}
         notifier = Proc("sms-notifier", [str(PYTHON), "-m", "alert_rules.sms_notifier"], tmp_path, env)
         procs.append(notifier)
         wait_http(f"http://127.0.0.1:{sms_port}/health", proc=notifier.proc, log=notifier.log)
@@ -180,6 +189,7 @@ def test_critical_alert_reaches_email_webhook_and_sms_against_twilio_stand_in(tm
         recipients["smtp"]["smarthost"] = f"127.0.0.1:{smtp.port}"
         recipients["webhooks"] = {"critical": [f"{hooks.url}/critical"], "warning": [f"{hooks.url}/warning"]}
         recipients["sms_notifier_url"] = f"http://127.0.0.1:{sms_port}/alertmanager"
+        recipients["sms_notifier_token"] = env["SMS_NOTIFIER_TOKEN"]  # Alertmanager must send it
         recipients["heartbeat_url"] = f"{hooks.url}/heartbeat"
         recipients["timing"] = {"group_wait": "1s", "group_interval": "1s"}
         am = Alertmanager(render(recipients), tmp_path, procs)

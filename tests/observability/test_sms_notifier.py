@@ -72,6 +72,32 @@ def test_a_body_that_is_not_an_alertmanager_webhook_is_refused(notifier_url: str
     assert twilio_stand_in.requests == []
 
 
+def test_with_a_token_only_bearers_are_served_against_twilio_stand_in(twilio_stand_in: Recorder) -> None:
+    cfg = Config(TWILIO_SID, TWILIO_TOKEN, "+15550009999", NUMBERS, "127.0.0.1", 0, twilio_stand_in.url,
+                 token="notifier-token-0123456789")
+    server = serve(cfg)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/alertmanager"
+    try:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}):
+            r = httpx.post(url, json=PAYLOAD, headers=headers, timeout=30)
+            assert r.status_code == 401 and "sms_notifier_token" in r.text
+        assert twilio_stand_in.requests == []
+        r = httpx.post(url, json=PAYLOAD, headers={"Authorization": "Bearer notifier-token-0123456789"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert len(twilio_stand_in.requests) == len(NUMBERS)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_short_token_is_refused() -> None:
+    env = {"TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "SMS_FROM": "+15550009999",
+           "SMS_TO": "+15550000001", "SMS_NOTIFIER_TOKEN": "short"}
+    with pytest.raises(ConfigError, match="SMS_NOTIFIER_TOKEN"):
+        Config.from_env(env)
+
+
 def test_health_answers(notifier_url: str) -> None:
     assert httpx.get(f"{notifier_url}/health", timeout=10).status_code == 200
 

@@ -38,6 +38,28 @@ def test_status_reports_the_rendered_routing(host):
     original = data["config"]["original"]
     assert "oncall@scalemart.test" in original
     assert "http://127.0.0.1:9095/alertmanager" in original
+    assert "molecule-notifier-token-0123" not in original, "the bearer token is shown as <secret>"
+
+
+def test_sms_notifier_runs_on_the_loopback_only(host):
+    assert_active(host, "scalemart-sms-notifier")
+    assert_enabled(host, "scalemart-sms-notifier")
+    assert_listening(host, "scalemart-sms-notifier", "tcp://127.0.0.1:9095")
+    assert not host.socket("tcp://0.0.0.0:9095").is_listening
+
+
+def test_sms_notifier_settings_are_root_only(host):
+    assert_file(host, "/etc/default/scalemart-sms-notifier", "root", "root", 0o600)
+
+
+def test_sms_notifier_needs_the_bearer_and_then_calls_twilio(host):
+    body = '{"alerts": [{"labels": {"alertname": "RedisDown", "severity": "critical"}, "annotations": {}}]}'
+    post = "curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d '" + body + "' "
+    assert host.run(post + "http://127.0.0.1:9095/alertmanager").stdout == "401"
+    # with the token it tries Twilio (here a closed port) and answers 502 so Alertmanager retries
+    authed = host.run(post + "-H 'Authorization: Bearer molecule-notifier-token-0123' "
+                      "http://127.0.0.1:9095/alertmanager")
+    assert authed.stdout == "502", authed.stdout + authed.stderr
 
 
 def test_amtool_accepts_the_installed_config(host):
