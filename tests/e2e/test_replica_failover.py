@@ -6,6 +6,7 @@ target-down alert must reach email and the webhook as a warning, never the SMS p
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -60,7 +61,8 @@ def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webh
     (ROOT / "build" / ENV / "logs" / "e2e-scale-out.log").write_text(out)
     assert code == 0, f"scaling dev out to two app replicas failed:\n{out[-6000:]}"
     print(f"\nscale-out to 2 app replicas (make up, verified): {took:.0f} s", file=sys.stderr)
-    assert "1 created" in out, "the scale-out should add exactly one host"
+    assert re.search(r"Container sm-dev-app-2-container created", out), "the scale-out should add app-2"
+    assert not re.search(r"[-~+]+ \d+ (deleted|updated|replaced)", out), "the scale-out should touch nothing else"
     app2 = dev.container("app", 1)
 
     shop = dev.outputs["urls"]["shop"]
