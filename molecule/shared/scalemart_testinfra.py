@@ -62,18 +62,20 @@ def private_address(host: Any) -> str:
 
 
 def http_get(host: Any, url: str, unit: str, headers: dict[str, str] | None = None,
-             timeout: float = 30, request_timeout: float = 5) -> tuple[int, str]:
-    """GET `url` from inside the host with python3 (present on every host); retries until `timeout`."""
+             timeout: float = 30, request_timeout: float = 5, body: str | None = None) -> tuple[int, str]:
+    """GET `url` (POST `body` when given) from inside the host with python3 (present on every host);
+    retries until `timeout` while the connection fails."""
     script = (
         "import json,sys,urllib.request,urllib.error\n"
-        "req=urllib.request.Request(sys.argv[1],headers=json.loads(sys.argv[2]))\n"
+        "req=urllib.request.Request(sys.argv[1],headers=json.loads(sys.argv[2]),data=sys.argv[4].encode() or None)\n"
         "try:\n r=urllib.request.urlopen(req,timeout=float(sys.argv[3])); print(r.status); print(r.read().decode())\n"
         "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n"
     )
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        out = host.run("python3 -c %s %s %s %s", script, url, json.dumps(headers or {}), str(request_timeout))
+        out = host.run("python3 -c %s %s %s %s %s", script, url, json.dumps(headers or {}), str(request_timeout),
+                       body or "")
         if out.rc == 0:
             status, _, body = out.stdout.partition("\n")
             return int(status), body
