@@ -14,12 +14,10 @@ import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
-ROOT = Path(__file__).resolve().parents[2]
 TWILIO_SID = "AC" + "0" * 32
 
 
