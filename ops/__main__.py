@@ -89,6 +89,9 @@ def phase(index: int, total: int, name: str, cmd: Sequence[str | Path] | dict[st
     for t in threads:
         t.join()
     took = time.monotonic() - start
+    for label in cmds:
+        if label not in results:  # the command could not even start; its thread printed why
+            raise PhaseFailed(name, None, next_cmd, build_dir(env) / "logs")
     for code, host, log in results.values():
         if code != 0:
             raise PhaseFailed(name, host, next_cmd, log)
