@@ -32,10 +32,6 @@ if str(APP_SRC) not in sys.path:
 ADMIN_TOKEN = "tests-" + secrets.token_hex(16)
 
 
-
-
-
-
 def stop(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

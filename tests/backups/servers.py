@@ -39,10 +39,6 @@ def redis_binary() -> str:
     return REDIS_SERVER
 
 
-
-
-
-
 @dataclass
 class RedisServer:
     port: int

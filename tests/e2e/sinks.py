@@ -18,6 +18,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from tests.net import free_port
+
 TWILIO_SID = "AC" + "0" * 32
 
 
@@ -99,18 +101,11 @@ class Sinks:
                 return "250 OK"
 
         # aiosmtpd checks its listener by connecting to it, so it needs a real port, not 0.
-        self.smtp_port = self._free_port()
+        self.smtp_port = free_port(host)
         self.smtp = Controller(Mailbox(), hostname=host, port=self.smtp_port)
         self.smtp.start()
         self.web = _Http(host, self.inbox, lambda path: (200, {"ok": True}))
         self.twilio = _Http(host, self.inbox, _twilio_answer)
-
-    def _free_port(self) -> int:
-        import socket
-
-        with socket.socket() as s:
-            s.bind((self.host, 0))
-            return int(s.getsockname()[1])
 
     def recipients(self) -> dict[str, Any]:
         """The alertmanager recipients mapping (alert_rules/alertmanager.py) aimed at these sinks."""

@@ -31,10 +31,6 @@ def binary(name: str, package: str) -> str:
     return path
 
 
-
-
-
-
 def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen[Any] | None = None,
               log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout

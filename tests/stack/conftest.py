@@ -28,8 +28,6 @@ def raw_config(env: str) -> dict[str, Any]:
     return {k.split(":", 1)[1]: v for k, v in committed_config(env).items()}
 
 
-
-
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     import docker

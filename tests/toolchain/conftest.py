@@ -23,10 +23,6 @@ def tool(name: str) -> str:
     return str(path)
 
 
-
-
-
-
 @pytest.fixture(scope="session")
 def ferretdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("ferretdb")
