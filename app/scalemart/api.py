@@ -543,14 +543,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _, raw = await pipe.execute()
         except store.REDIS_DOWN:
             return await _orders_from_mongo(st, user_id, limit)
-        orders = []
-        for item in raw:
-            o = json.loads(item)
-            orders.append({"order_id": o["order_id"], "user_id": user_id, "product_id": o["product_id"],
-                           "quantity": o["quantity"], "unit_price": store.cents_to_units(o["unit_price_cents"]),
-                           "total": store.cents_to_units(o["total_cents"]),
-                           "created_at": datetime.fromtimestamp(o["created_at_ms"] / 1000, UTC)})
-        return {"user_id": user_id, "source": "redis", "orders": orders}
+        orders = [json.loads(item) for item in raw]
+        return {"user_id": user_id, "source": "redis", "orders": [
+            _order_out(o["order_id"], user_id, o, datetime.fromtimestamp(o["created_at_ms"] / 1000, UTC))
+            for o in orders]}
 
     # --- admin
     @app.post("/api/admin/products", response_model=ProductOut, status_code=201,
@@ -695,10 +691,15 @@ async def _orders_from_mongo(st: State, user_id: str, limit: int) -> dict[str, A
         docs = [d async for d in st.db.orders.find({"user_id": user_id}).sort("created_at", -1).limit(limit)]
     except PyMongoError:
         raise mongo_unavailable("listing orders") from None
-    return {"user_id": user_id, "source": "mongodb", "orders": [
-        {"order_id": d["_id"], "user_id": d["user_id"], "product_id": d["product_id"], "quantity": d["quantity"],
-         "unit_price": store.cents_to_units(d["unit_price_cents"]),
-         "total": store.cents_to_units(d["total_cents"]), "created_at": d["created_at"]} for d in docs]}
+    return {"user_id": user_id, "source": "mongodb",
+            "orders": [_order_out(d["_id"], user_id, d, d["created_at"]) for d in docs]}
+
+
+def _order_out(order_id: str, user_id: str, o: dict[str, Any], created_at: datetime) -> dict[str, Any]:
+    """One OrderOut from a Redis list entry or a MongoDB document (they share the cents fields)."""
+    return {"order_id": order_id, "user_id": user_id, "product_id": o["product_id"], "quantity": o["quantity"],
+            "unit_price": store.cents_to_units(o["unit_price_cents"]), "total": store.cents_to_units(o["total_cents"]),
+            "created_at": created_at}
 
 
 async def _catalogue_or_404(st: State, product_id: str) -> dict[str, Any]:
