@@ -3,6 +3,7 @@ ENV ?= dev
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
 export PULUMI_SKIP_UPDATE_CHECK := true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 

@@ -152,7 +152,7 @@ def summary(env: str, timings: dict[str, float]) -> None:
 
 
 def up(env: str) -> None:
-    total = 4
+    total = 3
     timings = {"stack": phase(1, total, "stack", stack_cmd("up", env), env, f"python -m stack.cli up {env}")}
     created = secrets.ensure(env)
     if created:

@@ -24,6 +24,7 @@ import yaml  # noqa: E402
 
 from stack import config as stack_config  # noqa: E402
 from stack.components import Environment, EnvironmentArgs  # noqa: E402
+from stack.docker_resources import DockerError  # noqa: E402
 
 
 def read_raw_config() -> dict[str, Any]:
@@ -102,6 +103,6 @@ def main(raw: dict[str, Any] | None = None, image: str | None = None,
 if __name__ == "__main__":
     try:
         main()
-    except stack_config.ConfigError as exc:
-        # A clean one-line error (key + fix) instead of a traceback; nothing has been registered yet.
+    except (stack_config.ConfigError, DockerError) as exc:
+        # A clean one-line error (key or engine + fix) instead of a traceback; nothing has been registered yet.
         raise pulumi.RunError(str(exc)) from None

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from toolchain import gotools, image  # noqa: E402
-from toolchain.common import CACHE, ROOT, ToolchainError, digest, link, log, run, step  # noqa: E402
+from toolchain.common import CACHE, ROOT, ToolchainError, digest, link, log, need, run, step  # noqa: E402
 
 # Debian packages for the control machine. redis-server and the prometheus packages give the
 # tests a real Redis and promtool/amtool; golang-go only when no Go toolchain is present.
@@ -65,6 +65,7 @@ def apt_packages() -> None:
 
 
 def docker_engine() -> None:
+    need("docker", "apt-get install -y docker.io")
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
         log("docker engine: answering")
         return

@@ -167,6 +167,19 @@ def test_bad_config_stops_before_any_resource_is_created(throwaway: ThrowawaySta
     assert [r["type"] for r in state if r["type"] != "pulumi:pulumi:Stack"] == []
 
 
+def test_a_dead_engine_stops_before_any_resource_with_the_fix(throwaway: ThrowawayStack,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    with pytest.raises(auto.CommandError) as info:
+        throwaway.cli.up(throwaway.name, throwaway.paths, throwaway.config, quiet=True)
+    message = str(info.value)
+    assert "no Docker engine answers" in message and "DOCKER_HOST" in message, message
+    assert "Traceback" not in message, "a dead engine is a message, not a stack trace"
+    monkeypatch.delenv("DOCKER_HOST")
+    state = throwaway.stack().export_stack().deployment.get("resources") or []
+    assert [r["type"] for r in state if r["type"] != "pulumi:pulumi:Stack"] == []
+
+
 class DockerTcpForwarder:
     """A stand-in remote engine: tcp://127.0.0.1:PORT forwarded to the local engine's socket."""
 

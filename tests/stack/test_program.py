@@ -147,15 +147,16 @@ def test_every_resource_carries_the_environment_label(runs: dict[str, Run], env:
     check_all(runs[env].resources, policy)
 
 
+def loopback_only(r: Resolved) -> str | None:
+    for p in r.inputs.get("ports", []):
+        if p.get("ip") != "127.0.0.1":
+            return f"port {p.get('internal')} published on {p.get('ip')!r}; only 127.0.0.1 is configured"
+    return None
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_nothing_is_published_beyond_loopback_unless_configured(runs: dict[str, Run], env: str) -> None:
-    def policy(r: Resolved) -> str | None:
-        for p in r.inputs.get("ports", []):
-            if p.get("ip") != "127.0.0.1":
-                return f"port {p.get('internal')} published on {p.get('ip')!r}; only 127.0.0.1 is configured"
-        return None
-
-    check_all(runs[env].resources, policy)
+    check_all(runs[env].resources, loopback_only)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -175,6 +176,12 @@ def test_a_configured_public_bind_is_honoured_and_nothing_else_moves() -> None:
     binds = {(p["ip"], int(p["external"])) for r in run.of_type(CONTAINER) for p in r.inputs["ports"]}
     assert ("0.0.0.0", 18080) in binds  # noqa: S104
     assert all(ip == "127.0.0.1" for ip, port in binds if port != 18080)
+    # A policy failure names the offending resource by URN, and only that one.
+    with pytest.raises(AssertionError) as failed:
+        check_all(run.resources, loopback_only)
+    lines = str(failed.value).splitlines()[:-1]  # pytest appends the `assert not failures` line
+    assert len(lines) == 1 and lines[0].startswith("urn:pulumi:"), lines
+    assert "::sm-dev-lb-1-container: port 80" in lines[0] and "published on '0.0.0.0'" in lines[0], lines
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -62,7 +62,9 @@ def test_program_up_and_destroy_on_a_local_file_backend(tmp_path: Path) -> None:
     state.mkdir()
 
     def pulumi(*args: str) -> str:
-        proc = subprocess.run([tool("pulumi"), *args, "--non-interactive"], cwd=prog, env=env,
+        # In a network namespace of its own with only loopback up: any download attempt fails the run.
+        offline = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "offline"]
+        proc = subprocess.run([*offline, tool("pulumi"), *args, "--non-interactive"], cwd=prog, env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"pulumi {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
