@@ -193,9 +193,10 @@ def _state_flip(metric: str, labels: dict[str, str], good: float, bad: float, fo
                 minutes: int) -> list[Series]:
     if fire:
         return [gauge(metric, labels, bad, minutes)]
-    # bad for one minute less than `for`: pending, never firing
+    # bad for the last `for` - 1 minutes up to the evaluation (with `for: 1m`, bad at the evaluation
+    # only): pending, never firing
     bad_minutes = max(for_min - 1, 0)
-    return [(_sel(metric, labels), f"{_num(good)}x{minutes - bad_minutes} {_num(bad)}x{bad_minutes}")]
+    return [(_sel(metric, labels), f"{_num(good)}x{minutes - bad_minutes - 1} {_num(bad)}x{bad_minutes}")]
 
 
 def _counter_flip(metric: str, labels: dict[str, str], for_min: int, fire: bool, minutes: int) -> list[Series]:
