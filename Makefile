@@ -7,11 +7,12 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help bootstrap up verify down credentials test lint roles-test dashboards bench-app load backup restore
+.PHONY: help bootstrap up verify restart down credentials test lint roles-test dashboards bench-app load backup restore
 
 help:
 	@echo "make up ENV=dev|staging|production   create, configure and verify an environment"
 	@echo "make verify ENV=...                  run the testinfra suite against an environment"
+	@echo "make restart ENV=...                 rolling restart of the app hosts behind the balancer, then the workers"
 	@echo "make down ENV=... [PURGE=1]          destroy an environment (data volumes kept unless PURGE=1)"
 	@echo "make credentials ENV=...             show the generated credentials of an environment"
 	@echo "make test                            the whole test suite"
@@ -22,6 +23,10 @@ up: bootstrap
 
 verify: bootstrap
 	@$(PY) -m ops verify $(ENV)
+
+# App hosts one at a time, drained from the load balancer, then the workers (playbooks/rolling-restart.yml).
+restart: bootstrap
+	@$(PY) -m ops restart $(ENV)
 
 down: bootstrap
 	@$(PY) -m ops down $(ENV) $(if $(filter 1,$(PURGE)),--purge,)

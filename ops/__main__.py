@@ -3,6 +3,7 @@
     python -m ops up ENV        stack → inventory → secrets → site.yml → verify → URLs
     python -m ops verify ENV    the testinfra suite against the generated inventory
     python -m ops down ENV [--purge]
+    python -m ops restart ENV   rolling restart: app hosts one at a time, drained from the balancer
 
 Each phase prints its duration; a failure names the phase, the host when one is known, and
 the command to run next.
@@ -168,7 +169,7 @@ def up(env: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "verify", "down", "configure"])
+    parser.add_argument("action", choices=["up", "verify", "down", "configure", "restart"])
     parser.add_argument("env", help=f"one of {', '.join(ENVIRONMENTS)}")
     parser.add_argument("--purge", action="store_true", help="down: delete the data volumes too")
     args = parser.parse_args(argv)
@@ -181,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.action == "configure":
             secrets.ensure(args.env)
             phase(1, 1, "configure", configure_cmds(args.env), args.env, f"make up ENV={args.env}")
+        elif args.action == "restart":
+            phase(1, 1, "restart", playbook_cmd(args.env, "rolling-restart.yml"), args.env,
+                  f"make restart ENV={args.env}  (a host that did not come back is named above; the others serve)")
         elif args.action == "verify":
             phase(1, 1, "verify", verify_cmd(args.env), args.env, f"make verify ENV={args.env}")
         else:

@@ -1,7 +1,9 @@
-"""Scale `dev` out to two app replicas, then stop one under a light load (runs last: it changes dev).
+"""Scale `dev` out to two app replicas, restart them one by one, then stop one, all under a light load
+(runs last: it changes dev).
 
-The balancer must keep serving (no 5xx beyond the requests in flight at the stop) and Prometheus's
-target-down alert must reach email and the webhook as a warning, never the SMS pager.
+A rolling restart must fail no request. After the stop the balancer must keep serving (no 5xx beyond the
+requests in flight at the stop) and Prometheus's target-down alert must reach email and the webhook as a
+warning, never the SMS pager.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class LightLoad:
             t.join(timeout=15)
 
 
+def _main_pid(container: str) -> str:
+    return _docker("exec", container, "systemctl", "show", "-p", "MainPID", "--value", "scalemart-app").stdout.strip()
+
+
 def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webhook_only(
         dev: Dev, tmp_path: Path) -> None:
     overrides = tmp_path / "two-apps.yaml"
@@ -64,8 +70,21 @@ def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webh
     assert re.search(r"Container sm-dev-app-2-container created", out), "the scale-out should add app-2"
     assert not re.search(r"[-~+]+ \d+ (deleted|updated|replaced)", out), "the scale-out should touch nothing else"
     app2 = dev.container("app", 1)
-
     shop = dev.outputs["urls"]["shop"]
+
+    # A rolling restart under the same load: each app host drained, restarted, put back; no request fails.
+    apps = [dev.container("app", 0), app2]
+    pids = {c: _main_pid(c) for c in apps}
+    with LightLoad(shop) as load:
+        code, out, took = _run("-m", "ops", "restart", ENV)
+    (ROOT / "build" / ENV / "logs" / "e2e-rolling-restart.log").write_text(out)
+    assert code == 0, f"make restart failed:\n{out[-6000:]}"
+    statuses = Counter(s for _, s in load.results)
+    print(f"\nrolling restart of 2 app hosts: {took:.0f} s, {sum(statuses.values())} requests: {dict(statuses)}",
+          file=sys.stderr)
+    assert statuses[200] >= 50 and set(statuses) == {200}, f"requests failed during the rolling restart: {statuses}"
+    assert all(_main_pid(c) != pids[c] for c in apps), "every app host's API should have restarted"
+
     with LightLoad(shop) as load:
         time.sleep(10)
         t0 = time.monotonic()

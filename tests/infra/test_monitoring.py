@@ -81,3 +81,43 @@ def test_grafana_has_every_dashboard_and_a_healthy_datasource(environment: Envir
     if not provisioned.isdigit() or int(provisioned) == 0:
         pytest.fail("no dashboard JSON provisioned in /var/lib/grafana/dashboards")
     assert len(dashboards) == int(provisioned), [d["title"] for d in dashboards]
+
+
+def test_grafana_datasource_is_healthy_and_one_panel_of_every_dashboard_has_data(environment: Environment) -> None:
+    """Through the Grafana the role installed: its datasource health check, then each dashboard's panels in
+    order until one query comes back with data from the environment's Prometheus."""
+    from ops import secrets
+
+    password = secrets.load(environment.name)["grafana_admin_password"]
+    base = f"http://{_monitoring_address(environment)}:3000"
+    now_ms = int(time.time() * 1000)
+    without_data = []
+    with httpx.Client(base_url=base, auth=("admin", password), timeout=30) as c:
+        sources = [d for d in c.get("/api/datasources").json() if d["type"] == "prometheus"]
+        assert len(sources) == 1, sources
+        uid = sources[0]["uid"]
+        health = c.get(f"/api/datasources/uid/{uid}/health").json()
+        assert health.get("status") == "OK", health
+        for found in c.get("/api/search", params={"type": "dash-db"}).json():
+            dashboard = c.get(f"/api/dashboards/uid/{found['uid']}").json()["dashboard"]
+            tried = []
+            for panel in dashboard["panels"]:
+                for target in panel.get("targets") or []:
+                    query = {"refId": target["refId"], "datasource": {"type": "prometheus", "uid": uid},
+                             "expr": target["expr"].replace("$env", environment.name), "intervalMs": 15000,
+                             "maxDataPoints": 100, "instant": True, "range": False}
+                    r = c.post("/api/ds/query", json={"from": str(now_ms - 10 * 60_000), "to": str(now_ms),
+                                                      "queries": [query]})
+                    result = r.json().get("results", {}).get(target["refId"], {})
+                    assert r.status_code == 200 and "error" not in result, (
+                        f"{dashboard['title']} / {panel['title']}: {r.text[:400]}")
+                    tried.append(panel["title"])
+                    if any(v is not None for f in result.get("frames", []) for col in f["data"]["values"][1:]
+                           for v in col):
+                        break
+                else:
+                    continue
+                break
+            else:
+                without_data.append(f"{dashboard['title']} (tried: {', '.join(tried)})")
+    assert not without_data, "dashboards where no panel query returned data:\n" + "\n".join(without_data)
