@@ -79,6 +79,16 @@ def mongo_unavailable(what: str) -> ApiError:
                     "unreachable; retry later", headers={"Retry-After": "5"})
 
 
+def unknown_product(product_id: str, hint: str = "list products with GET /api/products") -> ApiError:
+    return ApiError(404, "unknown_product", f"product_id '{product_id}' is not a known product; {hint}",
+                    field="product_id")
+
+
+def product_incomplete(product_id: str) -> ApiError:
+    return ApiError(409, "product_incomplete", f"product_id '{product_id}' has no stock record; repeat "
+                    "POST /api/admin/products with the same body to finish creating it", field="product_id")
+
+
 def _e(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut} for code in codes}
 
@@ -234,8 +244,7 @@ async def read_product(st: State, product_id: str, count_view: bool) -> dict[str
         except PyMongoError:
             raise mongo_unavailable("reading the catalogue") from None
         if doc is None:
-            raise ApiError(404, "unknown_product", f"no product '{product_id}'; list products with GET /api/products",
-                           field="product_id")
+            raise unknown_product(product_id)
         cat = catalogue_doc(doc)
         try:
             await st.redis.set(store.cache_key(product_id), store.dumps(cat),
@@ -261,8 +270,7 @@ async def read_product_fallback(st: State, product_id: str) -> dict[str, Any]:
             return {**hit[1], "stale": True}
         raise mongo_unavailable("reading the catalogue") from None
     if doc is None:
-        raise ApiError(404, "unknown_product", f"no product '{product_id}'; list products with GET /api/products",
-                       field="product_id")
+        raise unknown_product(product_id)
     stock, stocked = st.last_stock.get(product_id, (None, None))
     out = product_out(catalogue_doc(doc), stock, stocked, stale=True)
     st.local[product_id] = (time.monotonic() + st.settings.local_cache_ttl_seconds, {**out, "stale": False})
@@ -503,8 +511,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(429, "rate_limited", f"more than {st.rate_limit} requests in {st.rate_window} s from "
                            f"this client; retry after {wait} s", headers={"Retry-After": str(wait)})
         elif result == "unknown_product":
-            raise ApiError(404, "unknown_product", f"no product '{body.product_id}'; list products with "
-                           "GET /api/products", field="product_id")
+            raise unknown_product(body.product_id)
         else:
             metrics.PURCHASE_ATTEMPTS.labels(body.product_id, result).inc()
             if result == "success":
@@ -519,14 +526,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(out, status_code=201, headers=headers)
         details = {k: v for k, v in res.items() if k in ("stock_left", "already_bought", "per_user_limit")}
         if result == "closed":
-            err = ApiError(409, "sale_closed", f"the sale of '{body.product_id}' is not open now; check its sale "
-                           "window with GET /api/products/{product_id}", field="product_id", details=details)
+            err = ApiError(409, "sale_closed", f"product_id '{body.product_id}' is not on sale now; check its sale "
+                           f"window with GET /api/products/{body.product_id}", field="product_id", details=details)
         elif result == "out_of_stock":
-            err = ApiError(409, "out_of_stock", f"only {res['stock_left']} unit(s) of '{body.product_id}' left",
-                           field="quantity", details=details)
+            err = ApiError(409, "out_of_stock", f"quantity {body.quantity} is more than the {res['stock_left']} "
+                           f"unit(s) of '{body.product_id}' left", field="quantity", details=details)
         else:
-            err = ApiError(409, "limit_exceeded", f"at most {res['per_user_limit']} unit(s) per user; you already "
-                           f"bought {res['already_bought']}", field="quantity", details=details)
+            err = ApiError(409, "limit_exceeded", f"quantity {body.quantity} goes over the limit of "
+                           f"{res['per_user_limit']} unit(s) per user; you already bought {res['already_bought']}",
+                           field="quantity", details=details)
         err.headers = headers or None
         raise err
 
@@ -568,7 +576,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except store.REDIS_DOWN:
                 raise redis_unavailable("creating a product") from None
             if exists:
-                raise ApiError(409, "product_exists", f"product '{body.id}' already exists; restock it with "
+                raise ApiError(409, "product_exists", f"id '{body.id}' is already a product; restock it with "
                                f"POST /api/admin/products/{body.id}/restock", field="id") from None
             try:
                 doc = await st.db.products.find_one({"_id": body.id}) or doc
@@ -595,8 +603,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             res = await st.scripts.restock(keys=[store.product_key(product_id)], args=[body.quantity])
             if res == -1:
-                raise ApiError(409, "product_incomplete", f"product '{product_id}' has no stock record; repeat "
-                               "POST /api/admin/products with the same body to finish creating it", field="product_id")
+                raise product_incomplete(product_id)
             await invalidate(st, product_id)
         except store.REDIS_DOWN:
             raise redis_unavailable("restocking") from None
@@ -616,11 +623,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except PyMongoError:
             raise mongo_unavailable("changing the sale") from None
         if doc is None:  # deleted between the two calls
-            raise ApiError(404, "unknown_product", f"no product '{product_id}'", field="product_id")
+            raise unknown_product(product_id)
         try:
             if await st.scripts.sale(keys=[store.product_key(product_id)], args=[int(is_open), starts, ends]) == -1:
-                raise ApiError(409, "product_incomplete", f"product '{product_id}' has no stock record; repeat "
-                               "POST /api/admin/products with the same body to finish creating it", field="product_id")
+                raise product_incomplete(product_id)
             await invalidate(st, product_id)
             stock, stocked = await stock_of(st, product_id)
         except store.REDIS_DOWN:
@@ -708,8 +714,7 @@ async def _catalogue_or_404(st: State, product_id: str) -> dict[str, Any]:
     except PyMongoError:
         raise mongo_unavailable("reading the catalogue") from None
     if doc is None:
-        raise ApiError(404, "unknown_product", f"no product '{product_id}'; create it with POST /api/admin/products",
-                       field="product_id")
+        raise unknown_product(product_id, "create it with POST /api/admin/products")
     return doc
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.app.conftest import AppServer, WorkerProc, create_product, free_port, wait_drained
@@ -27,9 +32,11 @@ WORKER_METRICS = {
 }
 
 
-def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+def samples(text_or_families: str | Iterable[Metric]) -> dict[str, list[tuple[dict[str, str], float]]]:
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
+    families = (text_string_to_metric_families(text_or_families) if isinstance(text_or_families, str)
+                else text_or_families)
+    for family in families:
         for s in family.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
@@ -125,3 +132,27 @@ def test_worker_reports_queue_length_and_age_while_orders_wait(make_env: Any, ru
     with server.client() as c:
         ready = c.get("/health/ready").json()
     assert ready["checks"]["worker_lag"] == "ok"  # 1 s is under the default bound
+
+
+def test_request_counts_add_up_across_uvicorn_worker_processes(make_env: Any, running: list[Any],
+                                                                tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "prometheus"
+    server = AppServer(make_env(metrics_dir=metrics_dir)).start()  # --workers 2
+    running.append(server)
+    sent = 300
+
+    def get(path: str) -> httpx.Response:  # a new connection each time, so either process may accept it
+        r = httpx.get(server.url + path, timeout=30)
+        assert r.status_code == 200, r.text
+        return r
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(get, ["/api/products"] * sent))
+        scrapes = [samples(r.text) for r in pool.map(get, ["/metrics"] * 8)]
+    # Each process writes its own counter_<pid>.db, so the files tell which processes served the requests.
+    served = {f.name: value(samples(MultiProcessCollector.merge([str(f)])), "scalemart_http_requests_total",
+                            route="/api/products") for f in metrics_dir.glob("counter_*.db")}
+    assert sum(served.values()) == sent and sum(1 for n in served.values() if n) == 2, served
+    # Neither process served them all, so a scrape that counted only its own process would fall short.
+    for s in scrapes:
+        assert value(s, "scalemart_http_requests_total", route="/api/products", method="GET", status="200") == sent
