@@ -1,6 +1,12 @@
-"""The common role: packages, time zone, service user, journald limits."""
+"""The common role: packages, time zone, service user, CA bundle, journald limits."""
+
+import os
+from pathlib import Path
 
 from scalemart_testinfra import assert_active, assert_enabled, assert_file
+
+# prepare.yml made this certificate on the control machine; converge passed it in common_ca_certificates.
+TEST_CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "test-ca.pem")
 
 
 def test_base_packages_are_installed(host):
@@ -19,6 +25,18 @@ def test_service_user_cannot_log_in(host):
     assert user.group == "scalemart"
     assert user.shell == "/usr/sbin/nologin"
     assert user.uid < 1000, "service accounts are system users"
+
+
+def test_extra_ca_certificate_is_in_the_system_bundle(host):
+    pem = TEST_CA.read_text().strip()
+    assert pem.startswith("-----BEGIN CERTIFICATE-----"), f"{TEST_CA} is not a PEM certificate"
+    assert pem in host.file("/etc/ssl/certs/ca-certificates.crt").content_string
+
+
+def test_extra_ca_certificate_is_trusted_by_openssl(host):
+    # The hash links in /etc/ssl/certs are what OpenSSL's default verify path reads.
+    out = host.run("openssl verify /usr/local/share/ca-certificates/scalemart-0.crt")
+    assert out.rc == 0, out.stdout + out.stderr
 
 
 def test_journald_limits_are_configured(host):
