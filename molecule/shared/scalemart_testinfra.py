@@ -1,13 +1,16 @@
 """Checks shared by the molecule scenarios' testinfra verifiers.
 
 Every service check that fails prints the unit's journal, so a red scenario says why without
-a second run.
+a second run: the helpers below do it for their own checks, and a test checking what a service
+answered puts its asserts under `with journal_on_failure(host, unit):`.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -20,6 +23,18 @@ def journal(host: Any, unit: str, lines: int = 60) -> str:
 
 def fail_with_journal(host: Any, unit: str, message: str) -> None:
     pytest.fail(f"{message}\n{journal(host, unit)}", pytrace=False)
+
+
+@contextmanager
+def journal_on_failure(host: Any, unit: str, *errors: type[Exception]) -> Iterator[None]:
+    """A failed assert in the block (a wrong answer from `unit`), or one of `errors` (e.g. a client
+    library's error), fails the test with the unit's journal. The other helpers' failures pass
+    through (pytest.fail is no AssertionError): they carry the journal already."""
+    try:
+        yield
+    except (AssertionError, *errors) as exc:
+        # pytest.fail's own exception, `from None`: the report shows the assert once, not again as a chained one.
+        raise pytest.fail.Exception(f"{unit} answered wrong: {exc}\n{journal(host, unit)}", pytrace=False) from None
 
 
 def assert_active(host: Any, unit: str) -> None:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import yaml
 from scalemart_testinfra import (
     assert_active,
     assert_enabled,
@@ -10,16 +11,21 @@ from scalemart_testinfra import (
     assert_listening,
     fail_with_journal,
     http_get,
+    journal_on_failure,
     private_address,
 )
 
-BUILT_RULES = sorted(p.name for p in (Path(__file__).resolve().parents[3] / "build/alert_rules/rules").glob("*.yml"))
+ROOT = Path(__file__).resolve().parents[3]
+BUILT_RULES = sorted(p.name for p in (ROOT / "build/alert_rules/rules").glob("*.yml"))
+SCENARIO_VARS = yaml.safe_load((ROOT / "molecule/prometheus/vars.yml").read_text())
+ROLE_DEFAULTS = yaml.safe_load((ROOT / "roles/prometheus/defaults/main.yml").read_text())
 
 
 def api(host, path):
     status, body = http_get(host, f"http://{private_address(host)}:9090{path}", "prometheus")
-    assert status == 200, body
-    return json.loads(body)["data"]
+    with journal_on_failure(host, "prometheus", ValueError):
+        assert status == 200, body
+        return json.loads(body)["data"]
 
 
 def test_prometheus_is_active(host):
@@ -39,15 +45,21 @@ def test_config_is_root_owned_and_readable_by_prometheus(host):
 
 
 def test_retention_comes_from_the_variable(host):
-    flags = api(host, "/api/v1/status/flags")
-    assert flags["storage.tsdb.retention.time"] == "15d"
+    wanted = SCENARIO_VARS["prometheus_retention_time"]
+    # 15d is the role default and Prometheus's own: matching it would not show the variable reached the flag.
+    assert wanted not in (ROLE_DEFAULTS["prometheus_retention_time"], "15d"), "set a non-default retention in vars.yml"
+    with journal_on_failure(host, "prometheus"):
+        assert api(host, "/api/v1/status/flags")["storage.tsdb.retention.time"] == wanted
+        # what the TSDB really applies, not only what was passed
+        assert api(host, "/api/v1/status/runtimeinfo")["storageRetention"] == wanted
 
 
 def test_query_answers_with_the_env_label(host):
     result = api(host, '/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D')["result"]
     if not result:
         fail_with_journal(host, "prometheus", "up{job=prometheus} is empty: the self-scrape has not happened")
-    assert result[0]["metric"]["env"] == "molecule"
+    with journal_on_failure(host, "prometheus"):
+        assert result[0]["metric"]["env"] == SCENARIO_VARS["prometheus_environment"]
 
 
 def test_every_built_rule_file_is_installed(host):
@@ -59,13 +71,15 @@ def test_every_built_rule_file_is_installed(host):
 def test_prometheus_loaded_the_alert_rules(host):
     groups = api(host, "/api/v1/rules")["groups"]
     alerts = {r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting"}
-    assert "Watchdog" in alerts
-    assert "RedisDown" in alerts
+    with journal_on_failure(host, "prometheus"):
+        assert "Watchdog" in alerts
+        assert "RedisDown" in alerts
 
 
 def test_broken_rule_was_refused_and_previous_rules_kept(host):
     # side_effect.yml tried to add broken.rules.yml; promtool refused it, so nothing changed.
     assert not host.file("/etc/prometheus/rules/broken.rules.yml").exists
     groups = api(host, "/api/v1/rules")["groups"]
-    assert "broken" not in {g["name"] for g in groups}
+    with journal_on_failure(host, "prometheus"):
+        assert "broken" not in {g["name"] for g in groups}
     assert host.run("promtool check rules /etc/prometheus/rules/*.yml").rc == 0
