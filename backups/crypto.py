@@ -1,29 +1,34 @@
-"""Symmetric, authenticated encryption of the config bundle with the standard library only.
+"""Authenticated encryption of the config bundle with `cryptography`'s Fernet.
 
-The data host has no `cryptography` module (only python3 and what the role installs), and the
-archive must never hold a secret in clear. The scheme is encrypt-then-MAC from hashlib/hmac:
+Fernet is AES-128-CBC with a random IV plus HMAC-SHA256 over the whole token (encrypt-then-MAC);
+a wrong key or any changed byte fails the HMAC before anything is decrypted. Its 32-byte key is
+derived from the configured key (`encryption_key_file`) with a fresh salt per archive, so no two
+archives share a Fernet key:
 
-    salt (16 B, random) -> PBKDF2-HMAC-SHA256(key, salt, 200 000) -> enc key | mac key (32 B each)
-    keystream = SHAKE-256("scalemart-backups/v1" | enc key | nonce)   (nonce 16 B, random)
-    body      = plaintext XOR keystream
-    tag       = HMAC-SHA256(mac key, header | salt | nonce | body)
+    SMBKENC2 | salt (16 B, random) | Fernet token, base64-decoded
+    Fernet key = PBKDF2-HMAC-SHA256(configured key, salt, 600 000 rounds, 32 B)
 
-SHAKE-256 is an extendable-output function (FIPS 202); keyed with a fresh nonce it is a stream
-cipher. A wrong key or any flipped bit fails the tag check before a byte is decrypted.
+The token is stored as raw bytes, every one of them under the HMAC: in its base64 text the last
+character carries unused bits, so one flipped bit there would still decrypt.
+
+`cryptography` comes from the wheelhouse the backups role installs (backups_requirements).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+import base64
+import os
 
-MAGIC = b"SMBKENC1"
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+MAGIC = b"SMBKENC2"
+# The hand-rolled scheme (SHAKE-256 keystream) used before Fernet; its archives are refused by name.
+_MAGIC_V1 = b"SMBKENC1"
 SALT_LEN = 16
-NONCE_LEN = 16
-TAG_LEN = 32
-ITERATIONS = 200_000
-DOMAIN = b"scalemart-backups/v1"
+# OWASP's figure for PBKDF2-HMAC-SHA256; about 0.2 s, once per backup or decrypt-config.
+ITERATIONS = 600_000
 MIN_KEY_LEN = 16
 
 
@@ -31,36 +36,28 @@ class DecryptionError(Exception):
     """Wrong key, or the ciphertext was changed."""
 
 
-def _keys(key: bytes, salt: bytes) -> tuple[bytes, bytes]:
+def _fernet(key: bytes, salt: bytes) -> Fernet:
     if len(key) < MIN_KEY_LEN:
-        raise ValueError(f"the encryption key is {len(key)} bytes; use at least {MIN_KEY_LEN} random bytes "
-                         "(the vault's backups_encryption_key has 48)")
-    derived = hashlib.pbkdf2_hmac("sha256", key, salt, ITERATIONS, dklen=64)
-    return derived[:32], derived[32:]
-
-
-def _xor(data: bytes, enc_key: bytes, nonce: bytes) -> bytes:
-    stream = hashlib.shake_256(DOMAIN + enc_key + nonce).digest(len(data))
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
+        raise ValueError(f"the encryption key (encryption_key_file) is {len(key)} bytes; use at least {MIN_KEY_LEN} "
+                         "random bytes (the vault's backups_encryption_key has 48)")
+    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=ITERATIONS)
+    return Fernet(base64.urlsafe_b64encode(kdf.derive(key)))
 
 
 def encrypt(plaintext: bytes, key: bytes) -> bytes:
-    salt, nonce = secrets.token_bytes(SALT_LEN), secrets.token_bytes(NONCE_LEN)
-    enc_key, mac_key = _keys(key, salt)
-    body = _xor(plaintext, enc_key, nonce) if plaintext else b""
-    head = MAGIC + salt + nonce
-    return head + body + hmac.new(mac_key, head + body, hashlib.sha256).digest()
+    salt = os.urandom(SALT_LEN)
+    return MAGIC + salt + base64.urlsafe_b64decode(_fernet(key, salt).encrypt(plaintext))
 
 
 def decrypt(blob: bytes, key: bytes) -> bytes:
-    if len(blob) < len(MAGIC) + SALT_LEN + NONCE_LEN + TAG_LEN or not blob.startswith(MAGIC):
+    if blob.startswith(_MAGIC_V1):
+        raise DecryptionError("this config bundle uses the tool's earlier hand-rolled scheme (SMBKENC1); decrypt "
+                              "it with backups/ as of commit 5b45a17 (git worktree add /tmp/old 5b45a17)")
+    if len(blob) <= len(MAGIC) + SALT_LEN or not blob.startswith(MAGIC):
         raise DecryptionError("not an encrypted ScaleMart config bundle (bad header)")
-    salt = blob[len(MAGIC):len(MAGIC) + SALT_LEN]
-    nonce = blob[len(MAGIC) + SALT_LEN:len(MAGIC) + SALT_LEN + NONCE_LEN]
-    head_len = len(MAGIC) + SALT_LEN + NONCE_LEN
-    body, tag = blob[head_len:-TAG_LEN], blob[-TAG_LEN:]
-    enc_key, mac_key = _keys(key, salt)
-    if not hmac.compare_digest(tag, hmac.new(mac_key, blob[:-TAG_LEN], hashlib.sha256).digest()):
+    salt, token = blob[len(MAGIC):len(MAGIC) + SALT_LEN], blob[len(MAGIC) + SALT_LEN:]
+    try:
+        return _fernet(key, salt).decrypt(base64.urlsafe_b64encode(token))
+    except InvalidToken:
         raise DecryptionError("the config bundle does not authenticate: wrong encryption key, or the archive "
-                              "was altered (check encryption_key_file)")
-    return _xor(body, enc_key, nonce) if body else b""
+                              "was altered (check encryption_key_file)") from None

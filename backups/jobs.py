@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cryptography
 import pymongo
 import redis
 
@@ -187,13 +188,13 @@ def _take(cfg: Config, staging: Path, started: datetime) -> dict[str, Any]:
                     "seconds": round(mongo_seconds, 3),
                     "dump_seconds": round(dump_seconds, 3), **mongo_server},
         "redis": {**redis_facts, "keys_per_db": scratch["keys_per_db"], "seconds": round(redis_seconds, 3)},
-        "config": {"files": config_files, "encryption": "pbkdf2-sha256/shake256-xor/hmac-sha256 (backups/crypto.py)"},
+        "config": {"files": config_files, "encryption": "fernet, key pbkdf2-hmac-sha256 + salt (backups/crypto.py)"},
         "counts": counts,
         "tools": {"backups": __version__, "python": platform.python_version(),
                   "mongodump": mongo_ops.tool_version(cfg.mongodump),
                   "mongorestore": mongo_ops.tool_version(cfg.mongorestore),
                   "redis_server": redis_facts.get("redis_version", "?"), "pymongo": pymongo.version,
-                  "redis_py": redis.__version__},
+                  "redis_py": redis.__version__, "cryptography": cryptography.__version__},
         "layout": {k: getattr(cfg.layout, k) for k in cfg.layout.__dataclass_fields__},
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -10,6 +11,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from backups import config, crypto
 from tests.backups import shop
@@ -31,6 +35,7 @@ def test_the_archive_holds_the_config_encrypted_and_never_a_secret_in_clear(host
     assert members["config.tar.enc"].startswith(crypto.MAGIC)
     manifest = json.loads(members["manifest.json"])
     assert manifest["environment"] == "dev"
+    assert manifest["config"]["encryption"].startswith("fernet") and manifest["tools"]["cryptography"]
     assert {f["path"] for f in manifest["config"]["files"]} >= {str(host.redis.conf)}
     assert manifest["tools"]["mongodump"].startswith("mongodump version")
     assert manifest["counts"]["orders_total"] == 20 and manifest["counts"]["orders_exact"] is True
@@ -54,20 +59,49 @@ def test_decrypt_config_with_the_wrong_key_is_refused(host: Host, tmp_path: Path
     assert not (tmp_path / "x").exists()
 
 
-def test_encryption_round_trip_and_tamper_detection() -> None:
+def test_encryption_round_trip_and_tamper_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A few hundred decryptions below: the format is under test here, not the cost of the derivation.
+    monkeypatch.setattr(crypto, "ITERATIONS", 1000)
     key = os.urandom(32)
-    plain = b"requirepass s3cr3t\n" * 100
+    plain = b"requirepass s3cr3t\n" * 5
     blob = crypto.encrypt(plain, key)
-    assert plain not in blob and crypto.decrypt(blob, key) == plain
-    assert crypto.encrypt(plain, key) != blob, "a fresh salt and nonce every time"
-    for i in (len(crypto.MAGIC) + 3, len(blob) // 2, len(blob) - 1):
-        bad = bytearray(blob)
-        bad[i] ^= 0x80
-        with pytest.raises(crypto.DecryptionError):
-            crypto.decrypt(bytes(bad), key)
-    with pytest.raises(crypto.DecryptionError):
+    assert plain not in blob and b"s3cr3t" not in blob and crypto.decrypt(blob, key) == plain
+    assert crypto.encrypt(plain, key) != blob, "a fresh salt and IV every time"
+    salt_end = len(crypto.MAGIC) + crypto.SALT_LEN
+    # Every byte counts: one flipped bit anywhere (magic, salt, the token's version, time, IV, body, HMAC).
+    for i in range(len(blob)):
+        for bit in (0x01, 0x80):
+            bad = bytearray(blob)
+            bad[i] ^= bit
+            with pytest.raises(crypto.DecryptionError):
+                crypto.decrypt(bytes(bad), key)
+    with pytest.raises(crypto.DecryptionError, match="wrong encryption key.*encryption_key_file"):
         crypto.decrypt(blob, os.urandom(32))
+    with pytest.raises(crypto.DecryptionError, match="bad header"):
+        crypto.decrypt(blob[:salt_end], key)
     assert crypto.decrypt(crypto.encrypt(b"", key), key) == b""
+
+
+def test_the_config_part_is_a_fernet_token_under_a_key_derived_with_its_own_salt() -> None:
+    key = b"k" * 48
+    blob = crypto.encrypt(b"x", key)
+    assert blob.startswith(b"SMBKENC2")
+    salt_end = len(crypto.MAGIC) + crypto.SALT_LEN
+    salt, token = blob[len(crypto.MAGIC):salt_end], base64.urlsafe_b64encode(blob[salt_end:])
+    fernet_key = base64.urlsafe_b64encode(
+        PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=crypto.ITERATIONS).derive(key))
+    assert Fernet(fernet_key).decrypt(token) == b"x"
+    assert crypto.ITERATIONS >= 600_000
+
+
+def test_a_short_key_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match=r"encryption_key_file\) is 8 bytes"):
+        crypto.encrypt(b"x", b"short-ky")
+
+
+def test_an_archive_of_the_old_scheme_is_refused_by_name() -> None:
+    with pytest.raises(crypto.DecryptionError, match="SMBKENC1"):
+        crypto.decrypt(b"SMBKENC1" + os.urandom(100), b"k" * 48)
 
 
 BASE = {"environment": "dev", "encryption_key_file": "/etc/scalemart/backups.key"}

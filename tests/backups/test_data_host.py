@@ -1,7 +1,8 @@
 """The backups role on a data host built by the real redis, mongodb and backups roles, in a
 container from the base image (systemd as PID 1), the way molecule runs roles:
 
-- the timer is installed, enabled, next run at 02:00 local time, and the time is a variable;
+- the timer is installed, enabled, next run at 02:00 local time (the host runs in ZONE, not UTC),
+  and the time is a variable;
 - playbooks/backup.yml takes a backup there; playbooks/restore.yml refuses a corrupt archive
   before it stops anything, and restores a good one. The app and worker units on this host are
   stand-ins (`sleep`), so the test's restore names say so; their reconcile runs in tests/backups/
@@ -16,7 +17,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -31,6 +34,9 @@ SERVICE = "scalemart-backup.service"
 STAND_INS = ("scalemart-app", "scalemart-worker")
 BACKUP_DIR = "/var/backups/scalemart"
 PY = "/opt/scalemart-backups/venv/bin/python"
+# Not UTC, so a timer evaluated in UTC cannot pass for local time; +05:30 and no DST, so 02:00 local is
+# never 02:00 UTC and exists every day (in Europe/Berlin it does not on the last Sunday of March).
+ZONE = "Asia/Kolkata"
 # Test-only secrets for a throwaway container; real environments take them from the vault.
 REDIS_PASSWORD = "data-host-test-redis-" + secrets.token_hex(8)
 MONGO_PASSWORD = "data-host-test-mongo-" + secrets.token_hex(8)
@@ -102,6 +108,10 @@ def data_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
             if time.monotonic() > deadline:
                 pytest.fail(f"systemd in {name} did not come up: {host.sh('systemctl', '--failed').stdout}")
             time.sleep(1)
+        # Before any role runs, the way the common role sets it (a link: timedated needs D-Bus);
+        # systemd watches /etc/localtime and re-evaluates its timers on a change.
+        host.sh("ln", "-sf", f"/usr/share/zoneinfo/{ZONE}", "/etc/localtime", check=True)
+        host.sh("sh", "-c", f"echo {ZONE} > /etc/timezone", check=True)
         yield host
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
@@ -158,10 +168,18 @@ def test_the_timer_is_installed_and_enabled(converged: DataHost) -> None:
 
 
 def test_the_next_run_is_at_0200_local_time(converged: DataHost) -> None:
-    nxt = converged.sh("systemctl", "show", "-p", "NextElapseUSecRealtime", "--value", TIMER).stdout.strip()
-    local_zone = converged.sh("date", "+%Z").stdout.strip()
-    # systemd prints the next elapse in the host's local time, e.g. "Tue 2026-11-24 02:00:00 UTC"
-    assert " 02:00:00 " in f"{nxt} " and nxt.endswith(local_zone), nxt
+    assert converged.sh("date", "+%Z").stdout.strip() == "IST", f"the host should run in {ZONE}"
+    show = ["systemctl", "show", "-p", "NextElapseUSecRealtime", "--value", TIMER]
+    # systemctl prints the instant in its own zone: the host's, then UTC,
+    # e.g. "Tue 2026-11-24 02:00:00 IST" and "Mon 2026-11-23 20:30:00 UTC".
+    local = converged.sh(*show).stdout.strip()
+    in_utc = converged.sh("env", "TZ=UTC", *show).stdout.strip()
+    stamp, _, abbrev = local.rpartition(" ")
+    nxt = datetime.strptime(stamp, "%a %Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo(ZONE))
+    assert abbrev == "IST" and (nxt.hour, nxt.minute, nxt.second) == (2, 0, 0), local
+    assert in_utc == nxt.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC"), (local, in_utc)
+    assert " 02:00:00 " not in in_utc, in_utc
+    assert timedelta(0) < nxt - datetime.now(UTC) <= timedelta(days=1), f"not the next 02:00 {ZONE}: {local}"
 
 
 def test_the_timer_runs_this_package_with_the_installed_config(converged: DataHost) -> None:
