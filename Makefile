@@ -42,6 +42,7 @@ test: bootstrap
 
 lint: bootstrap
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # Role scenarios one after another, argument specs, preflight, ansible-lint + yamllint (molecule/README.md).
 # One scenario: make roles-test SCENARIO_K=redis

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -170,7 +171,7 @@ def check_stampede(shop: Shop, pid: str, initial: int, oversell_limit: int) -> l
     if len(rows) != 1:
         return [f"reconcile returned {len(rows)} rows for {pid}"]
     row = rows[0]
-    counted = next((p for p in shop.stats()["products"] if p["product_id"] == pid), {})
+    counted: dict[str, Any] = next((p for p in shop.stats()["products"] if p["product_id"] == pid), {})
     problems = [f"reconcile mismatch: {p}" for p in row["problems"]]
     if row["left"] < 0:
         problems.append(f"oversell: stock left is {row['left']}")

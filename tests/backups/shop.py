@@ -132,4 +132,5 @@ def mongo_state(db: Any) -> dict[str, Any]:
 
 
 def stock(r: redis.Redis) -> dict[str, int]:
-    return {str(pid): int(r.hget(store.product_key(pid), "stock") or 0) for pid in sorted(r.smembers(store.PRODUCTS))}
+    pids = sorted(p.decode() if isinstance(p, bytes) else p for p in r.smembers(store.PRODUCTS))
+    return {pid: int(r.hget(store.product_key(pid), "stock") or 0) for pid in pids}
