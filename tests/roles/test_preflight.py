@@ -21,6 +21,7 @@ MONGO_OK = {"mongodb_password": "a-long-enough-mongo-password"}
 RECIPIENTS_OK = {"smtp": {"smarthost": "127.0.0.1:25", "from": "alerts@scalemart.test"},
                  "email": {"critical": ["a@scalemart.test"], "warning": ["a@scalemart.test"],
                            "info": ["a@scalemart.test"]}}
+BACKUPS_OK = {"backups_encryption_key": "a-long-enough-backups-encryption-key-0123", **REDIS_OK, **MONGO_OK}
 
 CASES = [
     # (id, role, vars, text the failure must contain)
@@ -47,6 +48,18 @@ CASES = [
     ("alertmanager-recipients-missing", "alertmanager", {}, "alertmanager_recipients"),
     ("alertmanager-recipients-bad", "alertmanager",
      {"alertmanager_recipients": {**RECIPIENTS_OK, "email": {"critical": ["not-an-address"]}}}, "recipients.email"),
+    ("backups-key-missing", "backups", {**REDIS_OK, **MONGO_OK}, "backups_encryption_key"),
+    ("backups-key-short", "backups", {**BACKUPS_OK, "backups_encryption_key": "short-key"},
+     "backups_encryption_key must be at least 32 characters"),
+    ("backups-mongodb-password-missing", "backups", {k: v for k, v in BACKUPS_OK.items() if k != "mongodb_password"},
+     "backups_mongodb_password must be set"),
+    ("backups-time-malformed", "backups", {**BACKUPS_OK, "backups_time": "25:00"}, "backups_time must be"),
+    # What an unquoted `backups_time: 02:00` in YAML becomes.
+    ("backups-time-not-str", "backups", {**BACKUPS_OK, "backups_time": 120}, "backups_time must be"),
+    ("backups-retention-not-int", "backups", {**BACKUPS_OK, "backups_retention_days": "a month"},
+     "backups_retention_days"),
+    ("backups-retention-zero", "backups", {**BACKUPS_OK, "backups_retention_days": 0},
+     "backups_retention_days must be"),
 ]
 
 

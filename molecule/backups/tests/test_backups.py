@@ -1,6 +1,8 @@
 """The backups role: the tool, its config and key, and a daily timer that really takes a backup."""
 
-from scalemart_testinfra import assert_active, assert_enabled, assert_file, fail_with_journal
+from scalemart_testinfra import assert_active, assert_enabled, assert_file, fail_with_journal, journal_on_failure
+
+UNIT = "scalemart-backup.service"
 
 
 def test_timer_is_active(host):
@@ -28,12 +30,14 @@ def test_backup_folder_is_private(host):
 def test_the_service_takes_a_backup(host):
     run = host.run("systemctl start scalemart-backup.service")
     if run.rc != 0:
-        fail_with_journal(host, "scalemart-backup.service", f"the backup service failed: {run.stderr}")
+        fail_with_journal(host, UNIT, f"the backup service failed: {run.stderr}")
     archives = host.run("ls /var/backups/scalemart").stdout.split()
-    assert any(a.startswith("scalemart_backup_molecule_") and a.endswith(".tar.gz") for a in archives), archives
+    with journal_on_failure(host, UNIT):
+        assert any(a.startswith("scalemart_backup_molecule_") and a.endswith(".tar.gz") for a in archives), archives
 
 
 def test_the_backup_is_reported_to_the_node_exporter(host):
     prom = host.file("/var/lib/prometheus/node-exporter/scalemart_backup.prom")
-    assert prom.exists, "run test_the_service_takes_a_backup first"
-    assert "scalemart_backup_last_success_timestamp_seconds" in prom.content_string
+    with journal_on_failure(host, UNIT):
+        assert prom.exists, "run test_the_service_takes_a_backup first"
+        assert "scalemart_backup_last_success_timestamp_seconds" in prom.content_string
