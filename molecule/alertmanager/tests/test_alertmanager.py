@@ -8,6 +8,7 @@ from scalemart_testinfra import (
     assert_file,
     assert_listening,
     http_get,
+    journal_on_failure,
     private_address,
 )
 
@@ -30,15 +31,16 @@ def test_config_with_smtp_password_is_not_world_readable(host):
 
 def test_status_reports_the_rendered_routing(host):
     status, body = http_get(host, f"http://{private_address(host)}:9093/api/v2/status", "prometheus-alertmanager")
-    assert status == 200
-    data = json.loads(body)
-    # one Alertmanager: gossip on the private address, settled alone
-    assert data["cluster"]["status"] in ("ready", "settling")
-    assert data["cluster"]["peers"][0]["address"] == f"{private_address(host)}:9094"
-    original = data["config"]["original"]
-    assert "oncall@scalemart.test" in original
-    assert "http://127.0.0.1:9095/alertmanager" in original
-    assert "molecule-notifier-token-0123" not in original, "the bearer token is shown as <secret>"
+    with journal_on_failure(host, "prometheus-alertmanager"):
+        assert status == 200, body
+        data = json.loads(body)
+        # one Alertmanager: gossip on the private address, settled alone
+        assert data["cluster"]["status"] in ("ready", "settling")
+        assert data["cluster"]["peers"][0]["address"] == f"{private_address(host)}:9094"
+        original = data["config"]["original"]
+        assert "oncall@scalemart.test" in original
+        assert "http://127.0.0.1:9095/alertmanager" in original
+        assert "molecule-notifier-token-0123" not in original, "the bearer token is shown as <secret>"
 
 
 def test_sms_notifier_runs_on_the_loopback_only(host):
@@ -56,9 +58,11 @@ def test_sms_notifier_needs_the_bearer_and_then_calls_twilio(host):
     body = '{"alerts": [{"labels": {"alertname": "RedisDown", "severity": "critical"}, "annotations": {}}]}'
     url = "http://127.0.0.1:9095/alertmanager"
     status, text = http_get(host, url, "scalemart-sms-notifier", {"Content-Type": "application/json"}, body=body)
-    assert status == 401, text
+    with journal_on_failure(host, "scalemart-sms-notifier"):
+        assert status == 401, text
     # with the token it tries Twilio (here a closed port) and answers 502 so Alertmanager retries
     status, text = http_get(host, url, "scalemart-sms-notifier", {
         "Content-Type": "application/json", "Authorization": "Bearer molecule-notifier-token-0123"},
         request_timeout=60, body=body)
-    assert status == 502, text
+    with journal_on_failure(host, "scalemart-sms-notifier"):
+        assert status == 502, text

@@ -10,6 +10,7 @@ from scalemart_testinfra import (
     assert_listening,
     fail_with_journal,
     http_get,
+    journal_on_failure,
     private_address,
 )
 
@@ -47,7 +48,8 @@ def test_exporter_reads_its_service(host, unit):
     port, sample = EXPORTERS[unit]
     url = f"http://{private_address(host)}:{port}/metrics"
     status, body = http_get(host, url, unit, timeout=30, request_timeout=25)
-    assert status == 200
+    with journal_on_failure(host, unit):
+        assert status == 200, body
     name, _, value = sample.partition(" ")
     pattern = rf"^{name}(\{{[^}}]*\}})? {value}$" if value else rf"^{name}\b"
     if not re.search(pattern, body, re.MULTILINE):

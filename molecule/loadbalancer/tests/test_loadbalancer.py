@@ -6,6 +6,7 @@ from scalemart_testinfra import (
     assert_file,
     assert_listening,
     http_get,
+    journal_on_failure,
     private_address,
 )
 
@@ -35,14 +36,15 @@ def test_proxies_to_the_stub_upstream_despite_a_dead_one(host):
     # One of the two upstreams refuses connections; nginx must retry the live one every time.
     for _ in range(6):
         status, body = http_get(host, "http://127.0.0.1/", "nginx")
-        assert status == 200
-        assert body.strip() == "stub upstream"
+        with journal_on_failure(host, "nginx"):
+            assert (status, body.strip()) == (200, "stub upstream")
 
 
 def test_stub_status_counts_requests(host):
     status, body = http_get(host, f"http://{private_address(host)}:8081/stub_status", "nginx")
-    assert status == 200
-    assert body.startswith("Active connections:")
+    with journal_on_failure(host, "nginx"):
+        assert status == 200, body
+        assert body.startswith("Active connections:"), body
 
 
 def test_broken_config_left_the_installed_one_in_place(host):
