@@ -10,6 +10,7 @@ from scalemart_testinfra import (
     assert_listening,
     fail_with_journal,
     http_get,
+    journal_on_failure,
     private_address,
 )
 
@@ -82,33 +83,37 @@ def test_installed_from_the_wheelhouse_into_a_release_virtualenv(host):
 
 def test_ready_reports_redis_and_mongodb_ok(host):
     status, body = http_get(host, f"http://{private_address(host)}:8000/health/ready", UNIT)
-    assert status == 200, body
-    assert json.loads(body)["checks"]["redis"] == "ok"
-    assert json.loads(body)["checks"]["mongodb"] == "ok"
+    with journal_on_failure(host, UNIT):
+        assert status == 200, body
+        assert json.loads(body)["checks"]["redis"] == "ok"
+        assert json.loads(body)["checks"]["mongodb"] == "ok"
 
 
 def test_admin_api_refuses_a_wrong_token(host):
-    status, _ = request(host, "GET", "/api/admin/stats", token="not-the-token-0123456789")  # noqa: S106
-    assert status == 401
+    status, body = request(host, "GET", "/api/admin/stats", token="not-the-token-0123456789")  # noqa: S106
+    with journal_on_failure(host, UNIT):
+        assert status == 401, body
 
 
 def test_buy_takes_stock_atomically(host):
     pid = f"molecule-{int(time.time())}"
-    status, body = request(host, "POST", "/api/admin/products",
-                           {"id": pid, "name": "Molecule mug", "price": 9.5, "stock": 3, "open": True})
-    assert status == 201, body
-    status, body = request(host, "POST", "/api/buy",
-                           {"user_id": "u1", "product_id": pid, "quantity": 2, "idempotency_key": f"{pid}-1"},
-                           token=None)
-    assert status == 201, body
-    status, body = request(host, "GET", f"/api/products/{pid}", token=None)
-    assert status == 200 and json.loads(body)["stock_left"] == 1, body
+    with journal_on_failure(host, UNIT):
+        status, body = request(host, "POST", "/api/admin/products",
+                               {"id": pid, "name": "Molecule mug", "price": 9.5, "stock": 3, "open": True})
+        assert status == 201, body
+        status, body = request(host, "POST", "/api/buy",
+                               {"user_id": "u1", "product_id": pid, "quantity": 2, "idempotency_key": f"{pid}-1"},
+                               token=None)
+        assert status == 201, body
+        status, body = request(host, "GET", f"/api/products/{pid}", token=None)
+        assert status == 200 and json.loads(body)["stock_left"] == 1, body
 
 
 def test_metrics_carry_the_app_info_and_environment(host):
     status, body = http_get(host, f"http://{private_address(host)}:8000/metrics", UNIT)
-    assert status == 200
-    assert 'scalemart_app_info{environment="dev",version="1.0.0"} 1.0' in body
+    with journal_on_failure(host, UNIT):
+        assert status == 200, body
+        assert 'scalemart_app_info{environment="dev",version="1.0.0"} 1.0' in body
 
 
 def test_rate_limit_comes_from_the_role_variable(host):
@@ -131,4 +136,5 @@ def test_rolling_restart_left_the_load_balancer_config_as_the_role_wrote_it(host
 
 def test_load_balancer_serves_the_api_after_the_rolling_restart(host):
     status, body = http_get(host, "http://127.0.0.1/health/ready", "nginx")
-    assert status == 200, body
+    with journal_on_failure(host, "nginx"):
+        assert status == 200, body

@@ -15,6 +15,7 @@ from scalemart_testinfra import (
     assert_file,
     assert_listening,
     http_get,
+    journal_on_failure,
     private_address,
 )
 
@@ -64,14 +65,16 @@ def test_grafana_listens_on_the_private_address(host, server):
 
 def test_default_admin_password_is_refused(host, server):
     status, _ = http_get(host, f"{server}/api/datasources", UNIT, headers=auth("admin", "admin"))
-    assert status == 401
+    with journal_on_failure(host, UNIT):
+        assert status == 401
 
 
 def test_datasource_is_provisioned(host, server):
     url = f"{server}/api/datasources/uid/prometheus"
     status, body = http_get(host, url, UNIT, headers=auth("admin", PASSWORD))
-    assert status == 200, body
-    assert json.loads(body)["type"] == "prometheus"
+    with journal_on_failure(host, UNIT):
+        assert status == 200, body
+        assert json.loads(body)["type"] == "prometheus"
 
 
 def test_dashboards_are_provisioned(host, server):
@@ -80,17 +83,20 @@ def test_dashboards_are_provisioned(host, server):
     found = set()
     for _ in range(deadline_checks):
         status, body = http_get(host, f"{server}/api/search?type=dash-db", UNIT, headers=auth("admin", PASSWORD))
-        assert status == 200, body
+        with journal_on_failure(host, UNIT):
+            assert status == 200, body
         found = {d["uid"] for d in json.loads(body)}
         if uids <= found:
             break
         host.run("sleep 2")
-    assert uids <= found, f"not provisioned: {sorted(uids - found)}"
+    with journal_on_failure(host, UNIT):
+        assert uids <= found, f"not provisioned: {sorted(uids - found)}"
 
 
 def test_generated_admin_password_logs_in(host, server):
     status, body = http_get(host, f"{server}/api/user", UNIT, headers=auth("admin", PASSWORD))
-    assert status == 200 and json.loads(body)["login"] == "admin", body
+    with journal_on_failure(host, UNIT):
+        assert status == 200 and json.loads(body)["login"] == "admin", body
 
 
 def test_nothing_phones_home(host):
@@ -108,14 +114,16 @@ def test_prometheus_datasource_health_check_passes(host, server):
     # Debian's Prometheus from the scenario's prepare step answers the datasource's test query.
     status, body = http_get(host, f"{server}/api/datasources/uid/prometheus/health", UNIT,
                             headers=auth("admin", PASSWORD))
-    assert status == 200 and json.loads(body)["status"] == "OK", body
+    with journal_on_failure(host, UNIT):
+        assert status == 200 and json.loads(body)["status"] == "OK", body
 
 
 def test_refused_datasource_left_the_installed_file_and_service_alone(host, server):
     # side_effect.yml tried a second default datasource; the throwaway Grafana refused it.
     assert "Second default" not in host.file("/etc/grafana/provisioning/datasources/prometheus.yaml").content_string
     status, body = http_get(host, f"{server}/api/datasources", UNIT, headers=auth("admin", PASSWORD))
-    assert status == 200 and [d["name"] for d in json.loads(body)] == ["Prometheus"], body
+    with journal_on_failure(host, UNIT):
+        assert status == 200 and [d["name"] for d in json.loads(body)] == ["Prometheus"], body
     assert_active(host, UNIT)
 
 

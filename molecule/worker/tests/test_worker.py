@@ -9,6 +9,7 @@ from scalemart_testinfra import (
     assert_listening,
     fail_with_journal,
     http_get,
+    journal_on_failure,
     private_address,
 )
 
@@ -28,7 +29,8 @@ _FIND_ORDER = (
 
 def metrics(host):
     status, body = http_get(host, f"http://{private_address(host)}:9101/metrics", UNIT)
-    assert status == 200
+    with journal_on_failure(host, UNIT):
+        assert status == 200, body
     return body
 
 
@@ -66,9 +68,10 @@ def test_worker_runs_as_the_service_user(host):
 
 
 def test_heartbeat_is_recent(host):
-    heartbeat = sample(metrics(host), "scalemart_worker_heartbeat_timestamp_seconds")
-    now = float(host.run("date +%s").stdout)
-    assert now - heartbeat < 30, f"last heartbeat {now - heartbeat:.0f} s ago"
+    with journal_on_failure(host, UNIT):
+        heartbeat = sample(metrics(host), "scalemart_worker_heartbeat_timestamp_seconds")
+        now = float(host.run("date +%s").stdout)
+        assert now - heartbeat < 30, f"last heartbeat {now - heartbeat:.0f} s ago"
 
 
 def test_a_queued_order_is_persisted_to_mongodb(host):
@@ -79,7 +82,8 @@ def test_a_queued_order_is_persisted_to_mongodb(host):
               "idempotency_key", order_id]
     command = "redis-cli -h 127.0.0.1 -a %s --no-auth-warning XADD sm:orders '*' " + " ".join(["%s"] * len(fields))
     out = host.run(command, REDIS_PASSWORD, *fields)
-    assert out.rc == 0 and "-" in out.stdout, out.stdout + out.stderr
+    with journal_on_failure(host, "redis-server"):
+        assert out.rc == 0 and "-" in out.stdout, out.stdout + out.stderr
     deadline = time.monotonic() + 30
     found = ""
     while time.monotonic() < deadline:
@@ -89,5 +93,6 @@ def test_a_queued_order_is_persisted_to_mongodb(host):
         time.sleep(1)
     if found != "2":
         fail_with_journal(host, UNIT, f"order {order_id} was not persisted within 30 s (got {found!r})")
-    assert sample(metrics(host), "scalemart_worker_orders_persisted_total") >= 1
-    assert sample(metrics(host), "scalemart_queue_length") == 0
+    with journal_on_failure(host, UNIT):
+        assert sample(metrics(host), "scalemart_worker_orders_persisted_total") >= 1
+        assert sample(metrics(host), "scalemart_queue_length") == 0
