@@ -32,6 +32,7 @@ from alert_rules.build import build
 from alert_rules.rules import ferretdb_open_connections
 from dashboards import build as build_dashboards
 from dashboards import render_all
+from tests.net import GRAFANA_FIRST_START_RACE
 from tests.observability.conftest import (
     PYTHON,
     ROOT,
@@ -408,12 +409,19 @@ def grafana(stack: Stack) -> Iterator[tuple[str, str]]:
         f"provisioning = {prov}\n[server]\nhttp_addr = 127.0.0.1\nhttp_port = {port}\n"
         "[analytics]\nreporting_enabled = false\ncheck_for_updates = false\ncheck_for_plugin_updates = false\n"
         "[news]\nnews_feed_enabled = false\n[security]\nadmin_user = admin\n[log]\nmode = console\nlevel = warn\n")
-    proc = Proc("grafana", [binary_path, "server", f"--homepath={home}", f"--config={work / 'grafana.ini'}"], work,
-                {"GF_SECURITY_ADMIN_PASSWORD": password, "PATH": "/usr/bin:/bin"})
-    stack.procs.append(proc)
     url = f"http://127.0.0.1:{port}"
-    # the first start migrates an empty sqlite database: tens of seconds on a busy 2-core box
-    wait_http(f"{url}/api/health", timeout=180, proc=proc.proc, log=proc.log)
+    for attempt in (1, 2):
+        proc = Proc(f"grafana-{attempt}", [binary_path, "server", f"--homepath={home}",
+                                           f"--config={work / 'grafana.ini'}"],
+                    work, {"GF_SECURITY_ADMIN_PASSWORD": password, "PATH": "/usr/bin:/bin"})
+        stack.procs.append(proc)
+        try:
+            # the first start migrates an empty sqlite database: tens of seconds on a busy 2-core box
+            wait_http(f"{url}/api/health", timeout=180, proc=proc.proc, log=proc.log)
+            break
+        except RuntimeError:
+            if attempt == 2 or GRAFANA_FIRST_START_RACE not in proc.tail():
+                raise
     yield url, password
 
 
