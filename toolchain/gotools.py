@@ -170,9 +170,8 @@ PULUMI = GoTool(
     recipe=("langhost-scripts-1",),
 )
 
-# v1.24.1 is refused by the module proxy here ("This module version is not available");
-# v1.24.0 is the nearest release it serves.
-FERRETDB_VERSION = "v1.24.0"
+# The pinned release (refused by the module proxy here until late November 2026, when v1.24.0 stood in).
+FERRETDB_VERSION = "v1.24.1"
 
 
 def _ferretdb_prepare(src: Path) -> None:
@@ -216,13 +215,21 @@ MONGODB_EXPORTER = GoTool(
 TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER]
 
 
-def _extra_tools() -> list[GoTool]:
-    """Tools with a recipe of their own module (Grafana's build needs more than a GoTool says)."""
-    try:
-        from toolchain import grafana
-    except ImportError:
-        return []
-    return [grafana.GRAFANA]
+# Built by earlier versions of this file and no longer used: github.com/grafana/grafana is
+# AGPL-licensed, and this project neither builds nor ships it (README, "Grafana").
+RETIRED = ("grafana", "grafana-server", "grafana-cli")
+
+
+def retire_old_tools() -> None:
+    """Remove what earlier bootstraps built and this one no longer does: links and cached builds."""
+    for name in RETIRED:
+        stale = TOOLS_BIN / name
+        if stale.is_symlink() or stale.exists():
+            stale.unlink()
+            log(f"removed {stale} (no longer part of the toolchain)")
+    for cached in (CACHE / "tools").glob("grafana-*"):
+        shutil.rmtree(cached, ignore_errors=True)
+        log(f"removed the cached build {cached.name} (no longer part of the toolchain)")
 
 
 def install_langhost(bin_dir: Path) -> None:
@@ -246,6 +253,7 @@ def install_langhost(bin_dir: Path) -> None:
 
 
 def build_all() -> None:
-    for tool in [*TOOLS, *_extra_tools()]:
+    retire_old_tools()
+    for tool in TOOLS:
         ensure(tool)
     install_langhost(PULUMI.install_dir() / "bin")
