@@ -32,9 +32,3 @@ def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, log: Path | 
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s:\n{_tail(log)}")
 
-
-# Grafana 10.0 can fail its very first start on a fresh database with "failed to create default
-# organization: UNIQUE constraint failed: org.id" (grafana/grafana#77252) and exit; the org is in the
-# database by then, so a second start succeeds. The grafana role's unit restarts it (Restart=on-failure);
-# a test that starts Grafana itself starts it once more the same way.
-GRAFANA_FIRST_START_RACE = "failed to create default organization"
