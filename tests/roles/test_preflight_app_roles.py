@@ -38,6 +38,10 @@ CASES = [
      "grafana_port"),
     ("grafana-prometheus-url", "grafana", {"grafana_admin_password": "a-long-grafana-password",
                                            "grafana_prometheus_url": "prometheus:9090"}, "grafana_prometheus_url"),
+    # The datasource check on the host wants host:port; preflight says so before anything lands.
+    ("grafana-prometheus-url-no-port", "grafana", {"grafana_admin_password": "a-long-grafana-password",
+                                                   "grafana_prometheus_url": "http://10.0.0.3"},
+     "grafana_prometheus_url must be http(s)://host:port"),
 ]
 
 
