@@ -64,6 +64,14 @@ def substitute(expr: str) -> str:
     return expr
 
 
+def has_data(data: dict[str, Any]) -> bool:
+    """A Prometheus query answer (`data` of /api/v1/query or query_range) holds a number: a series of
+    NaN only (0/0 on fresh counters) shows as "No data" on a panel too."""
+    if data["resultType"] in ("scalar", "string"):
+        return str(data["result"][1]) != "NaN"
+    return any(v[1] != "NaN" for r in data["result"] for v in ([r["value"]] if "value" in r else r["values"]))
+
+
 @dataclass(frozen=True)
 class Item:
     where: str  # "dashboard 'X' panel 'Y' [A]" or "rule 'Name' (severity)"

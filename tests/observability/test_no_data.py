@@ -373,13 +373,6 @@ def test_the_check_names_a_misspelled_metric_and_a_broken_query(stack: Stack) ->
     assert "FAIL dashboard 'T' panel 'Typo' [A]: no target exposes scalemart_http_request_total" in report.text()
 
 
-def _has_data(data: dict) -> bool:
-    """The answer holds a number: a series of NaN only (0/0 on fresh counters) shows as no data too."""
-    if data["resultType"] in ("scalar", "string"):
-        return str(data["result"][1]) != "NaN"
-    return any(v[1] != "NaN" for r in data["result"] for v in ([r["value"]] if "value" in r else r["values"]))
-
-
 def test_every_panel_query_returns_data_on_prometheus(stack: Stack) -> None:
     """Every panel query as its dashboard sends it, run on the Prometheus itself: Grafana's variables
     substituted as coverage.GRAFANA_VARS gives them, a range query over the last 10 minutes (2 s steps,
@@ -411,7 +404,7 @@ def test_every_panel_query_returns_data_on_prometheus(stack: Stack) -> None:
                         rejected.append(f"{where}: {r.status_code} {body.get('errorType')}: {body.get('error')}")
                         continue
                     checked[data["title"]] += 1
-                    if not _has_data(body["data"]) and p["title"] not in EMPTY_WHEN_HEALTHY:
+                    if not coverage.has_data(body["data"]) and p["title"] not in EMPTY_WHEN_HEALTHY:
                         empty.append(where)
     assert not rejected, "panel queries Prometheus rejects:\n" + "\n".join(rejected)
     assert all(checked.values()), f"dashboards without a single panel query checked: {checked}"

@@ -132,6 +132,7 @@ def test_grafana_ini_the_role_renders_is_accepted(host: Host) -> None:
 @pytest.mark.parametrize(("broken", "words"), [
     (GOOD_INI.replace('"""a-generated-password-0123"""', "admin"), ["[security] admin_password", "admin"]),
     (GOOD_INI.replace('"""a-generated-password-0123"""', '"""admin"""'), ["[security] admin_password"]),
+    (GOOD_INI.replace('"""a-generated-password-0123"""', "`admin`"), ["[security] admin_password"]),
     (GOOD_INI.replace('admin_password = """a-generated-password-0123"""\n', ""), ["[security] admin_password"]),
     (GOOD_INI.replace("admin_user = admin\n", ""), ["[security] admin_user"]),
     (GOOD_INI.replace("http_port = 3000", "http_port = 70000"), ["[server] http_port", "70000"]),
@@ -139,7 +140,7 @@ def test_grafana_ini_the_role_renders_is_accepted(host: Host) -> None:
     (GOOD_INI.replace("http_addr = 10.0.0.3\n", ""), ["[server] http_addr"]),
     (GOOD_INI.replace("http_port = 3000", "http_port = 3000\nhttp_port = 3001"), ["(syntax)", "does not parse"]),
     ("admin_password = x\n" + GOOD_INI, ["(syntax)"]),
-], ids=["password-admin", "password-admin-quoted", "password-missing", "admin-user-missing", "port-too-big",
+], ids=["password-admin", "password-admin-quoted", "password-admin-backticks", "password-missing", "admin-user-missing", "port-too-big",
         "port-not-int", "addr-missing", "duplicate-key", "no-section"])
 def test_grafana_ini_problems_are_refused(host: Host, broken: str, words: list[str]) -> None:
     refused(host.check("ini", broken, host.ini), host.ini, *words)

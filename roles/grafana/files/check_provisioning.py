@@ -84,7 +84,7 @@ def check_ini(candidate: Path) -> str:
 
     def value(section: str, key: str) -> str:
         raw = parser.get(section, key, fallback="").strip()
-        for quote in ('"""', '"'):
+        for quote in ('"""', '"', "`"):  # the quotes Grafana's ini reader takes off
             if len(raw) >= 2 * len(quote) and raw.startswith(quote) and raw.endswith(quote):
                 return raw[len(quote):-len(quote)]
         return raw
