@@ -140,8 +140,8 @@ def test_grafana_ini_the_role_renders_is_accepted(host: Host) -> None:
     (GOOD_INI.replace("http_addr = 10.0.0.3\n", ""), ["[server] http_addr"]),
     (GOOD_INI.replace("http_port = 3000", "http_port = 3000\nhttp_port = 3001"), ["(syntax)", "does not parse"]),
     ("admin_password = x\n" + GOOD_INI, ["(syntax)"]),
-], ids=["password-admin", "password-admin-quoted", "password-admin-backticks", "password-missing", "admin-user-missing", "port-too-big",
-        "port-not-int", "addr-missing", "duplicate-key", "no-section"])
+], ids=["password-admin", "password-admin-quoted", "password-admin-backticks", "password-missing", "admin-user-missing",
+        "port-too-big", "port-not-int", "addr-missing", "duplicate-key", "no-section"])
 def test_grafana_ini_problems_are_refused(host: Host, broken: str, words: list[str]) -> None:
     refused(host.check("ini", broken, host.ini), host.ini, *words)
 
