@@ -73,7 +73,7 @@ def wait_http(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"bench: {proc.args[0]} exited early:\n{log.read_text()[-2000:]}")
+            sys.exit(f"bench: {proc.args!r} exited early:\n{log.read_text()[-2000:]}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return

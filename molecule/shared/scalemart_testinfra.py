@@ -30,9 +30,10 @@ def journal_on_failure(host: Any, unit: str, *errors: type[Exception]) -> Iterat
     """A failed assert in the block (a wrong answer from `unit`), or one of `errors` (e.g. a client
     library's error), fails the test with the unit's journal. The other helpers' failures pass
     through (pytest.fail is no AssertionError): they carry the journal already."""
+    caught: tuple[type[Exception], ...] = (AssertionError, *errors)
     try:
         yield
-    except (AssertionError, *errors) as exc:
+    except caught as exc:
         # pytest.fail's own exception, `from None`: the report shows the assert once, not again as a chained one.
         raise pytest.fail.Exception(f"{unit} answered wrong: {exc}\n{journal(host, unit)}", pytrace=False) from None
 

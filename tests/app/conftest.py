@@ -144,7 +144,8 @@ class Env:
     def settings(self) -> Any:
         from scalemart.settings import Settings
 
-        return Settings(**{k.removeprefix("SCALEMART_").lower(): v for k, v in self.vars.items()})
+        given: dict[str, Any] = {k.removeprefix("SCALEMART_").lower(): v for k, v in self.vars.items()}
+        return Settings(**given)
 
 
 class AppServer:

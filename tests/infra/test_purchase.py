@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pymongo
@@ -28,8 +29,9 @@ def test_purchase_reaches_mongodb_and_the_metrics(environment: Environment) -> N
     order_id = buy.json()["order_id"]
 
     data = environment.hostvars(environment.group("data")[0])
-    client = pymongo.MongoClient(host=data["private_address"], port=27017, username="scalemart",
-                                 password=creds["mongodb_password"], serverSelectionTimeoutMS=5000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        host=data["private_address"], port=27017, username="scalemart", password=creds["mongodb_password"],
+        serverSelectionTimeoutMS=5000)
     db = client[data.get("mongodb_database", "scalemart")]
     order = None
     deadline = time.monotonic() + 30

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,7 +95,7 @@ METRICS_PATHS = {"ferretdb": "/debug/metrics"}
 
 
 def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port: int, rules: Path) -> Path:
-    conf = {
+    conf: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules / "*.yml")],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},

@@ -45,7 +45,7 @@ reporting_enabled = false
 
 PROMETHEUS = {"name": "Prometheus", "uid": "prometheus", "type": "prometheus", "access": "proxy",
               "url": "http://10.0.0.3:9090", "isDefault": True, "editable": False}
-GOOD_DATASOURCES = {"apiVersion": 1, "deleteDatasources": [], "datasources": [PROMETHEUS]}
+GOOD_DATASOURCES: dict[str, Any] = {"apiVersion": 1, "deleteDatasources": [], "datasources": [PROMETHEUS]}
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,13 @@ import pytest
 from stack import docker_resources as dr
 from tests.stack.conftest import free_subnet
 
+
+def outs(result: Any) -> dict[str, Any]:
+    """A provider result's outputs (typed Optional by the SDK; ours always set them)."""
+    assert result.outs is not None, f"{result!r} has no outputs"
+    return result.outs  # type: ignore[no-any-return]
+
+
 BASE = {
     "name": "x-app-1", "image": "scalemart-base:aaa", "hostname": "app-1",
     "labels": [{"label": "scalemart.env", "value": "dev"}], "networks_advanced": [{"name": "x-net"}],
@@ -83,7 +90,7 @@ def test_network_volume_container_lifecycle_on_the_engine(docker_client: Any, ba
     net = net_p.create({"name": names["net"], "driver": "bridge", "labels": labels,
                         "ipam_configs": [{"subnet": subnet}]})
     assert docker_client.networks.get(net.id).attrs["IPAM"]["Config"][0]["Subnet"] == subnet
-    assert net_p.read(net.id, net.outs).outs["labels"] == labels
+    assert outs(net_p.read(net.id, outs(net)))["labels"] == labels
 
     vol = vol_p.create({"name": names["vol"], "driver": "local", "labels": labels})
     # Creating it again adopts the same volume (how data survives `down` without PURGE).
@@ -100,31 +107,31 @@ def test_network_volume_container_lifecycle_on_the_engine(docker_client: Any, ba
     live = docker_client.containers.get(ctr.id)
     assert live.status == "running"
     assert dr._systemd_state(live) in ("running", "degraded")
-    assert ctr.outs["network_data"][0]["ip_address"] == address
+    assert outs(ctr)["network_data"][0]["ip_address"] == address
     assert live.attrs["HostConfig"]["Memory"] == 128 * 1024 * 1024
 
     # Refresh sees what is there; a memory change is applied to the live container.
-    read = ctr_p.read(ctr.id, ctr.outs)
-    assert read.id == ctr.id and read.outs["memory"] == 128
-    assert not ctr_p.diff(ctr.id, read.outs, props).changes
-    ctr_p.update(ctr.id, ctr.outs, {**props, "memory": 160})
+    read = ctr_p.read(ctr.id, outs(ctr))
+    assert read.id == ctr.id and outs(read)["memory"] == 128
+    assert not ctr_p.diff(ctr.id, outs(read), props).changes
+    ctr_p.update(ctr.id, outs(ctr), {**props, "memory": 160})
     assert docker_client.containers.get(ctr.id).attrs["HostConfig"]["Memory"] == 160 * 1024 * 1024
 
     # A container stopped by hand shows up as drift (must_run) and an update starts it again.
     live.stop(timeout=1)
-    drift = ctr_p.read(ctr.id, ctr.outs).outs
+    drift = outs(ctr_p.read(ctr.id, outs(ctr)))
     assert drift["must_run"] is False
     ctr_p.update(ctr.id, drift, props)
     assert docker_client.containers.get(ctr.id).status == "running"
 
     # Removed by hand: read reports it gone (empty id) so `pulumi refresh` drops it.
     live.remove(force=True)
-    assert ctr_p.read(ctr.id, ctr.outs).id == ""
-    ctr_p.delete(ctr.id, ctr.outs)  # already gone: not an error
+    assert ctr_p.read(ctr.id, outs(ctr)).id == ""
+    ctr_p.delete(ctr.id, outs(ctr))  # already gone: not an error
 
-    vol_p.delete(vol.id, vol.outs)
-    net_p.delete(net.id, net.outs)
-    assert vol_p.read(vol.id, vol.outs).id == "" and net_p.read(net.id, net.outs).id == ""
+    vol_p.delete(vol.id, outs(vol))
+    net_p.delete(net.id, outs(net))
+    assert vol_p.read(vol.id, outs(vol)).id == "" and net_p.read(net.id, outs(net)).id == ""
 
 
 def test_a_missing_image_names_the_fix(docker_client: Any, names: dict[str, str]) -> None:

@@ -41,8 +41,8 @@ class Mocks(pulumi.runtime.Mocks):
                                     for n in args.inputs.get("networks_advanced", [])]
         return f"{args.name}-id", outs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 @dataclass

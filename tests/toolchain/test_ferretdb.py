@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pymongo
 import pytest
@@ -13,7 +14,7 @@ from tests.toolchain.conftest import tool
 
 
 def test_pymongo_insert_unique_index_and_read(ferretdb_url: str) -> None:
-    client = pymongo.MongoClient(ferretdb_url, serverSelectionTimeoutMS=5000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(ferretdb_url, serverSelectionTimeoutMS=5000)
     orders = client["toolchain_test"]["orders"]
     orders.drop()
     orders.create_index("order_id", unique=True)
@@ -21,12 +22,13 @@ def test_pymongo_insert_unique_index_and_read(ferretdb_url: str) -> None:
     with pytest.raises(DuplicateKeyError):
         orders.insert_one({"order_id": "o3", "qty": 99})
     assert orders.count_documents({}) == 10
-    assert orders.find_one({"order_id": "o7"})["qty"] == 7
+    found = orders.find_one({"order_id": "o7"})
+    assert found is not None and found["qty"] == 7
     assert sum(d["qty"] for d in orders.find({"qty": {"$gte": 5}})) == 35
 
 
 def test_mongodump_and_mongorestore_round_trip(ferretdb_url: str, tmp_path: Path) -> None:
-    client = pymongo.MongoClient(ferretdb_url, serverSelectionTimeoutMS=5000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(ferretdb_url, serverSelectionTimeoutMS=5000)
     src = client["dump_src"]["items"]
     src.drop()
     docs = [{"_id": i, "name": f"item-{i}", "tags": ["a", str(i)]} for i in range(50)]

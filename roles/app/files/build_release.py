@@ -23,6 +23,7 @@ import tomllib
 import zipfile
 from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import cast
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -61,7 +62,7 @@ def missing_for_host(deps: Path, host_python: str) -> list[str]:
     Markers differ between patch releases (redis needs async-timeout below 3.11.3), and pip
     evaluates them for the interpreter it runs on, so the wheelhouse is completed for the host's.
     """
-    env = {**default_environment(), "python_full_version": host_python,
+    env: dict[str, str] = {**cast(dict[str, str], default_environment()), "python_full_version": host_python,
            "python_version": ".".join(host_python.split(".")[:2]), "extra": ""}
     have = {canonicalize_name(whl.name.split("-")[0]) for whl in deps.glob("*.whl")}
     missing: dict[str, str] = {}
