@@ -124,7 +124,6 @@ def test_grafana_provisioning_has_every_dashboard_a_reachable_datasource_and_no_
     assert out.rc == 0, out.stdout + out.stderr
 
 
-
 def test_one_panel_query_of_every_dashboard_returns_data_on_prometheus(environment: Environment) -> None:
     """Each installed dashboard's panels in order, their queries run on the environment's Prometheus
     ($env the environment, Grafana's other variables as coverage.GRAFANA_VARS gives them) until one
