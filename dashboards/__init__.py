@@ -1,8 +1,14 @@
-"""Grafana dashboards as code (grafanalib); `python -m dashboards build --out build/dashboards`."""
+"""Dashboards as code (grafanalib); `python -m dashboards build --out build/dashboards`.
+
+Writes Grafana JSON (for operators who run their own Grafana) and its Perses conversion in perses/
+(what the perses role provisions; dashboards/perses.py).
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +16,7 @@ from typing import Any
 from grafanalib._gen import DashboardEncoder
 
 from alert_rules import thresholds as thresholds_mod
-from dashboards import alerts_security, api_performance, business, infrastructure, overview
+from dashboards import alerts_security, api_performance, business, infrastructure, overview, perses
 
 MODULES = (overview, api_performance, infrastructure, business, alerts_security)
 
@@ -33,12 +39,22 @@ def panel_expressions(data: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
                 yield panel.get("title", "?"), tgt.get("refId", "?"), tgt["expr"]
 
 
-def build(out: Path, thresholds_path: str | Path | None = None) -> list[Path]:
+def build(out: Path, thresholds_path: str | Path | None = None, perses_home: Path | None = None) -> list[Path]:
+    """Grafana JSON in `out`, Perses resources in `out/perses`; a dashboard that does not convert writes nothing."""
     rendered = render_all(thresholds_path)  # validates the thresholds before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for uid, data in rendered.items():
-        path = out / f"{uid}.json"
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        written.append(path)
+    with tempfile.TemporaryDirectory(prefix="perses-build-") as tmp:
+        staged = perses.build(rendered, Path(tmp), perses_home or perses.PERSES_HOME)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for uid, data in rendered.items():
+            path = out / f"{uid}.json"
+            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            written.append(path)
+        target = out / "perses"
+        target.mkdir(exist_ok=True)
+        for path in staged:
+            shutil.copyfile(path, target / path.name)
+            written.append(target / path.name)
+        for stale in sorted(set(target.glob("*.json")) - set(written)):
+            stale.unlink()
     return written

@@ -1,4 +1,4 @@
-"""python -m dashboards build --out DIR [--thresholds FILE]: write one Grafana JSON per dashboard."""
+"""python -m dashboards build --out DIR [--thresholds FILE]: Grafana JSON, and Perses resources in DIR/perses."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from alert_rules.thresholds import ThresholdsError
 from dashboards import build
+from dashboards.perses import ConversionError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         written = build(args.out, args.thresholds)
     except ThresholdsError as exc:
         print(f"dashboards: thresholds rejected: {exc}", file=sys.stderr)
+        return 2
+    except ConversionError as exc:
+        print(f"dashboards: not converted for Perses, nothing written: {exc}", file=sys.stderr)
         return 2
     for path in written:
         print(path)

@@ -147,9 +147,8 @@ def summary(env: str, timings: dict[str, float]) -> None:
     print(f"ScaleMart {env} is up and verified "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; total {sum(timings.values()):.0f} s)")
     for name, url in urls(env).items():
-        # The port is published for a Grafana server the operator installs: the project ships only its
-        # provisioning (github.com/grafana/grafana is AGPL; README "Grafana").
-        note = "  (provisioned for your own Grafana server; none is shipped)" if name == "grafana" else ""
+        note = (f"  (dashboards: log in as admin, password perses_admin_password from `make credentials ENV={env}`)"
+                if name == "perses" else "")
         print(f"  {name:<13} {url}{note}")
     print(f"  credentials   {secrets.describe(env)}")
     print(f"  inventory     {inventory(env)}")

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Ansible variable name -> length of the random value. The names are the roles' public inputs.
 GENERATED = {
-    "grafana_admin_password": 24,
+    "perses_admin_password": 24,
+    # Perses encrypts the secrets in its database with exactly 32 bytes.
+    "perses_encryption_key": 32,
     "scalemart_admin_token": 40,
     "redis_password": 32,
     "mongodb_password": 32,

@@ -24,7 +24,7 @@ MIN_COUNTS = {"production": {"app": 3, "worker": 4}}
 
 # Service ports: the cross-team contract. An environment may override one in `scalemart:ports`.
 DEFAULT_PORTS = {
-    "app": 8000, "worker_metrics": 9101, "lb": 80, "lb_status": 8081, "grafana": 3000,
+    "app": 8000, "worker_metrics": 9101, "lb": 80, "lb_status": 8081, "perses": 8080,
     "prometheus": 9090, "alertmanager": 9093, "redis": 6379, "mongodb": 27017,
     "node_exporter": 9100, "redis_exporter": 9121, "mongodb_exporter": 9216, "nginx_exporter": 9113,
 }
@@ -37,12 +37,12 @@ VOLUMES = {
     "redis": ("data", "/var/lib/redis"),
     "backups": ("data", "/var/backups/scalemart"),
     "prometheus": ("monitoring", "/var/lib/prometheus"),
-    "grafana": ("monitoring", "/var/lib/grafana"),
+    "perses": ("monitoring", "/var/lib/perses"),
 }
 # What may be published on the control machine, and which host serves it on which service port.
-PUBLISHABLE = {"lb": ("lb", "lb"), "grafana": ("monitoring", "grafana"),
+PUBLISHABLE = {"lb": ("lb", "lb"), "perses": ("monitoring", "perses"),
                "prometheus": ("monitoring", "prometheus"), "alertmanager": ("monitoring", "alertmanager")}
-REQUIRED_PUBLISHED = ("lb", "grafana")
+REQUIRED_PUBLISHED = ("lb", "perses")
 APP_KEYS = ("sentryTracesSampleRate", "logLevel", "rateLimitRequests")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
@@ -259,7 +259,7 @@ def validate(stack: str, raw: Mapping[str, Any], image: str,
             raise ConfigError(f"ports.{name}", f"{port} is not a valid port", "write a port number 1-65535")
         ports[name] = port
 
-    publish_raw = _get(raw, "publish", "set scalemart:publish with lb and grafana, e.g. lb: 127.0.0.1:8080")
+    publish_raw = _get(raw, "publish", "set scalemart:publish with lb and perses, e.g. lb: 127.0.0.1:8080")
     if not isinstance(publish_raw, Mapping):
         raise ConfigError("publish", "is not a mapping", "write service: BIND:PORT entries, e.g. lb: 127.0.0.1:8080")
     published: list[Published] = []

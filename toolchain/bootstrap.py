@@ -28,6 +28,8 @@ APT_PACKAGES = [
     "redis-server", "redis-tools", "prometheus", "prometheus-alertmanager", "nginx-light",
     "prometheus-node-exporter", "prometheus-redis-exporter", "prometheus-mongodb-exporter",
     "prometheus-nginx-exporter", "wrk",
+    # The browser for the UI tests (selenium drives it through chromedriver; nothing downloads a browser).
+    "chromium", "chromium-driver",
 ]
 
 

@@ -6,10 +6,12 @@ Versions cannot be listed on the module proxy, so every one is named exactly.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
 import stat
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ class GoTool:
     requires: tuple[str, ...] = ()  # extra module@version lines for wrapper mode
     replaces: tuple[str, ...] = ()  # old=new@version for wrapper mode
     prepare: Callable[[Path], None] | None = None  # called with the writable module copy
-    finish: Callable[[Path], None] | None = None  # called with the install bin dir
+    finish: Callable[[Path, Path], None] | None = None  # called with the install bin dir and the module copy
     recipe: tuple[str, ...] = field(default=())  # extra strings that change the cache key
 
     def key(self) -> str:
@@ -108,6 +110,8 @@ def _build(tool: GoTool, out: Path) -> None:
             if tool.tags:
                 cmd += ["-tags", tool.tags]
             run([*cmd, pkg], cwd=src, env=env, log_file=logs / f"{tool.name}-{binary}-build.log", fix=GO_FIX)
+        if tool.finish is not None:
+            tool.finish(out, src)
 
 
 def ensure(tool: GoTool) -> Path:
@@ -122,8 +126,6 @@ def ensure(tool: GoTool) -> Path:
         shutil.rmtree(dest, ignore_errors=True)
         bin_dir.mkdir(parents=True)
         _build(tool, bin_dir)
-        if tool.finish is not None:
-            tool.finish(bin_dir)
         (dest / ".complete").write_text(tool.version + "\n")
     for binary in bin_dir.iterdir():
         link(binary, TOOLS_BIN / binary.name)
@@ -135,7 +137,7 @@ def ensure(tool: GoTool) -> Path:
 PULUMI_VERSION = "v3.136.1"
 
 
-def _pulumi_finish(bin_dir: Path) -> None:
+def _pulumi_finish(bin_dir: Path, _src: Path) -> None:
     """Add what the CLI needs beside it to run Python programs without downloading plugins.
 
     The Go language host module (sdk/python/cmd/pulumi-language-python) is not served by the
@@ -212,7 +214,82 @@ MONGODB_EXPORTER = GoTool(
     ldflags="-s -w -X main.version=v0.43.1 -X main.commit=scalemart",
 )
 
-TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER]
+# The dashboard server (Apache-2.0). v0.50.3 is the newest release with its panel, query and
+# datasource plugins built in: v0.51+ fetch them at build time from a site these machines cannot reach.
+PERSES_VERSION = "v0.50.3"
+# `.tools/perses` is the install folder: bin/{perses,percli,perses-check-config}, cue/schemas and
+# cue.mod (the CUE schemas the server and `percli migrate`/`lint` check dashboards with), cue.tar.gz.
+PERSES_HOME = TOOLS_BIN.parent / "perses"
+NPM_FIX = "install Node.js 20 with npm (the machine's own, or Debian's nodejs + npm), then rerun `make bootstrap`"
+# perses-check-config: the server's own config package, built beside it (the role's `validate:`).
+PERSES_CHECK_CONFIG = ROOT / "toolchain" / "perses" / "check_config.go"
+
+
+def _perses_prepare(src: Path) -> None:
+    """Add the config check, and build the web UI the server embeds as the module's Makefile does.
+
+    `npm ci` installs the exact lockfile; turbo's telemetry would phone home. The ~5 minutes of
+    `npm run build` is why this tool is cached like the others.
+    """
+    need("npm", NPM_FIX)
+    check = src / "cmd" / "scalemart-check-config"
+    check.mkdir()
+    shutil.copyfile(PERSES_CHECK_CONFIG, check / "main.go")
+    logs = CACHE / "logs"
+    npm_env = {"TURBO_TELEMETRY_DISABLED": "1", "DO_NOT_TRACK": "1", "NPM_CONFIG_FUND": "false",
+               "NPM_CONFIG_AUDIT": "false", "NPM_CONFIG_UPDATE_NOTIFIER": "false"}
+    log("perses: npm ci of the UI's lockfile (~2,200 packages; log perses-npm-ci.log)")
+    run(["npm", "ci"], cwd=src / "ui", env=npm_env, log_file=logs / "perses-npm-ci.log",
+        fix="the npm registry must serve every version in ui/package-lock.json; the log names the one it refused")
+    log("perses: npm run build of the UI (18 turbo tasks, ~5 min; log perses-npm-build.log)")
+    run(["npm", "run", "build"], cwd=src / "ui", env=npm_env, log_file=logs / "perses-npm-build.log", fix=NPM_FIX)
+    log("perses: compressing the UI assets and generating the embedded file system")
+    run(["bash", "scripts/compress_assets.sh"], cwd=src, log_file=logs / "perses-compress.log", fix=GO_FIX)
+    run(["go", "generate", "./internal/api"], cwd=src, env=_go_env(PERSES), log_file=logs / "perses-generate.log",
+        fix=GO_FIX)
+
+
+def _perses_finish(bin_dir: Path, src: Path) -> None:
+    """The CUE schemas beside the binaries, as folders (percli here) and as one archive (the perses role).
+
+    They import each other as packages of the module github.com/perses/perses, so cue.mod sits beside
+    cue/schemas as in the module (and in Perses' own image). The archive is reproducible byte for byte
+    (sorted, no owners or times), so the role's copy of it stays unchanged.
+    """
+    home = bin_dir.parent
+    shutil.copytree(src / "cue" / "schemas", home / "cue" / "schemas")
+    shutil.copytree(src / "cue.mod", home / "cue.mod")
+    parts = sorted(p for top in (home / "cue", home / "cue.mod") for p in (top, *top.rglob("*")))
+    for path in parts:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    def plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = info.mtime = 0
+        info.uname = info.gname = ""
+        return info
+
+    with (home / "cue.tar.gz").open("wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in parts:
+            tar.add(path, arcname=str(path.relative_to(home)), recursive=False, filter=plain)
+
+
+_PERSES_STAMP = "github.com/prometheus/common/version"
+PERSES = GoTool(
+    name="perses",
+    module="github.com/perses/perses",
+    version=PERSES_VERSION,
+    binaries={"perses": "./cmd/perses", "percli": "./cmd/percli",
+              "perses-check-config": "./cmd/scalemart-check-config"},
+    # Without these `perses --version` and `percli version` print nothing (the module's Makefile sets them).
+    ldflags=(f"-s -w -X {_PERSES_STAMP}.Version={PERSES_VERSION.lstrip('v')} -X {_PERSES_STAMP}.Revision=scalemart"
+             f" -X {_PERSES_STAMP}.Branch=release -X {_PERSES_STAMP}.BuildDate=scalemart-ops"),
+    prepare=_perses_prepare,
+    finish=_perses_finish,
+    recipe=("ui-npm-ci-1", "cue-schemas-1", PERSES_CHECK_CONFIG.read_text()),
+)
+
+TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER, PERSES]
 
 
 # Built by earlier versions of this file and no longer used: github.com/grafana/grafana is
@@ -256,4 +333,5 @@ def build_all() -> None:
     retire_old_tools()
     for tool in TOOLS:
         ensure(tool)
+    link(PERSES.install_dir(), PERSES_HOME)
     install_langhost(PULUMI.install_dir() / "bin")

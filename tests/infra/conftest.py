@@ -27,7 +27,8 @@ SERVICES: dict[str, list[tuple[str, int | None, str]]] = {
     "data": [("redis-server", 6379, "private"), ("ferretdb", 27017, "private"),
              ("prometheus-redis-exporter", 9121, "private"), ("prometheus-mongodb-exporter", 9216, "private"),
              ("scalemart-backup.timer", None, "")],
-    "monitoring": [("prometheus", 9090, "private"), ("prometheus-alertmanager", 9093, "private")],
+    "monitoring": [("prometheus", 9090, "private"), ("prometheus-alertmanager", 9093, "private"),
+                   ("perses", 8080, "private")],
     "lb": [("nginx", 80, "published"), ("prometheus-nginx-exporter", 9113, "private")],
 }
 

@@ -13,6 +13,7 @@ produced here would be listed in alert_rules.coverage.ENVIRONMENT_ONLY with the 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -31,7 +32,9 @@ from alert_rules import coverage
 from alert_rules.alertmanager import render
 from alert_rules.build import build
 from alert_rules.rules import ferretdb_open_connections
-from dashboards import render_all
+from dashboards import build as build_dashboards
+from dashboards import perses, render_all
+from tests import perses as perses_client
 from tests.observability.conftest import (
     PYTHON,
     ROOT,
@@ -46,17 +49,14 @@ from tests.observability.conftest import (
 )
 
 ADMIN_TOKEN = "obs-" + secrets.token_hex(16)
+PERSES_PASSWORD = "obs-" + secrets.token_hex(16)
 
-# Panels that rightly show nothing on a healthy, briefly running shop; anything else empty fails.
-EMPTY_WHEN_HEALTHY = {
-    "5xx by route": "no request failed with a 5xx",
-    "Firing alerts": "only the Watchdog fires, and the table hides it",
-}
 
 
 @dataclass
 class Stack:
     prometheus: str
+    perses: str
     workdir: Path
     procs: list[Proc]
     mongo_port: int
@@ -251,8 +251,48 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     # Series born during the first round start at their final value, so rate() over them is 0 and
     # ratios are 0/0. A second round after they are scraped gives every rate something to show.
     _second_round(f"http://127.0.0.1:{ports['nginx']}")
+    perses_url = _start_perses(work, procs, url)
     time.sleep(4)
-    return Stack(url, work, procs, ports["mongo"], started)
+    return Stack(url, perses_url, work, procs, ports["mongo"], started)
+
+
+def _start_perses(work: Path, procs: list[Proc], prometheus: str) -> str:
+    """The Perses server on loopback, as the perses role runs it: login required, the built project,
+    datasource (on this Prometheus) and dashboards provisioned one resource per file."""
+    home = perses.PERSES_HOME
+    if not (home / "bin" / "perses").exists():
+        pytest.fail(f"{home}/bin/perses is missing: run `make bootstrap` (it builds Perses and its UI)")
+    provisioning = work / "perses-provisioning"
+    provisioning.mkdir()
+    for path in build_dashboards(work / "dashboards"):
+        if path.parent.name == "perses":
+            resource = json.loads(path.read_text())
+            if resource["kind"] == "GlobalDatasource":
+                resource["spec"]["plugin"]["spec"]["proxy"] = {"kind": "HTTPProxy", "spec": {"url": prometheus}}
+            (provisioning / path.name).write_text(json.dumps(resource))
+    admin = [{"kind": "User", "metadata": {"name": "admin"}, "spec": {"nativeProvider": {"password": PERSES_PASSWORD}}},
+             {"kind": "GlobalRole", "metadata": {"name": "admin"},
+              "spec": {"permissions": [{"actions": ["*"], "scopes": ["*"]}]}},
+             {"kind": "GlobalRoleBinding", "metadata": {"name": "admin"},
+              "spec": {"role": "admin", "subjects": [{"kind": "User", "name": "admin"}]}}]
+    for resource in admin:
+        (provisioning / perses.file_name(resource)).write_text(json.dumps(resource))
+    schemas = home / "cue" / "schemas"
+    config = {
+        "database": {"file": {"folder": str(work / "perses-db"), "extension": "json"}},
+        "schemas": {f"{kind}_path": str(schemas / kind) for kind in ("panels", "queries", "datasources", "variables")},
+        "security": {"enable_auth": True, "encryption_key": secrets.token_hex(16),
+                     "authentication": {"disable_sign_up": True, "providers": {"enable_native": True}}},
+        "provisioning": {"folders": [str(provisioning)]},
+    }
+    (work / "perses.yaml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = Proc("perses", [str(home / "bin" / "perses"), f"--config={work / 'perses.yaml'}",
+                           f"--web.listen-address=127.0.0.1:{port}"], work)
+    procs.append(proc)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/api/v1/health", proc=proc.proc, log=proc.log)
+    return base
 
 
 def _backup_textfile(directory: Path) -> None:
@@ -360,7 +400,8 @@ def test_environment_only_names_are_really_absent_here_and_used(stack: Stack) ->
 
 def test_panels_show_data_after_traffic(stack: Stack) -> None:
     report = coverage.check(stack.prometheus, environment_only=coverage.ENVIRONMENT_ONLY)
-    unexpected = [w for w in report.empty_panels if not any(f"panel '{p}'" in w for p in EMPTY_WHEN_HEALTHY)]
+    unexpected = [w for w in report.empty_panels
+                  if not any(f"panel '{p}'" in w for p in coverage.EMPTY_WHEN_HEALTHY)]
     assert not unexpected, "panels without data although every metric they use is exposed:\n" + "\n".join(unexpected)
 
 
@@ -378,7 +419,7 @@ def test_every_panel_query_returns_data_on_prometheus(stack: Stack) -> None:
     """Every panel query as its dashboard sends it, run on the Prometheus itself: Grafana's variables
     substituted as coverage.GRAFANA_VARS gives them, a range query over the last 10 minutes (2 s steps,
     what a 300-point panel asks for) or an instant one for instant targets. None is empty or NaN only,
-    except the panels of EMPTY_WHEN_HEALTHY."""
+    except the panels of coverage.EMPTY_WHEN_HEALTHY."""
     deferred = set(coverage.ENVIRONMENT_ONLY)
     empty: list[str] = []
     rejected: list[str] = []
@@ -405,8 +446,33 @@ def test_every_panel_query_returns_data_on_prometheus(stack: Stack) -> None:
                         rejected.append(f"{where}: {r.status_code} {body.get('errorType')}: {body.get('error')}")
                         continue
                     checked[data["title"]] += 1
-                    if not coverage.has_data(body["data"]) and p["title"] not in EMPTY_WHEN_HEALTHY:
+                    if not coverage.has_data(body["data"]) and p["title"] not in coverage.EMPTY_WHEN_HEALTHY:
                         empty.append(where)
     assert not rejected, "panel queries Prometheus rejects:\n" + "\n".join(rejected)
     assert all(checked.values()), f"dashboards without a single panel query checked: {checked}"
     assert not empty, "panels that would show No data (empty or NaN only on Prometheus):\n" + "\n".join(empty)
+
+
+def test_every_perses_panel_query_returns_data_through_the_datasource_proxy(stack: Stack) -> None:
+    """The converted dashboards as Perses serves them: every panel query, sent through Perses' datasource
+    proxy to this Prometheus (range queries, instant ones for tables), is accepted and returns data,
+    except the panels of coverage.EMPTY_WHEN_HEALTHY. A failure names the dashboard and the panel."""
+    with perses_client.login(stack.perses, "admin", PERSES_PASSWORD) as client:
+        served = perses_client.dashboards(client)
+        assert sorted(served) == sorted(render_all()), f"Perses serves {sorted(served)}"
+        empty, checked = [], 0
+        for dashboard in served.values():
+            for query in perses_client.panel_queries(dashboard):
+                body = perses_client.run(client, query)
+                checked += 1
+                if not coverage.has_data(body["data"]) and query.panel not in coverage.EMPTY_WHEN_HEALTHY:
+                    empty.append(query.where)
+    assert checked > 50, f"only {checked} panel queries found in the Perses dashboards"
+    assert not empty, "Perses panels that would show No data:\n" + "\n".join(empty)
+
+
+def test_perses_refuses_anonymous_requests_and_a_wrong_password(stack: Stack) -> None:
+    r = httpx.get(f"{stack.perses}/api/v1/projects/{perses.PROJECT}/dashboards", timeout=10)
+    assert r.status_code == 401, r.text[:200]
+    r = httpx.post(f"{stack.perses}{perses_client.LOGIN}", json={"login": "admin", "password": "admin"}, timeout=10)
+    assert r.status_code in (400, 401), r.text[:200]

@@ -10,8 +10,8 @@ import yaml
 from tests.roles.conftest import ROLES, ROOT
 
 # The environment's generated secrets keep their vault names (ops/secrets.py) in every role that needs them.
-VAULT_NAMES = {"grafana_admin_password", "scalemart_admin_token", "redis_password", "mongodb_password",
-               "backups_encryption_key", "sms_notifier_token"}
+VAULT_NAMES = {"perses_admin_password", "perses_encryption_key", "scalemart_admin_token", "redis_password",
+               "mongodb_password", "backups_encryption_key", "sms_notifier_token"}
 
 TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "path": str}
 

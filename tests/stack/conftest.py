@@ -85,7 +85,7 @@ class ThrowawayStack:
                 "app": {"count": apps, "memory": "192m"}, "worker": {"count": 1, "memory": "128m"},
                 "data": {"count": 1, "memory": "192m"}, "monitoring": {"count": 1, "memory": "192m"},
                 "lb": {"count": 1, "memory": "128m"}},
-            "scalemart:publish": {"lb": f"127.0.0.1:{free_port()}", "grafana": f"127.0.0.1:{free_port()}"},
+            "scalemart:publish": {"lb": f"127.0.0.1:{free_port()}", "perses": f"127.0.0.1:{free_port()}"},
         }
         self.cli = cli
 

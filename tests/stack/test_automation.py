@@ -56,7 +56,7 @@ def test_up_boots_every_host_and_a_second_up_changes_nothing(throwaway: Throwawa
     p = throwaway.prefix
     hosts = ["app-1", "data-1", "lb-1", "monitoring-1", "worker-1"]
     assert created == {"create": sorted([p, f"{p}-net", *(f"{p}-{s}" for s in
-                                                          ("backups", "grafana", "mongodb", "prometheus", "redis")),
+                                                          ("backups", "mongodb", "perses", "prometheus", "redis")),
                                          *(f"{p}-{h}" for h in hosts), *(f"{p}-{h}-container" for h in hosts)])}
     assert systemd_states(throwaway) == {f"{p}-{h}": "running" for h in hosts}
 
@@ -145,7 +145,7 @@ def test_down_keeps_data_volumes_unless_purged(throwaway: ThrowawayStack) -> Non
 
 @pytest.mark.parametrize(("key", "value", "reported"), [
     ("scalemart:hosts", {"app": {"count": 0, "memory": "128m"}}, "scalemart:hosts.app.count"),
-    ("scalemart:publish", {"lb": "127.0.0.1:80x", "grafana": "3000"}, "scalemart:publish.lb"),
+    ("scalemart:publish", {"lb": "127.0.0.1:80x", "perses": "3000"}, "scalemart:publish.lb"),
     ("scalemart:environment", "qa", "scalemart:environment"),
     ("scalemart:subnet", "DOCKER_BRIDGE", "scalemart:subnet"),
 ])

@@ -132,8 +132,8 @@ def test_malformed_published_port_is_refused(value: str) -> None:
 
 def test_two_services_on_one_host_port_are_refused() -> None:
     raw = copy.deepcopy(raw_config("dev"))
-    raw["publish"]["grafana"] = raw["publish"]["lb"]
-    expect_error(raw, "publish.grafana")
+    raw["publish"]["perses"] = raw["publish"]["lb"]
+    expect_error(raw, "publish.perses")
 
 
 def test_a_bare_port_binds_loopback_only() -> None:

@@ -226,7 +226,7 @@ def test_data_volumes_mount_into_the_data_and_monitoring_hosts_only(runs: dict[s
     p = f"sm-{env}"
     assert {k: v for k, v in mounted.items() if v} == {
         f"{p}-data-1-container": [f"{p}-backups", f"{p}-mongodb", f"{p}-redis"],
-        f"{p}-monitoring-1-container": [f"{p}-grafana", f"{p}-prometheus"]}
+        f"{p}-monitoring-1-container": [f"{p}-perses", f"{p}-prometheus"]}
     assert sorted(r.inputs["name"] for r in runs[env].of_type(VOLUME)) == sorted(f"{p}-{s}" for s in sc.VOLUMES)
 
 
@@ -275,7 +275,7 @@ def test_bad_config_stops_before_any_resource_is_registered() -> None:
     assert mocks.registered == [], [a.name for a in mocks.registered]
 
 
-def test_urls_name_the_shop_and_grafana(runs: dict[str, Run]) -> None:
-    assert runs["dev"].urls == {"shop": "http://127.0.0.1:8080/", "grafana": "http://127.0.0.1:3000/",
+def test_urls_name_the_shop_and_perses(runs: dict[str, Run]) -> None:
+    assert runs["dev"].urls == {"shop": "http://127.0.0.1:8080/", "perses": "http://127.0.0.1:3000/",
                                 "prometheus": "http://127.0.0.1:9090/", "alertmanager": "http://127.0.0.1:9093/"}
-    assert runs["production"].urls == {"shop": "http://127.0.0.1:8280/", "grafana": "http://127.0.0.1:3200/"}
+    assert runs["production"].urls == {"shop": "http://127.0.0.1:8280/", "perses": "http://127.0.0.1:3200/"}
