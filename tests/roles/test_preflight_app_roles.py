@@ -1,4 +1,4 @@
-"""Preflight of the app, worker and grafana roles: the play stops with a message naming the variable.
+"""Preflight of the app, worker and perses roles: the play stops with a message naming the variable.
 
 Same mechanism as test_preflight.py (one role, the control machine, check mode, nothing installed).
 """
@@ -13,6 +13,7 @@ from tests.roles.test_preflight import test_preflight_stops_the_play_naming_the_
 
 SECRETS = {"scalemart_admin_token": "a-long-enough-admin-token-0123456789",
            "redis_password": "a-long-enough-redis-password", "mongodb_password": "a-long-enough-mongo-password"}
+PERSES = {"perses_admin_password": "a-long-perses-password", "perses_encryption_key": "k" * 32}
 
 CASES = [
     # (id, role, vars, text the failure must contain)
@@ -32,16 +33,18 @@ CASES = [
     ("worker-metrics-port-impossible", "worker", {**SECRETS, "worker_metrics_port": 70000}, "worker_metrics_port"),
     ("worker-batch-not-int", "worker", {**SECRETS, "worker_batch_size": "many"}, "worker_batch_size"),
     ("worker-name-bad", "worker", {**SECRETS, "worker_name": "two words"}, "worker_name"),
-    ("grafana-password-missing", "grafana", {}, "grafana_admin_password"),
-    ("grafana-password-admin", "grafana", {"grafana_admin_password": "admin"}, "grafana_admin_password must be"),
-    ("grafana-port-not-int", "grafana", {"grafana_admin_password": "a-long-grafana-password", "grafana_port": "web"},
-     "grafana_port"),
-    ("grafana-prometheus-url", "grafana", {"grafana_admin_password": "a-long-grafana-password",
-                                           "grafana_prometheus_url": "prometheus:9090"}, "grafana_prometheus_url"),
-    # The datasource check on the host wants host:port; preflight says so before anything lands.
-    ("grafana-prometheus-url-no-port", "grafana", {"grafana_admin_password": "a-long-grafana-password",
-                                                   "grafana_prometheus_url": "http://10.0.0.3"},
-     "grafana_prometheus_url must be http(s)://host:port"),
+    ("perses-password-missing", "perses", {"perses_encryption_key": "k" * 32}, "perses_admin_password"),
+    ("perses-password-admin", "perses", {**PERSES, "perses_admin_password": "admin"}, "perses_admin_password must be"),
+    ("perses-key-short", "perses", {**PERSES, "perses_encryption_key": "short"},
+     "perses_encryption_key must be exactly 32"),
+    ("perses-port-not-int", "perses", {**PERSES, "perses_port": "web"}, "perses_port"),
+    ("perses-prometheus-url-no-port", "perses", {**PERSES, "perses_prometheus_url": "http://10.0.0.3"},
+     "perses_prometheus_url http(s)://host:port"),
+    # Every published UI asks for a credential: the extra config may not turn that off.
+    ("perses-auth-off", "perses", {**PERSES, "perses_config_extra": {"security": {"enable_auth": False}}},
+     "perses_config_extra may not turn off security.enable_auth"),
+    ("perses-guest-permissions", "perses", {**PERSES, "perses_config_extra": {"security": {"authorization": {
+        "guest_permissions": [{"actions": ["read"], "scopes": ["*"]}]}}}}, "nor grant guest_permissions"),
 ]
 
 

@@ -164,7 +164,7 @@ def test_only_the_load_balancer_and_monitoring_publish_ports(runs: dict[str, Run
     published = {r.urn.rsplit("::", 1)[1]: sorted(int(p["internal"]) for p in r.inputs["ports"])
                  for r in runs[env].of_type(CONTAINER) if r.inputs["ports"]}
     prefix = f"sm-{env}"
-    expected_monitoring = [3000] + ([9090, 9093] if env == "dev" else [])
+    expected_monitoring = [8080] + ([9090, 9093] if env == "dev" else [])
     assert published == {f"{prefix}-lb-1-container": [80],
                          f"{prefix}-monitoring-1-container": sorted(expected_monitoring)}
 
