@@ -5,6 +5,7 @@ in `.tools/perses`). The post-step does only what the conversion cannot know:
 - every dashboard in one project, PROJECT;
 - Grafana's datasource variable dropped (Perses picks datasources per query, not per dashboard);
 - every query and variable on the provisioned global Prometheus datasource, DATASOURCE;
+- a stat whose Grafana unit Perses has no name for shows two decimals, not every digit of a rate;
 - instant queries stay last values: Perses' Table asks for instant queries itself, and a bar gauge or stat
   shows the last value of the range (the conversion's `calculation`); any other instant target fails.
 A panel, query or variable the conversion could not carry fails the build, naming the dashboard and
@@ -34,6 +35,7 @@ UNSUPPORTED_PANEL = "Migration from Grafana not supported"
 UNSUPPORTED_QUERY = "migration_from_grafana_not_supported"
 UNSUPPORTED_VARIABLE = ["grafana", "migration", "not", "supported"]
 GRAFANA_DATASOURCE_VARIABLE = "datasource"
+PLAIN_NUMBER = {"unit": "decimal", "decimalPlaces": 2}
 # Panel calculations that show one value per series: the same as Grafana's instant query.
 LAST_VALUE = ("last", "last-number")
 
@@ -96,6 +98,9 @@ def post_step(perses: dict[str, Any], grafana: dict[str, Any]) -> dict[str, Any]
             problems.append(f"panel {name!r} (Grafana type {source.get('type', '?')!r}) has no Perses counterpart: "
                             "use a timeseries, stat, table or bargauge panel")
             continue
+        if plugin["kind"] == "StatChart" and "format" not in plugin.get("spec", {}):
+            # Units Perses has no name for (Grafana's reqps, short) would print every digit of a rate.
+            plugin.setdefault("spec", {})["format"] = dict(PLAIN_NUMBER)
         targets = source.get("targets") or []
         for i, query in enumerate(_queries(panel["spec"])):
             if query.get("spec", {}).get("query") == UNSUPPORTED_QUERY:

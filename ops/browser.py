@@ -39,7 +39,8 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # No background connections: this machine's network is closed, and a browser test must not phone out.
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--disable-extensions", "--window-size=1600,2200"]
+         "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars"]
+WIDTH = 1600
 
 # What the page says about each panel, read in the page itself: its title, whether it is still
 # loading, an error alert, and its text (for "No data").
@@ -52,8 +53,7 @@ return Array.from(document.querySelectorAll('[data-testid="panel"]')).map(functi
     loading: p.querySelectorAll('[aria-label="Loading..."], .MuiSkeleton-root, .MuiCircularProgress-root,'
                                 + ' .MuiLinearProgress-root').length > 0,
     error: Array.from(p.querySelectorAll('[role="alert"]')).map(function (a) { return a.innerText; }).join(' | '),
-    text: p.innerText,
-    canvas: p.querySelectorAll('canvas, svg, table, [role="grid"], [role="table"]').length > 0
+    text: p.innerText
   };
 });
 """
@@ -148,34 +148,41 @@ def _panels(driver: webdriver.Chrome) -> list[dict[str, Any]]:
     return list(driver.execute_script(_PANELS_JS))
 
 
-def open_dashboard(driver: webdriver.Chrome, base: str, project: str, name: str, expected_panels: int,
-                   timeout: float = 90, screenshot: Path | None = None) -> DashboardView:
-    """Open one dashboard and wait until it shows `expected_panels` panels, none of them loading."""
+def page_height(dashboard: dict[str, Any]) -> int:
+    """Window height that shows the whole dashboard: Perses draws a panel only once it is in view.
+
+    Grid rows are 30 px plus a 10 px margin, each collapsible row has a ~50 px header, and the page's
+    own header and the browser's frame take ~350 px.
+    """
+    rows = 0
+    for layout in dashboard["spec"].get("layouts", []):
+        items = layout["spec"].get("items", [])
+        rows += max((i["y"] + i["height"] for i in items), default=0)
+    return 350 + 40 * rows + 50 * len(dashboard["spec"].get("layouts", []))
+
+
+def open_dashboard(driver: webdriver.Chrome, base: str, dashboard: dict[str, Any], timeout: float = 90,
+                   screenshot: Path | None = None) -> DashboardView:
+    """Open one dashboard in a window tall enough for all of it and wait until every panel is painted."""
+    name, project = dashboard["metadata"]["name"], dashboard["metadata"]["project"]
+    expected = len(dashboard["spec"]["panels"])
+    driver.set_window_size(WIDTH, page_height(dashboard))
     start = time.monotonic()
     driver.get(f"{base}/projects/{project}/dashboards/{name}?start=30m&refresh=0")
     deadline = start + timeout
     panels: list[dict[str, Any]] = []
-    scrolled = False
     while time.monotonic() < deadline:
         panels = _panels(driver)
-        if len(panels) >= expected_panels and not scrolled:
-            # Perses renders a panel's content once it is in view: bring each in once.
-            for element in driver.find_elements(By.CSS_SELECTOR, '[data-testid="panel"]'):
-                driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-            driver.execute_script("window.scrollTo(0, 0);")
-            scrolled = True
-            continue
-        if scrolled and not any(p["loading"] for p in panels):
+        if len(panels) >= expected and not any(p["loading"] for p in panels):
             break
         time.sleep(0.25)
     else:
         loading = [p["title"] for p in panels if p["loading"]]
-        raise BrowserError(f"dashboard {name}: {len(panels)} of {expected_panels} panels after {timeout} s, "
+        raise BrowserError(f"dashboard {name}: {len(panels)} of {expected} panels shown after {timeout} s, "
                            f"still loading: {loading}")
     view = DashboardView(name, driver.title, time.monotonic() - start)
     for p in panels:
-        text = p["text"] or ""
-        view.panels.append(PanelView(p["title"], p["error"], "No data" in text))
+        view.panels.append(PanelView(p["title"], p["error"], "No data" in (p["text"] or "")))
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
@@ -207,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             signed_in = time.monotonic() - t0
             for board in sorted(boards, key=lambda b: b["metadata"]["name"] != "scalemart-overview"):
                 name = board["metadata"]["name"]
-                view = open_dashboard(driver, base, PROJECT, name, len(board["spec"]["panels"]),
-                                      screenshot=out / f"{name}.png")
+                view = open_dashboard(driver, base, board, screenshot=out / f"{name}.png")
                 bad = [f"{p.title}: {p.error or 'No data'}" for p in view.panels if not p.ok]
                 print(f"{name}: {len(view.panels)} panels painted in {view.seconds:.1f} s"
                       + (f"; not ok: {bad}" if bad else "") + f"; {view.screenshot}")

@@ -23,6 +23,10 @@ def test_up_verifies_the_environment_and_prints_the_urls(dev: Dev) -> None:
     assert shop.startswith("http://127.0.0.1:")
     assert shop in dev.up_output
     assert "credentials" in dev.up_output
+    # The dashboards: their URL, and where the password is.
+    perses = dev.outputs["urls"]["perses"]
+    assert re.search(rf"perses\s+{re.escape(perses)}\s+\(dashboards: log in as admin, password perses_admin_password "
+                     rf"from `make credentials ENV={ENV}`\)", dev.up_output), dev.up_output[-1500:]
 
 
 def test_second_up_changes_nothing(dev: Dev) -> None:

@@ -30,8 +30,7 @@ def test_every_dashboard_paints_every_panel_with_data_in_chromium(dev: Dev) -> N
         browser.sign_in(driver, base, "admin", password)
         # Overview first: its time from sign-in is the figure docs/benchmarks.md quotes.
         for name in sorted(served, key=lambda n: n != OVERVIEW):
-            view = browser.open_dashboard(driver, base, PROJECT, name, len(served[name]["spec"]["panels"]),
-                                          screenshot=shots / f"{name}.png")
+            view = browser.open_dashboard(driver, base, served[name], screenshot=shots / f"{name}.png")
             print(f"\n{name}: {len(view.panels)} panels painted in {view.seconds:.1f} s", file=sys.stderr)
             assert len(view.panels) == len(served[name]["spec"]["panels"]), name
             bad += [f"{name} / {p.title}: {p.error or 'No data'}" for p in view.panels

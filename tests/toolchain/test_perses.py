@@ -77,7 +77,7 @@ def test_the_config_check_accepts_the_roles_shape(tmp_path: Path) -> None:
     ({"encryption_key": "short"}, "encryption_key size must be 32 bytes"),
     ({"authentication": {"providers": {"enable_native": False}}}, "impossible to enable auth if no provider"),
     ({"authentication": {"providers": {"enable_native": True, "oidc": [{"slug_id": "corp", "client_id": "x"}]}}},
-     "name` is mandatory"),
+     "provider's `issuer` is mandatory"),
     ({"authorization": {"guest_permissions": [{"actions": ["read"], "scopes": ["*"]}]}}, "guest_permissions"),
     ({"enable_authh": True}, "enable_authh"),
 ])
