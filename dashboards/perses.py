@@ -121,8 +121,8 @@ def post_step(perses: dict[str, Any], grafana: dict[str, Any]) -> dict[str, Any]
         if plugin.get("spec", {}).get("values") == UNSUPPORTED_VARIABLE:
             problems.append(f"variable {name!r} did not convert: use a Prometheus label-values variable")
             continue
-        if "datasource" in plugin.get("spec", {}):
-            plugin["spec"]["datasource"] = dict(DATASOURCE_REF)
+        if str(plugin.get("kind", "")).startswith("Prometheus"):
+            plugin.setdefault("spec", {})["datasource"] = dict(DATASOURCE_REF)
         variables.append(var)
     if problems:
         raise ConversionError(f"dashboard {title!r} ({grafana.get('uid')}): " + "; ".join(problems))

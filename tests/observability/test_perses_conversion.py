@@ -63,6 +63,7 @@ def test_one_project_no_datasource_variable_every_query_on_the_provisioned_datas
         variables = {v["spec"]["name"]: v for v in dashboard["spec"]["variables"]}
         assert sorted(variables) == ["env"], f"{name}: variables {sorted(variables)}"
         assert variables["env"]["spec"]["plugin"]["kind"] == "PrometheusLabelValuesVariable"
+        assert variables["env"]["spec"]["plugin"]["spec"]["datasource"] == ref, name
         for panel in dashboard["spec"]["panels"].values():
             for query in panel["spec"].get("queries", []):
                 assert query["spec"]["plugin"]["spec"]["datasource"] == ref, f"{name} / {panel['spec']['display']}"
