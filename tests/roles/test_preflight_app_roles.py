@@ -52,3 +52,10 @@ CASES = [
 def test_app_roles_preflight_stops_the_play_naming_the_variable(role: str, variables: dict, expected: str,
                                                                tmp_path: Path, venv_tool) -> None:
     run_case(role, variables, expected, tmp_path, venv_tool)
+
+
+def test_perses_preflight_names_a_resource_file_that_does_not_parse(tmp_path: Path, venv_tool) -> None:
+    broken = tmp_path / "dashboard-broken.json"
+    broken.write_text('{"kind": "Dashboard", "metadata": {')
+    run_case("perses", {**PERSES, "perses_dashboards_build": False, "perses_resource_files": [str(broken)]},
+             f"{broken} does not parse as JSON", tmp_path, venv_tool)
