@@ -38,7 +38,7 @@ bootstrap:
 	@python3 toolchain/bootstrap.py
 
 test: bootstrap
-	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -ra --durations=25 $(PYTEST_ARGS)
 
 lint: bootstrap
 	$(PY) -m ruff check .
