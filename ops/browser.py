@@ -1,6 +1,5 @@
 """Perses as an operator meets it: its API (log in, list the dashboards) and a real browser: log in,
-open every dashboard, wait for its panels, read what
-each panel shows and save a PNG of each dashboard.
+open every dashboard, wait for its panels, read what each panel shows and save a PNG of each dashboard.
 
     python -m ops.browser ENV [--out DIR]      prints each dashboard's panels and the time from login
                                                to the Overview's panels painted (docs/benchmarks.md)
