@@ -15,33 +15,25 @@ from dashboards.perses import PROJECT
 from ops import browser, secrets
 from tests.e2e.conftest import ENV, ROOT, Dev
 
-OVERVIEW = "scalemart-overview"
-
 
 def test_every_dashboard_paints_every_panel_with_data_in_chromium(dev: Dev) -> None:
     base = dev.outputs["urls"]["perses"].rstrip("/")
     password = secrets.load(ENV)["perses_admin_password"]
-    with browser.login(base, "admin", password) as client:
-        served = browser.dashboards(client)
-    assert len(served) == 5, sorted(served)
-    shots = ROOT / "build" / ENV / "screenshots"
+    result = browser.tour(base, "admin", password, ROOT / "build" / ENV / "screenshots")
+    assert len(result.served) == 5, sorted(result.served)
     bad: list[str] = []
-    with browser.chromium() as driver:
-        browser.sign_in(driver, base, "admin", password)
-        # Overview first: its time from sign-in is the figure docs/benchmarks.md quotes.
-        for name in sorted(served, key=lambda n: n != OVERVIEW):
-            view = browser.open_dashboard(driver, base, served[name], screenshot=shots / f"{name}.png")
-            print(f"\n{name}: {len(view.panels)} panels painted in {view.seconds:.1f} s", file=sys.stderr)
-            assert len(view.panels) == len(served[name]["spec"]["panels"]), name
-            bad += [f"{name} / {p.title}: {p.error or 'No data'}" for p in view.panels
-                    if not p.ok and p.title not in EMPTY_WHEN_HEALTHY]
-            assert view.screenshot is not None and view.screenshot.stat().st_size > 10_000, view.screenshot
+    for view in result.views:
+        print(f"\n{view.name}: {len(view.panels)} panels painted in {view.seconds:.1f} s", file=sys.stderr)
+        assert len(view.panels) == len(result.served[view.name]["spec"]["panels"]), view.name
+        bad += [f"{view.name} / {p.title}: {p.error or 'No data'}" for p in view.panels
+                if not p.ok and p.title not in EMPTY_WHEN_HEALTHY]
+        assert view.screenshot is not None and view.screenshot.stat().st_size > 10_000, view.screenshot
     assert not bad, "panels showing an error or No data in the browser:\n" + "\n".join(bad)
 
 
 def test_the_browser_is_sent_to_the_sign_in_page_without_a_login(dev: Dev) -> None:
     base = dev.outputs["urls"]["perses"].rstrip("/")
     with browser.chromium() as driver:
-        driver.get(f"{base}/projects/{PROJECT}/dashboards/{OVERVIEW}")
+        driver.get(f"{base}/projects/{PROJECT}/dashboards/{browser.OVERVIEW}")
         browser.WebDriverWait(driver, 30).until(lambda d: "/sign-in" in d.current_url)
         assert "Username" in driver.find_element(browser.By.TAG_NAME, "body").text
