@@ -7,7 +7,7 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help bootstrap up verify restart down credentials test lint roles-test dashboards bench-app load backup restore
+.PHONY: help bootstrap up verify restart down credentials test lint roles-test dashboards bench-app bench-env load backup restore
 
 help:
 	@echo "make up ENV=dev|staging|production   create, configure and verify an environment"
@@ -59,12 +59,20 @@ dashboards: bootstrap
 	$(PY) -m alert_rules build --out build/alerting
 
 # Locust against the environment's load balancer (loadtests/README.md); exits non-zero when a gate fails.
+# SCENARIO=normal|flash|stampede|step; USERS, DURATION and THINK (seconds, MIN-MAX) default to the scenario's;
+# one Locust process per core unless PROCESSES=N, or WORKERS=N for a master and N workers.
 SCENARIO ?= normal
-USERS ?= 100
-DURATION ?= 30s
 WORKERS ?= 0
+LOAD_ARGS = --env $(ENV) --scenario $(SCENARIO) --workers $(WORKERS) $(if $(USERS),--users $(USERS),) \
+	$(if $(DURATION),--duration $(DURATION),) $(if $(THINK),--think $(THINK),) \
+	$(if $(PROCESSES),--processes $(PROCESSES),)
 load: bootstrap
-	@$(PY) -m loadtests.run --env $(ENV) --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) --workers $(WORKERS)
+	@$(PY) -m loadtests.run $(LOAD_ARGS)
+
+# wrk through the environment's load balancer: buy, a product read and /health/live at 50, 200 and
+# 1,000 connections, with each host's CPU from the Docker engine (loadtests/README.md).
+bench-env: bootstrap
+	@$(PY) -m loadtests.bench_env --env $(ENV) $(BENCH_ARGS)
 
 # Backups on the data host (backups/README.md): one backup now; restore FROM=<archive> [FORCE=1].
 backup: bootstrap

@@ -75,6 +75,7 @@ SCHEMA: dict[str, Spec] = {
     "loadtest.p95_ms": Spec(gate=True),
     "loadtest.error_ratio": Spec(gate=True, ratio=True),
     "loadtest.oversell_units": Spec(gate=True, integer=True),
+    "loadtest.generator_cpu_ratio": Spec(gate=True, ratio=True),
 }
 
 

@@ -1,8 +1,11 @@
-"""Locust users and shapes for ScaleMart: normal traffic, the stampede, and a step shape.
+"""Locust users and shapes for ScaleMart: normal traffic, the flash sale, the stampede, and a step shape.
 
-The scenario is picked with SCALEMART_SCENARIO (normal | stampede | step); `loadtests/run.py`
-sets it, prepares the products and checks the results. Gates come from the thresholds file
-(`alert_rules/thresholds.yml`, section `loadtest`) and are applied when Locust quits.
+The scenario is picked with SCALEMART_SCENARIO (normal | flash | stampede | step) and the think time
+with SCALEMART_THINK ("0.5-2", seconds); `loadtests/run.py` sets both, prepares the products and
+checks the results. Users are FastHttpUsers (geventhttpclient): python-requests costs several
+times the CPU per request, and a load generator that saturates measures itself, not the shop.
+Gates come from the thresholds file (`alert_rules/thresholds.yml`, section `loadtest`) and are
+applied when Locust quits.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import os
 import random
 import uuid
 
-from locust import HttpUser, LoadTestShape, between, events, task
+from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.exception import StopUser
+from locust.runners import WorkerRunner
 
-from loadtests.gates import gate_failures
+from loadtests.gates import gate_failures, generator_saturation, parse_think
 
 SCENARIO = os.environ.get("SCALEMART_SCENARIO", "normal")
 PRODUCTS = [p for p in os.environ.get("SCALEMART_PRODUCTS", "").split(",") if p]
@@ -23,35 +27,45 @@ STAMPEDE_PRODUCT = os.environ.get("SCALEMART_STAMPEDE_PRODUCT", "")
 ADMIN_TOKEN = os.environ.get("SCALEMART_ADMIN_TOKEN", "")
 P95_GATE_MS = float(os.environ.get("SCALEMART_GATE_P95_MS", "100"))
 ERROR_GATE = float(os.environ.get("SCALEMART_GATE_ERROR_RATIO", "0.01"))
+CPU_GATE_PERCENT = 100 * float(os.environ.get("SCALEMART_GATE_GENERATOR_CPU_RATIO", "0.9"))
+THINK = parse_think(os.environ.get("SCALEMART_THINK", "0.5-2"))
 
 # Answers that are expected outcomes of a flash sale, not errors.
 EXPECTED_REFUSALS = {409}
+_WEIGHTS = [1.0 / (i + 1) for i in range(len(PRODUCTS))]
 
 
 def _popular_product() -> str:
     # Zipf-like popularity: the first products get most of the traffic, as in a real sale.
-    weights = [1.0 / (i + 1) for i in range(len(PRODUCTS))]
-    return random.choices(PRODUCTS, weights=weights, k=1)[0]
+    return random.choices(PRODUCTS, weights=_WEIGHTS, k=1)[0]
 
 
-def _buy(user: HttpUser, user_id: str, product: str) -> None:
+def _buy(user: FastHttpUser, user_id: str, product: str) -> None:
     body = {"user_id": user_id, "product_id": product, "quantity": 1, "idempotency_key": uuid.uuid4().hex}
     with user.client.post("/api/buy", json=body, name="/api/buy", catch_response=True) as resp:
-        if resp.status_code in (200, 201):
-            resp.success()
-        elif resp.status_code in EXPECTED_REFUSALS:
+        if resp.status_code in (200, 201) or resp.status_code in EXPECTED_REFUSALS:
             resp.success()
         else:
-            resp.failure(f"buy answered {resp.status_code}: {resp.text[:200]}")
+            resp.failure(f"buy answered {resp.status_code}: {(resp.text or '')[:200]}")
 
 
-class Shopper(HttpUser):
+class _ShopUser(FastHttpUser):
+    abstract = True
+    # One keep-alive connection per simulated user, as a browser holds; a 10,000-user flash sale is
+    # 10,000 connections through the balancer.
+    concurrency = 1
+    network_timeout = 30.0
+    connection_timeout = 10.0
+
+
+class Shopper(_ShopUser):
     """Normal behaviour: browse 30 %, buy 50 %, own orders 10 %, admin stats 10 %."""
 
-    wait_time = between(0.5, 2.0)
+    wait_time = between(*THINK)
 
     def on_start(self) -> None:
         self.user_id = f"load-{uuid.uuid4().hex[:12]}"
+        self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     @task(30)
     def view_products(self) -> None:
@@ -70,11 +84,10 @@ class Shopper(HttpUser):
 
     @task(10)
     def admin_stats(self) -> None:
-        self.client.get("/api/admin/stats", name="/api/admin/stats",
-                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        self.client.get("/api/admin/stats", name="/api/admin/stats", headers=self.admin)
 
 
-class StampedeBuyer(HttpUser):
+class StampedeBuyer(_ShopUser):
     """Every user tries to buy the same product at once, once."""
 
     wait_time = between(0, 0.05)
@@ -95,14 +108,26 @@ else:
     del StampedeBuyer
 
 
+def _generator_cpu(runner) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The latest CPU percentage of every Locust process: the master's own and each worker's heartbeat."""
+    cpus = {"master": float(getattr(runner, "current_cpu_usage", 0.0))}
+    cpus.update({str(node.id): float(node.cpu_usage) for node in getattr(runner, "clients", {}).values()})
+    return cpus
+
+
 if SCENARIO == "step":
 
     class StepShape(LoadTestShape):
-        """Rising users in steps until the run ends or a gate breaks; run.py reports the best step."""
+        """Rising users in steps until the run ends, the cap is reached or the load generator saturates.
+
+        A saturated generator measures itself: the shape stops there and writes the step to
+        SCALEMART_SATURATION_REPORT, and run.py reports the best step before it as a floor.
+        """
 
         step_users = int(os.environ.get("SCALEMART_STEP_USERS", "25"))
         step_seconds = int(os.environ.get("SCALEMART_STEP_SECONDS", "15"))
         max_users = int(os.environ.get("SCALEMART_STEP_MAX", "400"))
+        samples: list[dict[str, float]] = []
 
         def tick(self) -> tuple[int, float] | None:
             run_time = self.get_run_time()
@@ -110,12 +135,27 @@ if SCENARIO == "step":
             users = step * self.step_users
             if users > self.max_users:
                 return None
+            runner = self.runner
+            if runner is None:
+                return users, float(self.step_users)
+            self.samples.append(_generator_cpu(runner))
+            hot = generator_saturation(self.samples, CPU_GATE_PERCENT)
+            if hot is not None:
+                report = os.environ.get("SCALEMART_SATURATION_REPORT")
+                if report:
+                    with open(report, "w") as fh:
+                        json.dump({"users": runner.user_count, "run_time_s": round(run_time, 1),
+                                   "cpu_percent": hot}, fh)
+                print(f"step shape: load generator saturated at {runner.user_count} users "
+                      f"({hot:.0f} % of a core): stopping", flush=True)
+                return None
             return users, float(self.step_users)
 
 
 @events.quitting.add_listener
 def apply_gates(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
-    if SCENARIO == "step" or environment.runner is None:
+    # The master (or a lone process) holds the whole run's stats; a worker's are only its last report.
+    if SCENARIO == "step" or environment.runner is None or isinstance(environment.runner, WorkerRunner):
         return
     total = environment.runner.stats.total
     failures = gate_failures(total.num_requests, total.num_failures, total.get_response_time_percentile(0.95) or 0.0,

@@ -11,7 +11,6 @@ with the load generator: the figures say so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -30,37 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 APP_SRC = ROOT / "app"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 FERRETDB = ROOT / ".tools" / "bin" / "ferretdb"
-
-WRK_SCRIPT = r"""
-local counter = 0
-local prefix = ""
-local headers = {["Content-Type"] = "application/json"}
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", "NONCE" .. threads)
-end
-function init(args)
-  prefix = tid
-end
-function request()
-  counter = counter + 1
-  local body = string.format(
-    '{"user_id":"b%s-%d","product_id":"bench","quantity":1,"idempotency_key":"k%s-%010d"}',
-    prefix, counter % 200000, prefix, counter)
-  return wrk.format("POST", "/api/buy", headers, body)
-end
-"""
-
-REPORT_LUA = r"""
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('BENCH {"requests":%d,"duration_us":%d,"p50":%d,"p95":%d,"p99":%d,'
-    .. '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
-end
-"""
+sys.path.insert(0, str(ROOT))
+from loadtests import wrk  # noqa: E402  (the one home of the wrk scripts, shared with `make bench-env`)
 
 
 def free_port() -> int:
@@ -93,22 +63,6 @@ def wait_port(port: int, timeout: float = 30) -> None:
     sys.exit(f"bench: nothing listens on 127.0.0.1:{port}")
 
 
-def wrk(url: str, path: str, connections: int, seconds: int, threads: int, work: Path, post: bool) -> dict[str, Any]:
-    script = work / ("buy.lua" if post else "get.lua")
-    # a fresh nonce per run: keys never repeat across runs, so every buy is a new sale, not a replay
-    script.write_text((WRK_SCRIPT.replace("NONCE", secrets.token_hex(4)) if post else "") + REPORT_LUA)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
-           url + path]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)
-    if proc.returncode != 0 or line is None:
-        sys.exit(f"bench: wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    out: dict[str, Any] = json.loads(line.removeprefix("BENCH "))
-    out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
-    out["errors"] = out["connect"] + out["read"] + out["write"] + out["status"] + out["timeout"]
-    return out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2 = cores)")
@@ -116,7 +70,11 @@ def main() -> int:
     parser.add_argument("--connections", default="50,200,1000")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     args = parser.parse_args()
-    for tool in ("wrk", "redis-server"):
+    try:
+        wrk.require()
+    except wrk.WrkError as exc:
+        sys.exit(f"bench: {exc}")
+    for tool in ("redis-server",):
         if shutil.which(tool) is None:
             sys.exit(f"bench: `{tool}` is missing: run `make bootstrap` (installs it from Debian)")
     if not FERRETDB.exists():
@@ -162,8 +120,9 @@ def main() -> int:
         rows = []
         for conns in levels:
             for label, path, post in (("POST /api/buy", "/api/buy", True), ("GET /health/live", "/health/live", False)):
-                wrk(url, path, min(conns, 50), 2, args.threads, work, post)  # warm-up
-                res = wrk(url, path, conns, args.seconds, args.threads, work, post)
+                product = "bench" if post else None
+                wrk.run(url, path, min(conns, 50), 2, args.threads, work, product)  # warm-up
+                res = wrk.run(url, path, conns, args.seconds, args.threads, work, product)
                 rows.append((label, conns, res))
                 print(f"  measured {label} at {conns} connections: {res['rps']:.0f} req/s", file=sys.stderr)
         sold = 1_000_000 - admin.get("/api/products/bench").json()["stock_left"]
