@@ -8,6 +8,7 @@ proxy, the Pulumi language host and the base host image.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -66,14 +67,41 @@ def apt_packages() -> None:
             policy.unlink()
 
 
-def docker_engine() -> None:
-    need("docker", "apt-get install -y docker.io")
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
-        log("docker engine: answering")
-        return
-    if os.environ.get("DOCKER_HOST"):
-        raise ToolchainError(f"no Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}",
-                             "start the remote engine or unset DOCKER_HOST")
+# The engine settings the bootstrap owns. Without the userland proxy, a published port is an iptables
+# DNAT rule instead of a docker-proxy process copying every byte: a third of a core at 1,500 req/s
+# through the balancer here (docs/benchmarks.md), and two file descriptors per client connection,
+# which a 10,000-user flash sale would run out of.
+ENGINE_SETTINGS = {"userland-proxy": False}
+DAEMON_JSON = Path(os.environ.get("SCALEMART_DOCKER_DAEMON_JSON", "/etc/docker/daemon.json"))
+
+
+def engine_settings() -> bool:
+    """Write ENGINE_SETTINGS into the local engine's daemon.json (other keys kept); True when it changed."""
+    current: dict[str, object] = {}
+    if DAEMON_JSON.exists():
+        try:
+            current = json.loads(DAEMON_JSON.read_text() or "{}")
+        except json.JSONDecodeError as exc:
+            raise ToolchainError(f"{DAEMON_JSON} is not JSON ({exc})", f"fix or remove {DAEMON_JSON}") from None
+        if not isinstance(current, dict):
+            raise ToolchainError(f"{DAEMON_JSON} is not a JSON object", f"fix or remove {DAEMON_JSON}")
+    if all(current.get(k) == v for k, v in ENGINE_SETTINGS.items()):
+        return False
+    if os.geteuid() != 0:
+        log(f"docker engine: not root, so {DAEMON_JSON} keeps its settings; published ports go through docker-proxy "
+            f"(fix: add {json.dumps(ENGINE_SETTINGS)} to it as root and restart the engine)")
+        return False
+    DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
+    DAEMON_JSON.write_text(json.dumps({**current, **ENGINE_SETTINGS}, indent=2) + "\n")
+    log(f"docker engine: {DAEMON_JSON} now sets {json.dumps(ENGINE_SETTINGS)}")
+    return True
+
+
+def _engine_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+def _start_dockerd() -> None:
     if shutil.which("dockerd") is None:
         raise ToolchainError("dockerd is not installed", "apt-get install -y docker.io")
     log_path = CACHE / "logs" / "dockerd.log"
@@ -83,10 +111,43 @@ def docker_engine() -> None:
         subprocess.Popen(["dockerd"], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+        if _engine_answers():
             return
         time.sleep(1)
     raise ToolchainError("dockerd did not answer within 60 s", f"read {log_path}")
+
+
+def _restart_local_engine() -> None:
+    """Restart a dockerd this machine runs, so it reads the new settings; only when no container runs."""
+    running = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True, check=False).stdout.split()
+    pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
+    if running or not pids:
+        why = f"{len(running)} containers are running" if running else "the engine is not a local dockerd"
+        log(f"docker engine: the new settings apply at the engine's next start ({why}; to apply them now, "
+            "`make down` every environment, stop dockerd and rerun `make bootstrap`)")
+        return
+    log("docker engine: restarting dockerd to apply the settings (no container was running)")
+    subprocess.run(["kill", "-TERM", *pids], check=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True,
+                                                         check=False).returncode == 0:
+        time.sleep(0.5)
+    _start_dockerd()
+
+
+def docker_engine() -> None:
+    need("docker", "apt-get install -y docker.io")
+    remote = bool(os.environ.get("DOCKER_HOST"))
+    changed = False if remote else engine_settings()
+    if _engine_answers():
+        log("docker engine: answering")
+        if changed:
+            _restart_local_engine()
+        return
+    if remote:
+        raise ToolchainError(f"no Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}",
+                             "start the remote engine or unset DOCKER_HOST")
+    _start_dockerd()
 
 
 def pinned_requirements() -> list[str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.toolchain.conftest import ROOT
 
@@ -57,3 +60,27 @@ def test_missing_go_on_a_cold_cache_gives_one_line_with_the_fix(tmp_path: Path) 
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert lines == [lines[-1]] and "`go` is not installed" in lines[0] and "fix:" in lines[0], proc.stderr
+
+
+def test_engine_settings_are_merged_into_daemon_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolchain import bootstrap
+
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text('{"log-driver": "journald"}')
+    monkeypatch.setattr(bootstrap, "DAEMON_JSON", daemon)
+    monkeypatch.setattr(bootstrap.os, "geteuid", lambda: 0)
+    assert bootstrap.engine_settings() is True
+    assert json.loads(daemon.read_text()) == {"log-driver": "journald", "userland-proxy": False}
+    assert bootstrap.engine_settings() is False, "a second bootstrap must not rewrite the file (nor restart the engine)"
+
+
+def test_unparseable_daemon_json_is_named_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolchain import bootstrap
+
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text('{"log-driver": ')
+    monkeypatch.setattr(bootstrap, "DAEMON_JSON", daemon)
+    with pytest.raises(bootstrap.ToolchainError, match=r"daemon\.json is not JSON") as err:
+        bootstrap.engine_settings()
+    assert err.value.fix == f"fix or remove {daemon}"
+    assert daemon.read_text() == '{"log-driver": ', "a file the bootstrap cannot read must be left as it was"
