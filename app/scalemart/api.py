@@ -638,15 +638,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def stats(request: Request) -> dict[str, Any]:
         # Orders and revenue are counted by the buy script with the sale itself: live, exact, and no
         # scan of the orders in MongoDB (`GET /api/admin/reconcile` checks MongoDB against them).
+        # The product list is the cached catalogue, as for GET /api/products: a stats poll during a
+        # sale must not scan MongoDB's products each time.
         st = state_of(request)
-        try:
-            products = [d async for d in st.db.products.find({}).sort("_id", 1).limit(1000)]
-        except PyMongoError:
-            raise mongo_unavailable("computing stats") from None
+        products, redis_down = await list_catalogue(st)
+        if redis_down:
+            raise redis_unavailable("computing stats")
         try:
             pipe = st.redis.pipeline(transaction=False)
             for p in products:
-                pipe.hmget(store.product_key(p["_id"]), ["stock", "stocked", "orders", "revenue_cents"])
+                pipe.hmget(store.product_key(p["id"]), ["stock", "stocked", "orders", "revenue_cents"])
             pipe.hgetall(store.VIEWS)
             pipe.xlen(store.STREAM)
             *counters, views, queued = await pipe.execute()
@@ -655,10 +656,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rows = []
         for p, (stock, stocked, n_orders, revenue_cents) in zip(products, counters, strict=True):
             stock_i, stocked_i = _int(stock), _int(stocked)
-            n_views = int(views.get(p["_id"], 0))
+            n_views = int(views.get(p["id"], 0))
             n_orders = int(n_orders or 0)
             rows.append({
-                "product_id": p["_id"], "name": p["name"], "orders": n_orders,
+                "product_id": p["id"], "name": p["name"], "orders": n_orders,
                 "units_sold": stocked_i - stock_i if stocked_i is not None and stock_i is not None else 0,
                 "revenue": store.cents_to_units(int(revenue_cents or 0)), "stocked": stocked_i,
                 "stock_left": stock_i,

@@ -1,15 +1,19 @@
-"""Load-test gates: read from the thresholds file, validated, applied and reported by name."""
+"""Load-test gates and options: read from the thresholds file, validated, applied and reported by name; a
+saturated load generator is detected, and a bad option or an absent environment stops the run before any traffic."""
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from alert_rules import thresholds
-from loadtests.gates import gate_failures
-from loadtests.run import Gates, best_step
+from loadtests import run
+from loadtests.gates import LoadOptionError, gate_failures, generator_saturation
+from loadtests.run import Gates, GeneratorCpu, Options, best_step
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +62,88 @@ def test_best_step_is_the_last_step_that_met_the_gates(tmp_path: Path) -> None:
     Path(f"{prefix}_stats_history.csv").write_text(header + "".join(rows))
     best = best_step(prefix, Gates(p95_ms=100, error_ratio=0.01, oversell=0))
     assert best["users"] == 50 and best["rps"] == 41 and best["p95"] == 70
+
+
+def test_best_step_stops_before_the_generator_saturated(tmp_path: Path) -> None:
+    header = "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,95%,Total Request Count,Total Failure Count\n"
+    rows = [f"0,{u},,Aggregated,{u},0,10,40,{u * 10},0\n" for u in (25, 25, 50, 50, 75, 75)]
+    prefix = tmp_path / "step"
+    Path(f"{prefix}_stats_history.csv").write_text(header + "".join(rows))
+    gates = Gates(p95_ms=100, error_ratio=0.01, oversell=0)
+    assert best_step(prefix, gates)["users"] == 75
+    assert best_step(prefix, gates, saturated_users=75)["users"] == 50, "a saturated step measures Locust, not the shop"
+
+
+@pytest.mark.parametrize(("samples", "held"), [
+    ([{"a": 95.0}, {"a": 97.0}, {"a": 99.0}], 95.0),  # three in a row above 90 %: saturated
+    ([{"a": 95.0}, {"a": 50.0}, {"a": 99.0}, {"a": 99.0}], None),  # a busy moment is not saturation
+    ([{"a": 60.0, "b": 91.0}, {"a": 60.0, "b": 92.0}, {"a": 60.0, "b": 93.0}], 91.0),  # any one process
+    ([{"a": 95.0}, {"b": 95.0}, {"a": 95.0}], None),  # a process that vanished breaks its streak
+    ([], None),
+])
+def test_generator_saturation_needs_a_sustained_busy_process(samples: list[dict[str, float]],
+                                                              held: float | None) -> None:
+    assert generator_saturation(samples, 90.0) == held
+
+
+def test_generator_summary_flags_saturation() -> None:
+    cpu = GeneratorCpu(limit_percent=90.0, samples=[{"1": 95.0, "2": 40.0}] * 4, machine=[180.0, 190.0])
+    summary = cpu.summary()
+    assert summary["saturated"] is True and summary["saturated_at_percent"] == 95.0
+    assert summary["processes"] == 2 and summary["mean_percent"] == {"1": 95.0, "2": 40.0}
+    assert summary["machine_busy_percent"] == 185.0
+    assert GeneratorCpu(limit_percent=90.0, samples=[{"1": 50.0}] * 5).summary()["saturated"] is False
+
+
+def _options(*argv: str) -> Options:
+    parser_args = argparse.Namespace(scenario="normal", users=None, think=None, duration=None, processes=None,
+                                     workers=0)
+    for item in argv:
+        key, _, value = item.partition("=")
+        setattr(parser_args, key, int(value) if key in ("users", "processes", "workers") else value)
+    return Options.from_args(parser_args)
+
+
+def test_scenarios_give_their_defaults() -> None:
+    flash = _options("scenario=flash")
+    assert (flash.users, flash.think, flash.spawn_rate) == (10_000, (5.0, 15.0), 100)
+    normal = _options("users=500", "think=1-3")
+    assert (normal.users, normal.think, normal.spawn_rate) == (500, (1.0, 3.0), 100)
+    assert _options("scenario=stampede", "users=300").spawn_rate == 300, "a stampede starts everyone at once"
+    assert _options().processes == os.cpu_count(), "one Locust process per core by default"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("think=5-1",), "THINK=5-1 starts above its end: write the smaller number first, e.g. THINK=1-5"),
+    (("think=fast",), "THINK='fast' is not a range of seconds: write it as MIN-MAX"),
+    (("users=0",), "USERS=0 sends no traffic: give at least 1 user"),
+    (("scenario=black-friday",), "SCENARIO=black-friday is not a scenario: pick one of normal, flash, stampede, step"),
+    (("duration=soon",), "DURATION=soon is not a Locust run time: write e.g. 30s, 3m or 1h30m"),
+    (("processes=0",), "PROCESSES=0: give at least 1 Locust process"),
+])
+def test_bad_load_options_are_named_with_the_fix(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(LoadOptionError) as err:
+        _options(*argv)
+    assert str(err.value).startswith(message)
+
+
+def test_bad_option_stops_the_run_before_any_traffic(capsys: pytest.CaptureFixture[str]) -> None:
+    # No environment named like this exists: the option check must come first, with one line and exit code 2.
+    assert run.main(["--env", "no-such-env", "--think", "5-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["load: THINK=5-1 starts above its end: write the smaller number first, e.g. THINK=1-5"]
+
+
+def test_an_environment_that_is_not_up_is_named_before_any_traffic(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match=r"build/ghost/outputs\.json is missing: bring the environment up first "
+                                         r"with `make up ENV=ghost`"):
+        run.main(["--env", "ghost"])
+    # outputs left behind by an environment that was taken down: the shop must answer
+    (tmp_path / "build" / "ghost").mkdir(parents=True)
+    (tmp_path / "build" / "ghost" / "outputs.json").write_text('{"urls": {"shop": "http://127.0.0.1:9"}}')
+    monkeypatch.setenv("SCALEMART_ADMIN_TOKEN", "x")
+    with pytest.raises(SystemExit, match=r"ENV=ghost: the shop at http://127\.0\.0\.1:9 does not answer "
+                                         r"\(ConnectError\): bring it up with `make up ENV=ghost`"):
+        run.main(["--env", "ghost"])
