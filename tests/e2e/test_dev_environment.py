@@ -13,6 +13,9 @@ import sys
 import time
 from typing import Any
 
+import httpx
+import psutil
+
 from tests.e2e.conftest import ENV, Dev, _docker, _run
 
 
@@ -27,6 +30,16 @@ def test_up_verifies_the_environment_and_prints_the_urls(dev: Dev) -> None:
     perses = dev.outputs["urls"]["perses"]
     assert re.search(rf"perses\s+{re.escape(perses)}\s+\(dashboards: log in as admin, password perses_admin_password "
                      rf"from `make credentials ENV={ENV}`\)", dev.up_output), dev.up_output[-1500:]
+
+
+def test_published_ports_go_through_iptables_not_docker_proxy(dev: Dev) -> None:
+    # The bootstrap's engine settings (userland-proxy off): the shop answers on its published port
+    # while no docker-proxy process copies the bytes.
+    shop = dev.outputs["urls"]["shop"]
+    assert httpx.get(f"{shop}/health/live", timeout=10).status_code == 200
+    proxies = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["name", "cmdline"])
+               if p.info["name"] == "docker-proxy"]
+    assert not proxies, f"published ports still go through Docker's userland proxy: {proxies}"
 
 
 def test_second_up_changes_nothing(dev: Dev) -> None:
