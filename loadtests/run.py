@@ -35,6 +35,7 @@ from loadtests.gates import LoadOptionError, generator_saturation, parse_think
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 SATURATED = "load generator saturated: the figures are a floor"
+PERCENTILE_WINDOW_S = 10  # Locust's CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW
 _DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 
 
@@ -286,13 +287,18 @@ def best_step(prefix: Path, gates: Gates, saturated_users: int | None = None) ->
     per_users: dict[int, list[dict[str, str]]] = {}
     with open(f"{prefix}_stats_history.csv") as fh:
         for row in csv.DictReader(fh):
-            if row["Name"] == "Aggregated" and row["95%"] not in ("N/A", ""):
+            # (samples before the first user started say nothing about a step)
+            if row["Name"] == "Aggregated" and row["95%"] not in ("N/A", "") and int(row["User Count"]) > 0:
                 per_users.setdefault(int(row["User Count"]), []).append(row)
     best = {"users": 0.0, "rps": 0.0, "p95": 0.0}
     for users in sorted(per_users):
         if saturated_users is not None and users >= saturated_users:
             break
-        rows = per_users[users][1:] or per_users[users]  # the first sample mixes two steps
+        # Locust's current percentiles cover the last PERCENTILE_WINDOW_S: a step's first samples mix in the
+        # step before (and the first step's connection set-up), so only the later ones judge a step.
+        start = float(per_users[users][0]["Timestamp"])
+        rows = [r for r in per_users[users] if float(r["Timestamp"]) - start >= PERCENTILE_WINDOW_S]
+        rows = rows or per_users[users][-1:]
         p95 = max(float(r["95%"]) for r in rows)
         reqs = float(rows[-1]["Total Request Count"])
         fails = float(rows[-1]["Total Failure Count"])

@@ -147,3 +147,16 @@ def test_an_environment_that_is_not_up_is_named_before_any_traffic(tmp_path: Pat
     with pytest.raises(SystemExit, match=r"ENV=ghost: the shop at http://127\.0\.0\.1:9 does not answer "
                                          r"\(ConnectError\): bring it up with `make up ENV=ghost`"):
         run.main(["--env", "ghost"])
+
+
+def test_a_step_is_judged_on_its_own_samples_not_the_window_it_inherits(tmp_path: Path) -> None:
+    # Locust's current p95 covers the last 10 s: a step's first samples still carry the step before.
+    header = "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,95%,Total Request Count,Total Failure Count\n"
+    samples = [(100, 0, 190)] + [(101 + t, 25, 110 if t < 8 else 30) for t in range(15)]
+    samples += [(116 + t, 50, 160 if t < 5 else 60) for t in range(15)]
+    samples += [(131 + t, 75, 90 if t < 3 else 140) for t in range(15)]
+    rows = [f"{ts},{users},,Aggregated,{users},0,10,{p95},{users * 10},0\n" for ts, users, p95 in samples]
+    prefix = tmp_path / "step"
+    Path(f"{prefix}_stats_history.csv").write_text(header + "".join(rows))
+    best = best_step(prefix, Gates(p95_ms=100, error_ratio=0.01, oversell=0))
+    assert best["users"] == 50 and best["p95"] == 60, best
