@@ -15,6 +15,8 @@ help:
 	@echo "make restart ENV=...                 rolling restart of the app hosts behind the balancer, then the workers"
 	@echo "make down ENV=... [PURGE=1]          destroy an environment (data volumes kept unless PURGE=1)"
 	@echo "make credentials ENV=...             show the generated credentials of an environment"
+	@echo "make load ENV=... [SCENARIO=...]     Locust through the balancer (loadtests/README.md)"
+	@echo "make bench-env ENV=...               wrk through the balancer, with each host's CPU"
 	@echo "make test                            the whole test suite"
 	@echo "make bootstrap                       install the toolchain (idempotent)"
 
