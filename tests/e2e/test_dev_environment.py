@@ -36,7 +36,7 @@ def test_published_ports_go_through_iptables_not_docker_proxy(dev: Dev) -> None:
     # The bootstrap's engine settings (userland-proxy off): the shop answers on its published port
     # while no docker-proxy process copies the bytes.
     shop = dev.outputs["urls"]["shop"]
-    assert httpx.get(f"{shop}/health/live", timeout=10).status_code == 200
+    assert httpx.get(f"{shop.rstrip('/')}/health/live", timeout=10).status_code == 200
     proxies = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["name", "cmdline"])
                if p.info["name"] == "docker-proxy"]
     assert not proxies, f"published ports still go through Docker's userland proxy: {proxies}"
