@@ -5,12 +5,12 @@
 Drives three targets at each connection count: POST /api/buy (every request a new user and
 idempotency key, so each one is a real sale through balancer, app, Redis and the worker), a product
 read, and GET /health/live (the trivial baseline). For each run it prints req/s, p50/p95/p99,
-non-2xx answers and socket errors, and the CPU of every host container (cumulative counters from the
-Docker engine's stats API, read before and after the run), of wrk itself and of the engine's
-processes on this machine (docker-proxy, dockerd), as % of one core: the load generator shares the
-cores with the shop. Afterwards it waits for the worker to drain the queue and runs the app's
-reconcile on an app host (every product: stock taken = units in MongoDB), which must be clean. The
-report lands in build/<env>/load/bench-env.json.
+non-2xx answers and socket errors, and the CPU of every host container (its cgroup's cumulative
+counter, the one the Docker engine's stats API reports, read before and after the run), of wrk
+itself and of the engine's processes on this machine (docker-proxy, dockerd, containerd), as % of
+one core: the load generator shares the cores with the shop. Afterwards it waits for the worker to
+drain the queue and runs the app's reconcile on an app host (every product: stock taken = units in
+MongoDB), which must be clean. The report lands in build/<env>/load/bench-env.json.
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class CpuMeter:
         self.files: dict[str, Path] = {}
         for host, name in containers.items():
             cid = self.client.api.inspect_container(name)["Id"]
-            found = [Path(p.format(id=cid)) for p in CGROUP_USAGE if Path(p.format(id=cid)).exists()]
+            found = next((path for p in CGROUP_USAGE if (path := Path(p.format(id=cid))).exists()), None)
             if found:
-                self.files[host] = found[0]
+                self.files[host] = found
 
     def read(self) -> dict[str, float]:
         seconds: dict[str, float] = {}
@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  measured {tgt.label} at {conns} connections: {row['rps']:.0f} req/s", file=sys.stderr,
                       flush=True)
     drain_s = wait_drained(shop, timeout=600)
-    sold = int(shop.product(product)["stocked"]) - int(shop.product(product)["stock_left"])
+    bench_product = shop.product(product)
+    sold = int(bench_product["stocked"]) - int(bench_product["stock_left"])
     app_host = next(h for h in outputs["hosts"].values() if "app" in h["groups"])
     print(f"  reconcile on {app_host['name']} (reads every order in MongoDB) ...", file=sys.stderr, flush=True)
     rec = meter.client.containers.get(app_host["container"]).exec_run(RECONCILE)

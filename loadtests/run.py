@@ -106,12 +106,11 @@ class GeneratorCpu:
         for sample in self.samples:
             for proc, cpu in sample.items():
                 per_proc.setdefault(proc, []).append(cpu)
-        busy = [v for v in per_proc.values() if v]
         held = generator_saturation(self.samples, self.limit_percent)
         return {
             "processes": len(per_proc),
             "mean_percent": {p: round(sum(v) / len(v), 1) for p, v in per_proc.items()},
-            "peak_percent": round(max((max(v) for v in busy), default=0.0), 1),
+            "peak_percent": round(max((max(v) for v in per_proc.values()), default=0.0), 1),
             "machine_busy_percent": round(sum(self.machine) / len(self.machine), 1) if self.machine else 0.0,
             "limit_percent": self.limit_percent,
             "saturated": held is not None,
@@ -146,7 +145,7 @@ class Gates:
     p95_ms: float
     error_ratio: float
     oversell: int
-    generator_cpu_ratio: float = 0.9
+    generator_cpu_ratio: float
 
     @classmethod
     def from_thresholds(cls) -> Gates:

@@ -74,9 +74,8 @@ def main() -> int:
         wrk.require()
     except wrk.WrkError as exc:
         sys.exit(f"bench: {exc}")
-    for tool in ("redis-server",):
-        if shutil.which(tool) is None:
-            sys.exit(f"bench: `{tool}` is missing: run `make bootstrap` (installs it from Debian)")
+    if shutil.which("redis-server") is None:
+        sys.exit("bench: `redis-server` is missing: run `make bootstrap` (installs it from Debian)")
     if not FERRETDB.exists():
         sys.exit(f"bench: {FERRETDB} is missing: run `make bootstrap`")
 

@@ -60,7 +60,7 @@ def test_best_step_is_the_last_step_that_met_the_gates(tmp_path: Path) -> None:
         rows.append(f"0,{users},,Aggregated,{rps},0,10,{p95},{users * 10},0\n")
     prefix = tmp_path / "step"
     Path(f"{prefix}_stats_history.csv").write_text(header + "".join(rows))
-    best = best_step(prefix, Gates(p95_ms=100, error_ratio=0.01, oversell=0))
+    best = best_step(prefix, Gates(p95_ms=100, error_ratio=0.01, oversell=0, generator_cpu_ratio=0.9))
     assert best["users"] == 50 and best["rps"] == 41 and best["p95"] == 70
 
 
@@ -69,7 +69,7 @@ def test_best_step_stops_before_the_generator_saturated(tmp_path: Path) -> None:
     rows = [f"0,{u},,Aggregated,{u},0,10,40,{u * 10},0\n" for u in (25, 25, 50, 50, 75, 75)]
     prefix = tmp_path / "step"
     Path(f"{prefix}_stats_history.csv").write_text(header + "".join(rows))
-    gates = Gates(p95_ms=100, error_ratio=0.01, oversell=0)
+    gates = Gates(p95_ms=100, error_ratio=0.01, oversell=0, generator_cpu_ratio=0.9)
     assert best_step(prefix, gates)["users"] == 75
     assert best_step(prefix, gates, saturated_users=75)["users"] == 50, "a saturated step measures Locust, not the shop"
 
@@ -158,5 +158,5 @@ def test_a_step_is_judged_on_its_own_samples_not_the_window_it_inherits(tmp_path
     rows = [f"{ts},{users},,Aggregated,{users},0,10,{p95},{users * 10},0\n" for ts, users, p95 in samples]
     prefix = tmp_path / "step"
     Path(f"{prefix}_stats_history.csv").write_text(header + "".join(rows))
-    best = best_step(prefix, Gates(p95_ms=100, error_ratio=0.01, oversell=0))
+    best = best_step(prefix, Gates(p95_ms=100, error_ratio=0.01, oversell=0, generator_cpu_ratio=0.9))
     assert best["users"] == 50 and best["p95"] == 60, best
