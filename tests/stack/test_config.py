@@ -215,3 +215,37 @@ def test_a_bad_overrides_file_names_the_variable_and_the_layout(tmp_path: Any, t
         cli.stack_config("dev", {cli.OVERRIDES_VAR: str(overrides)})
     with pytest.raises(cli.CliError, match="cannot read it"):
         cli.stack_config("dev", {cli.OVERRIDES_VAR: str(tmp_path / "missing.yaml")})
+
+
+@pytest.mark.parametrize("sub", ["count", "memory"])
+def test_a_missing_host_setting_is_named_in_full(sub: str) -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    del raw["hosts"]["app"][sub]
+    err = expect_error(raw, f"hosts.app.{sub}")
+    assert f"set hosts.app.{sub}" in err.fix
+
+
+def test_a_misspelt_key_is_named_before_the_key_it_misses() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["hosts"]["app"] = {"cuont": 2, "memory": "256m"}
+    err = expect_error(raw, "hosts.app.cuont")
+    assert err.fix == "use count and memory only"
+
+
+def test_the_message_is_key_problem_and_fix_in_one_line() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw["hosts"]["app"]["memory"] = "32m"
+    err = expect_error(raw, "hosts.app.memory")
+    assert str(err) == ("scalemart:hosts.app.memory: '32m' is below 64m; systemd and the service would not start. "
+                        "Fix: write a Docker memory size such as 256m or 1g (at least 64m)")
+    assert err.__cause__ is None and err.__suppress_context__, "no pydantic traceback under the one-line error"
+
+
+def test_null_values_count_as_absent_where_yaml_leaves_a_key_empty() -> None:
+    raw = copy.deepcopy(raw_config("dev"))
+    raw.update(environment=None, app=None, ports=None)
+    raw["publish"]["prometheus"] = None
+    cfg = validate(raw)
+    assert cfg.environment == "dev" and cfg.ports == sc.DEFAULT_PORTS
+    assert cfg.app_settings == {"sentry_traces_sample_rate": 0.0, "log_level": "info", "rate_limit_requests": 100}
+    assert "prometheus" not in {p.service for p in cfg.published}
