@@ -1,7 +1,8 @@
 """Prometheus alert rules for ScaleMart, generated from the thresholds file.
 
-Each alert is declared once, with the PromQL it watches and how to produce test input for it, so the
-rule files and their promtool unit tests (alert_rules/promtests.py) always agree with thresholds.yml.
+Each alert is declared once, with the signal it watches (alert_rules/signals.py: the PromQL the
+dashboards query too) and how to produce test input for it, so the rule files and their promtool unit
+tests (alert_rules/promtests.py) always agree with thresholds.yml and with the panels.
 Tiered keys (warning/critical) become one alert name with one rule per severity: Alertmanager's
 inhibition then keeps only the most severe one notifying.
 """
@@ -13,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from alert_rules import signals as s
+from alert_rules.signals import Signal
+from alert_rules.signals import number as _num
 from alert_rules.thresholds import Threshold, Thresholds
 
 DEFAULT_RUNBOOK_BASE = "docs/runbooks"
@@ -36,12 +40,6 @@ Series = tuple[str, str]
 def _sel(metric: str, labels: dict[str, str]) -> str:
     inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
     return f"{metric}{{{inner}}}"
-
-
-def _num(v: float) -> str:
-    # promtool's series notation wants plain decimals
-    text = f"{v:.10f}".rstrip("0").rstrip(".")
-    return text if text not in ("", "-0") else "0"
 
 
 def counter(metric: str, labels: dict[str, str], per_minute: float, minutes: int) -> Series:
@@ -124,44 +122,39 @@ FORMATS: dict[str, tuple[str, Callable[[float], str], Callable[[float], str]]] =
 
 @dataclass
 class Alert:
-    """One alert name. Tiered alerts compare `lhs` with each tier; state alerts use `expr` as is."""
+    """One alert name watching one signal. A tiered alert compares the signal with each tier of the
+    signal's thresholds key; a state alert compares it with a constant (`when`), its `key` giving the
+    severity and `for`."""
 
     name: str
     group: str
-    key: str
+    signal: Signal
     summary: str
     # str.format fields: {value} (the rendered $value), {threshold}, {for_}; Go template {{ }} kept as is
     description: str
-    lhs: str = ""
     fmt: str = "count"
     labels: dict[str, str] = field(default_factory=dict)  # labels the alert carries in the tests
-    series: Callable[[float, int], list[Series]] | None = None  # input making lhs == value
-    expr: str = ""
+    series: Callable[[float, int], list[Series]] | None = None  # input making the signal == value
+    when: str = ""  # state alerts: the comparison, e.g. "== 0"
+    key: str = ""  # state alerts only: a tiered alert's key is its signal's
     fire: Callable[[int], list[Series]] | None = None  # state alerts: input that must fire
     quiet: Callable[[int], list[Series]] | None = None  # ... and one that must not
 
+    def __post_init__(self) -> None:
+        if self.signal.key:
+            if self.key or self.when:
+                raise ValueError(f"{self.name}: a tiered alert takes its key from its signal ({self.signal.key})")
+            self.key = self.signal.key
+        elif not (self.key and self.when):
+            raise ValueError(f"{self.name}: a state alert needs `key` and `when`")
+
+    @property
+    def lhs(self) -> str:
+        """The watched expression: the rule's `expr` without its comparison."""
+        return self.signal.expr()
+
     def is_state(self) -> bool:
-        return not self.lhs
-
-
-def ferretdb_open_connections(matchers: str = "") -> str:
-    """Open client connections of each FerretDB process: accepted minus closed.
-
-    FerretDB 1.24 has no open-connections gauge. `ferretdb_client_accepts_total{error="0"}` counts
-    accepted connections (error="1" are failed accept() calls, never connections) and every accepted
-    connection observes `ferretdb_client_duration_seconds` once when it closes, whatever its error
-    label. Both counters live in the same process and reset together, so their difference is a gauge:
-    it must not be wrapped in rate(). The duration series only appear once a connection has closed:
-    until then closed = 0 (the `or ... * 0`), rather than the whole expression being empty.
-    `matchers` (e.g. the dashboards' env selector) goes into every selector.
-    """
-    def sel(metric: str, extra: str = "") -> str:
-        inner = ",".join(m for m in (matchers, extra) if m)
-        return f"{metric}{{{inner}}}" if inner else metric
-
-    accepted = sel("ferretdb_client_accepts_total", 'error="0"')
-    return (f"sum by (env, instance) ({accepted})\n"
-            f"- sum by (env, instance) ({sel('ferretdb_client_duration_seconds_count')} or {accepted} * 0)")
+        return self.signal.key is None
 
 
 def _open_connections_series(v: float, minutes: int) -> list[Series]:
@@ -173,20 +166,6 @@ def _open_connections_series(v: float, minutes: int) -> list[Series]:
         (_sel("ferretdb_client_duration_seconds_count", {**FERRETDB, "error": "0"}), f"80+10x{minutes}"),
         (_sel("ferretdb_client_duration_seconds_count", {**FERRETDB, "error": "1"}), f"20+5x{minutes}"),
     ]
-
-
-def _range(_: Threshold) -> str:
-    return "5m"
-
-
-def _per_instance_ratio(metric: str, bad: str) -> str:
-    return (f"sum by (env, instance) (rate({metric}{{{bad}}}[5m]))\n"
-            f"/ sum by (env, instance) (rate({metric}[5m]))")
-
-
-def _quantile(q: float) -> str:
-    return (f"histogram_quantile({q}, sum by (env, instance, le) "
-            f"(rate(scalemart_http_request_duration_seconds_bucket[5m])))")
 
 
 def _state_flip(metric: str, labels: dict[str, str], good: float, bad: float, for_min: int, fire: bool,
@@ -210,152 +189,145 @@ def _counter_flip(metric: str, labels: dict[str, str], for_min: int, fire: bool,
 def alerts() -> list[Alert]:
     A = Alert
     return [
-        A("ScaleMartHighErrorRate", "scalemart-api", "api.error_ratio",
+        A("ScaleMartHighErrorRate", "scalemart-api", s.ERROR_RATIO,
           "ScaleMart API is answering with server errors.",
           "{{{{ $labels.instance }}}} answered {value} of requests with a 5xx status over 5m "
           "(threshold {threshold}).",
-          lhs=_per_instance_ratio("scalemart_http_requests_total", 'status=~"5.."'), fmt="percent",
-          labels={"env": "test", "instance": APP["instance"]},
+          fmt="percent", labels={"env": "test", "instance": APP["instance"]},
           series=lambda v, m: [
               counter("scalemart_http_requests_total", {**APP, "route": "/api/buy", "method": "POST", "status": "200"},
                       600 * (1 - v), m),
               counter("scalemart_http_requests_total", {**APP, "route": "/api/buy", "method": "POST", "status": "500"},
                       600 * v, m)]),
-        A("ScaleMartLatencySLOBreach", "scalemart-api", "api.latency_p95_seconds",
+        A("ScaleMartLatencySLOBreach", "scalemart-api", s.LATENCY_P95,
           "ScaleMart API p95 latency is above the SLO.",
           "p95 latency on {{{{ $labels.instance }}}} is {value} over 5m (SLO {threshold}).",
-          lhs=_quantile(0.95), fmt="duration", labels={"env": "test", "instance": APP["instance"]},
+          fmt="duration", labels={"env": "test", "instance": APP["instance"]},
           series=lambda v, m: histogram("scalemart_http_request_duration_seconds",
                                         {**APP, "route": "/api/buy", "method": "POST"}, 0.95, v, m)),
-        A("ScaleMartSlowResponses", "scalemart-api", "api.response_time_p99_seconds",
+        A("ScaleMartSlowResponses", "scalemart-api", s.LATENCY_P99,
           "ScaleMart API responses are slow.",
           "p99 response time on {{{{ $labels.instance }}}} is {value} over 5m (threshold {threshold}).",
-          lhs=_quantile(0.99), fmt="duration", labels={"env": "test", "instance": APP["instance"]},
+          fmt="duration", labels={"env": "test", "instance": APP["instance"]},
           series=lambda v, m: histogram("scalemart_http_request_duration_seconds",
                                         {**APP, "route": "/api/buy", "method": "POST"}, 0.99, v, m)),
-        A("ScaleMartConcurrentUsersHigh", "scalemart-api", "api.concurrent_users",
+        A("ScaleMartConcurrentUsersHigh", "scalemart-api", s.ACTIVE_USERS,
           "More shoppers are active than the shop is sized for.",
           "{value} distinct users were active in the last 5 minutes in {{{{ $labels.env }}}} "
           "(threshold {threshold}).",
-          lhs="max by (env) (scalemart_active_users)", fmt="count", labels={"env": "test"},
+          fmt="count", labels={"env": "test"},
           series=lambda v, m: [gauge("scalemart_active_users", APP, v, m)]),
-        A("HostHighCpuUsage", "scalemart-hosts", "hosts.cpu_ratio",
+        A("HostHighCpuUsage", "scalemart-hosts", s.CPU_USAGE,
           "A host's CPUs are nearly saturated.",
           "CPU usage on {{{{ $labels.instance }}}} is {value} averaged over all cores for 5m "
           "(threshold {threshold}).",
-          lhs='1 - avg by (env, instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))', fmt="percent",
-          labels={"env": "test", "instance": NODE["instance"]},
+          fmt="percent", labels={"env": "test", "instance": NODE["instance"]},
           series=lambda v, m: [counter("node_cpu_seconds_total", {**NODE, "cpu": "0", "mode": "idle"},
                                        60 * (1 - v), m)]),
-        A("HostHighMemoryUsage", "scalemart-hosts", "hosts.memory_ratio",
+        A("HostHighMemoryUsage", "scalemart-hosts", s.MEMORY_USAGE,
           "A host is running out of memory.",
           "Memory in use on {{{{ $labels.instance }}}} is {value} (threshold {threshold}).",
-          lhs="1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes", fmt="percent", labels=NODE,
+          fmt="percent", labels=NODE,
           series=lambda v, m: [gauge("node_memory_MemTotal_bytes", NODE, 8e9, m),
                                gauge("node_memory_MemAvailable_bytes", NODE, 8e9 * (1 - v), m)]),
-        A("PrometheusTargetDown", "scalemart-hosts", "hosts.target_down",
+        A("PrometheusTargetDown", "scalemart-hosts", s.TARGET_UP,
           "Prometheus cannot scrape a target.",
           "{{{{ $labels.job }}}} target {{{{ $labels.instance }}}} has not answered a scrape for {for_} "
           "(up = {{{{ $value }}}}).",
-          expr="up == 0", labels=NODE,
+          when="== 0", key="hosts.target_down", labels=NODE,
           fire=lambda f: _state_flip("up", NODE, 1, 0, f, True, f + 10),
           quiet=lambda f: _state_flip("up", NODE, 1, 0, f, False, f + 10)),
-        A("RedisDown", "scalemart-datastores", "datastores.redis_down",
+        A("RedisDown", "scalemart-datastores", s.REDIS_UP,
           "Redis is down: stock and carts are unavailable.",
           "The Redis exporter {{{{ $labels.instance }}}} cannot reach Redis (redis_up = {{{{ $value }}}}) "
           "for {for_}.",
-          expr="redis_up == 0", labels=REDIS,
+          when="== 0", key="datastores.redis_down", labels=REDIS,
           fire=lambda f: _state_flip("redis_up", REDIS, 1, 0, f, True, f + 10),
           quiet=lambda f: _state_flip("redis_up", REDIS, 1, 0, f, False, f + 10)),
-        A("MongoDBDown", "scalemart-datastores", "datastores.mongodb_down",
+        A("MongoDBDown", "scalemart-datastores", s.MONGODB_UP,
           "MongoDB is down: orders cannot be persisted.",
           "The MongoDB exporter (Percona mongodb_exporter) {{{{ $labels.instance }}}} cannot reach the order "
           "database (mongodb_up = {{{{ $value }}}}) for {for_}.",
-          expr="mongodb_up == 0", labels=MONGO,
+          when="== 0", key="datastores.mongodb_down", labels=MONGO,
           fire=lambda f: _state_flip("mongodb_up", MONGO, 1, 0, f, True, f + 10),
           quiet=lambda f: _state_flip("mongodb_up", MONGO, 1, 0, f, False, f + 10)),
-        A("MongoDBTooManyConnections", "scalemart-datastores", "datastores.database_connections",
+        A("MongoDBTooManyConnections", "scalemart-datastores", s.OPEN_CONNECTIONS,
           "MongoDB has too many open connections.",
           "FerretDB {{{{ $labels.instance }}}} holds {value} open client connections (threshold {threshold}).",
-          lhs=ferretdb_open_connections(), fmt="count",
-          labels={"env": "test", "instance": FERRETDB["instance"]},
+          fmt="count", labels={"env": "test", "instance": FERRETDB["instance"]},
           series=_open_connections_series),
-        A("ScaleMartLowCacheHitRatio", "scalemart-datastores", "datastores.cache_hit_ratio",
+        A("ScaleMartLowCacheHitRatio", "scalemart-datastores", s.CACHE_HIT_RATIO,
           "The ScaleMart read cache is missing too often.",
           "Cache hit ratio in {{{{ $labels.env }}}} is {value} over 5m (threshold {threshold}).",
-          lhs=("sum by (env) (rate(scalemart_cache_hits_total[5m]))\n"
-               "/ (sum by (env) (rate(scalemart_cache_hits_total[5m])) "
-               "+ sum by (env) (rate(scalemart_cache_misses_total[5m])))"),
           fmt="percent", labels={"env": "test"},
           series=lambda v, m: [counter("scalemart_cache_hits_total", APP, 600 * v, m),
                                counter("scalemart_cache_misses_total", APP, 600 * (1 - v), m)]),
-        A("ScaleMartQueueBacklog", "scalemart-worker", "worker.queue_length",
+        A("ScaleMartQueueBacklog", "scalemart-worker", s.QUEUE_LENGTH,
           "The order queue is backing up.",
           "{value} orders are waiting in the queue in {{{{ $labels.env }}}} (threshold {threshold}).",
-          lhs="max by (env) (scalemart_queue_length)", fmt="count", labels={"env": "test"},
+          fmt="count", labels={"env": "test"},
           series=lambda v, m: [gauge("scalemart_queue_length", WORKER, v, m)]),
-        A("ScaleMartWorkerStalled", "scalemart-worker", "worker.heartbeat_age_seconds",
+        A("ScaleMartWorkerStalled", "scalemart-worker", s.HEARTBEAT_AGE,
           "The order worker has stopped reporting.",
           "Worker {{{{ $labels.instance }}}} last sent a heartbeat {value} ago (threshold {threshold}).",
-          lhs="time() - max by (env, instance) (scalemart_worker_heartbeat_timestamp_seconds)", fmt="duration",
+          fmt="duration",
           labels={"env": "test", "instance": WORKER["instance"]},
           series=lambda v, m: [timestamp_aged("scalemart_worker_heartbeat_timestamp_seconds", WORKER, v, m)]),
-        A("ScaleMartLowStock", "scalemart-business", "business.stock_left",
+        A("ScaleMartLowStock", "scalemart-business", s.STOCK_LEFT,
           "A product is nearly sold out.",
           "Product {{{{ $labels.product }}}} has {value} units left in {{{{ $labels.env }}}} "
           "(threshold {threshold}).",
-          lhs="min by (env, product) (scalemart_stock_left)", fmt="count", labels={"env": "test", "product": "p-1"},
+          fmt="count", labels={"env": "test", "product": "p-1"},
           series=lambda v, m: [gauge("scalemart_stock_left", {**APP, "product": "p-1"}, v, m)]),
-        A("ScaleMartBackupTooOld", "scalemart-backups", "backups.last_success_age_hours",
+        A("ScaleMartBackupTooOld", "scalemart-backups", s.BACKUP_AGE,
           "The last successful backup is too old.",
           "The last successful {{{{ $labels.kind }}}} backup in {{{{ $labels.env }}}} finished {value} h ago "
           "(threshold {threshold} h).",
-          lhs="(time() - max by (env, kind) (scalemart_backup_last_success_timestamp_seconds)) / 3600",
           fmt="hours", labels={"env": "test", "kind": "mongodb"},
           series=lambda v, m: [timestamp_aged("scalemart_backup_last_success_timestamp_seconds", BACKUP,
                                               v * 3600, m)]),
-        A("PrometheusRuleEvaluationFailures", "scalemart-monitoring", "monitoring.rule_evaluation_failures",
+        A("PrometheusRuleEvaluationFailures", "scalemart-monitoring", s.RULE_EVALUATION_FAILURES,
           "Prometheus is failing to evaluate rules.",
           "{{{{ $labels.instance }}}} failed {{{{ $value | printf \"%.0f\" }}}} rule evaluations in the last 5m: "
           "alerts may be missing.",
-          expr="sum by (env, instance) (increase(prometheus_rule_evaluation_failures_total[5m])) > 0",
+          when="> 0", key="monitoring.rule_evaluation_failures",
           labels={"env": "test", "instance": PROM["instance"]},
           fire=lambda f: _counter_flip("prometheus_rule_evaluation_failures_total", PROM, f, True, f + 10),
           quiet=lambda f: _counter_flip("prometheus_rule_evaluation_failures_total", PROM, f, False, f + 10)),
-        A("PrometheusConfigReloadFailed", "scalemart-monitoring", "monitoring.config_reload_failed",
+        A("PrometheusConfigReloadFailed", "scalemart-monitoring", s.PROMETHEUS_CONFIG_LOADED,
           "Prometheus could not load its latest configuration.",
           "{{{{ $labels.instance }}}} is still running an older configuration: the last reload failed "
           "(last_reload_successful = {{{{ $value }}}}).",
-          expr="prometheus_config_last_reload_successful == 0", labels=PROM,
+          when="== 0", key="monitoring.config_reload_failed", labels=PROM,
           fire=lambda f: _state_flip("prometheus_config_last_reload_successful", PROM, 1, 0, f, True, f + 10),
           quiet=lambda f: _state_flip("prometheus_config_last_reload_successful", PROM, 1, 0, f, False, f + 10)),
-        A("AlertmanagerConfigReloadFailed", "scalemart-monitoring", "monitoring.config_reload_failed",
+        A("AlertmanagerConfigReloadFailed", "scalemart-monitoring", s.ALERTMANAGER_CONFIG_LOADED,
           "Alertmanager could not load its latest configuration.",
           "{{{{ $labels.instance }}}} is still routing with an older configuration: the last reload failed "
           "(last_reload_successful = {{{{ $value }}}}).",
-          expr="alertmanager_config_last_reload_successful == 0", labels=AM,
+          when="== 0", key="monitoring.config_reload_failed", labels=AM,
           fire=lambda f: _state_flip("alertmanager_config_last_reload_successful", AM, 1, 0, f, True, f + 10),
           quiet=lambda f: _state_flip("alertmanager_config_last_reload_successful", AM, 1, 0, f, False, f + 10)),
-        A("AlertmanagerNotificationsFailing", "scalemart-monitoring", "monitoring.notification_failures",
+        A("AlertmanagerNotificationsFailing", "scalemart-monitoring", s.NOTIFICATION_FAILURES,
           "Alertmanager cannot deliver notifications.",
           "{{{{ $labels.instance }}}} fails to send {{{{ $labels.integration }}}} notifications "
           "({{{{ $value | printf \"%.3f\" }}}}/s over 5m): people may not be paged.",
-          expr="sum by (env, instance, integration) (rate(alertmanager_notifications_failed_total[5m])) > 0",
+          when="> 0", key="monitoring.notification_failures",
           labels={"env": "test", "instance": AM["instance"], "integration": "email"},
           fire=lambda f: _counter_flip("alertmanager_notifications_failed_total", {**AM, "integration": "email"},
                                        f, True, f + 10),
           quiet=lambda f: _counter_flip("alertmanager_notifications_failed_total", {**AM, "integration": "email"},
                                         f, False, f + 10)),
-        A("ScaleMartLoginFailureBurst", "scalemart-security", "security.login_failures_per_minute",
+        A("ScaleMartLoginFailureBurst", "scalemart-security", s.LOGIN_FAILURES,
           "A burst of failed logins: possible credential stuffing.",
           "{value} failed logins per minute in {{{{ $labels.env }}}} over 5m (threshold {threshold}/min).",
-          lhs="sum by (env) (rate(scalemart_login_failures_total[5m])) * 60", fmt="rate", labels={"env": "test"},
+          fmt="rate", labels={"env": "test"},
           series=lambda v, m: [counter("scalemart_login_failures_total", APP, v, m)]),
-        A("ScaleMartRateLimitViolations", "scalemart-security", "security.rate_limited_per_minute",
+        A("ScaleMartRateLimitViolations", "scalemart-security", s.RATE_LIMITED,
           "Clients are hitting the rate limiter.",
           "{value} requests per minute were rejected by the rate limiter in {{{{ $labels.env }}}} over 5m "
           "(threshold {threshold}/min).",
-          lhs="sum by (env) (rate(scalemart_rate_limited_total[5m])) * 60", fmt="rate", labels={"env": "test"},
+          fmt="rate", labels={"env": "test"},
           series=lambda v, m: [counter("scalemart_rate_limited_total", APP, v, m)]),
     ]
 
@@ -396,17 +368,16 @@ def rule_entries(alert: Alert, th: Threshold, runbook_base: str) -> list[dict[st
     if alert.is_state():
         assert th.severity is not None
         return [{
-            "alert": alert.name, "expr": alert.expr, "for": th.for_,
+            "alert": alert.name, "expr": f"{alert.lhs} {alert.when}", "for": th.for_,
             "labels": {"severity": th.severity},
             "annotations": {"summary": alert.summary, "description": render_description(alert, th, None),
                             "runbook_url": runbook},
         }]
-    op = "<" if th.low_is_bad else ">"
     out = []
     for severity, value in th.tiers():
         out.append({
             "alert": alert.name,
-            "expr": f"{alert.lhs}\n{op} {_num(value)}",
+            "expr": alert.signal.breach(value, th.low_is_bad),
             "for": th.for_,
             "labels": {"severity": severity},
             "annotations": {"summary": alert.summary,

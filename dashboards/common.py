@@ -1,4 +1,8 @@
-"""Dashboard scaffolding: variables, panel factories and threshold steps from the thresholds file."""
+"""Dashboard scaffolding: variables, panel factories and threshold steps from the thresholds file.
+
+A panel of what an alert watches takes a signal (alert_rules/signals.py), never an expression and a
+threshold apart: `watch()` queries the signal and draws the lines of the signal's own thresholds key.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from alert_rules.thresholds import Threshold
+from alert_rules.signals import Signal
+from alert_rules.thresholds import Threshold, Thresholds
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 COLORS = {"info": "blue", "warning": "orange", "critical": "red"}
@@ -85,6 +90,24 @@ def stat(title: str, expr: str, unit: str = "short", th: Threshold | None = None
          **kw: Any) -> Stat:
     return Stat(title=title, dataSource=DATASOURCE, targets=[target(expr)], format=unit, thresholds=steps(th),
                 description=description, reduceCalc="lastNotNull", graphMode="area", colorMode="value", **kw)
+
+
+def threshold_of(signal: Signal, t: Thresholds) -> Threshold:
+    if signal.key is None:
+        raise ValueError(f"signal {signal.name} has no thresholds key: there is no line to draw")
+    return t[signal.key]
+
+
+def watch(title: str, signal: Signal, t: Thresholds, unit: str, legend: str, description: str = "") -> TimeSeries:
+    """What an alert watches, over time, with the alert's thresholds as lines: both from `signal`."""
+    return timeseries(title, [target(signal.panel(), legend)], unit, threshold_of(signal, t), description)
+
+
+def worst(title: str, signal: Signal, t: Thresholds, unit: str, description: str = "") -> Stat:
+    """The worst series of what an alert watches now (the highest; the lowest where low is bad), coloured
+    by the alert's thresholds."""
+    th = threshold_of(signal, t)
+    return stat(title, f"{'min' if th.low_is_bad else 'max'}({signal.panel()})", unit, th, description)
 
 
 def table(title: str, expr: str, description: str = "") -> Table:

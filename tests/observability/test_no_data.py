@@ -31,7 +31,7 @@ import yaml
 from alert_rules import coverage
 from alert_rules.alertmanager import render
 from alert_rules.build import build
-from alert_rules.rules import ferretdb_open_connections
+from alert_rules.signals import OPEN_CONNECTIONS
 from dashboards import build as build_dashboards
 from dashboards import perses, render_all
 from tests import perses as perses_client
@@ -359,7 +359,7 @@ def _open_connections_floor(url: str, seconds: float = 4) -> float:
     readings = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        result = _query(url, ferretdb_open_connections())
+        result = _query(url, OPEN_CONNECTIONS.expr())
         assert len(result) == 1, f"expected one FerretDB instance: {result}"
         readings.append(float(result[0]["value"][1]))
         time.sleep(0.5)

@@ -11,7 +11,8 @@ import yaml
 
 from alert_rules import thresholds
 from alert_rules.build import build
-from alert_rules.rules import WATCHDOG, alert_names, alerts, ferretdb_open_connections
+from alert_rules.rules import WATCHDOG, alert_names, alerts
+from alert_rules.signals import ERROR_RATIO, OPEN_CONNECTIONS
 from tests.observability.conftest import ROOT
 
 RUNBOOKS = ROOT / "docs" / "runbooks"
@@ -19,7 +20,7 @@ COUNTER = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*_(?:total|bucket|count|sum))\b
 # The one place raw counters are right: accepted minus closed connections of one FerretDB process is
 # the number open now, a gauge (FerretDB has no gauge for it; both counters reset together). Only this
 # exact expression, and only in this alert, is exempt; anything else around it is still checked.
-RAW_COUNTER_DIFFERENCES = {"MongoDBTooManyConnections": ferretdb_open_connections()}
+RAW_COUNTER_DIFFERENCES = {"MongoDBTooManyConnections": OPEN_CONNECTIONS.expr()}
 
 
 def all_rules(build_dir: Path) -> list[dict]:
@@ -112,7 +113,7 @@ def test_counters_are_always_wrapped_in_rate_or_increase(alerting_build: Path) -
 
 
 def test_the_raw_counter_exemption_covers_only_its_exact_expression_in_its_alert() -> None:
-    exact = ferretdb_open_connections()
+    exact = OPEN_CONNECTIONS.expr()
     assert raw_counters("MongoDBTooManyConnections", f"{exact}\n> 200") == []
     # the same expression in another alert
     assert raw_counters("ScaleMartQueueBacklog", exact) == [
@@ -129,7 +130,7 @@ def test_ferretdb_open_connections_counts_accepted_minus_closed(tmp_path: Path, 
     """The expression on real PromQL: before any connection closed (no duration series yet), with failed
     accepts, and across a FerretDB restart (both counters reset together)."""
     inst = 'env="test",job="ferretdb",instance="data-1:8088"'
-    expr = ferretdb_open_connections()
+    expr = OPEN_CONNECTIONS.expr()
     labels = '{env="test",instance="data-1:8088"}'
     cases = [
         # 7 connections accepted, none closed yet, 3 failed accept() calls: 7 open
@@ -147,6 +148,26 @@ def test_ferretdb_open_connections_counts_accepted_minus_closed(tmp_path: Path, 
              for series, value in cases]
     (tmp_path / "open.test.yml").write_text(yaml.safe_dump({"rule_files": ["empty.yml"], "tests": tests}))
     proc = subprocess.run([promtool, "test", "rules", "open.test.yml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_error_ratio_is_zero_without_5xx_and_one_when_every_request_fails(tmp_path: Path, promtool: str) -> None:
+    """ScaleMartHighErrorRate's expression (and its panels') on real PromQL: a healthy instance with no 5xx series
+    yet shows 0, not nothing; one that has answered only 5xx since it started shows 1; a mix, its share."""
+    app = 'env="test",job="scalemart-app",instance="app-1:8000",route="/api/buy",method="POST"'
+    labels = '{env="test",instance="app-1:8000"}'
+    cases = [([(f'scalemart_http_requests_total{{{app},status="200"}}', "0+600x10")], 0),
+             ([(f'scalemart_http_requests_total{{{app},status="503"}}', "0+60x10")], 1),
+             ([(f'scalemart_http_requests_total{{{app},status="200"}}', "0+450x10"),
+               (f'scalemart_http_requests_total{{{app},status="500"}}', "0+150x10")], 0.25)]
+    (tmp_path / "empty.yml").write_text("groups: []\n")
+    tests = [{"interval": "1m", "input_series": [{"series": s, "values": v} for s, v in series],
+              "promql_expr_test": [{"expr": ERROR_RATIO.expr(), "eval_time": "10m",
+                                    "exp_samples": [{"labels": labels, "value": value}]}]}
+             for series, value in cases]
+    (tmp_path / "ratio.test.yml").write_text(yaml.safe_dump({"rule_files": ["empty.yml"], "tests": tests}))
+    proc = subprocess.run([promtool, "test", "rules", "ratio.test.yml"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
