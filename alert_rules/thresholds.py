@@ -7,7 +7,8 @@
 
 Every key the rules and dashboards use is declared in SCHEMA below, so a typo, a missing key, a
 negative number or an inverted tier pair (warning >= critical, or <= for low-is-bad keys) raises
-ThresholdsError naming the key, before anything is generated.
+ThresholdsError naming the key, before anything is generated. The checks are pydantic models made
+from SCHEMA, one per key; they stay inside this module, callers get Threshold and Thresholds.
 """
 
 from __future__ import annotations
@@ -16,9 +17,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_PATH = Path(__file__).with_name("thresholds.yml")
 TIERS = ("info", "warning", "critical")
@@ -144,74 +156,166 @@ class Thresholds:
         return out
 
 
-def _number(key: str, value: Any, spec: Spec) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ThresholdsError(key, f"must be a number, got {value!r}", "write a plain number such as 0.05 or 200")
-    if value < 0:
-        raise ThresholdsError(key, f"must not be negative, got {value}", "use a value of 0 or more")
-    if spec.ratio and value > 1:
-        raise ThresholdsError(key, f"is a ratio and must be at most 1, got {value}", "write 5 % as 0.05")
-    if spec.integer and float(value) != int(value):
-        raise ThresholdsError(key, f"counts whole units, got {value}", "use a whole number")
-    return float(value)
+class _Invalid(ValueError):
+    """Raised inside a validator with the problem and fix ThresholdsError prints; `under` names the key
+    below pydantic's location (a file-level check that refuses `api.error_rate`)."""
+
+    def __init__(self, problem: str, fix: str, *under: str) -> None:
+        super().__init__(problem)
+        self.problem, self.fix, self.under = problem, fix, under
+
+
+def _duration(value: Any) -> str:
+    if not isinstance(value, str) or not _DURATION.match(value):
+        raise _Invalid(f"must be a Prometheus duration, got {value!r}", "write e.g. 5m or 1h")
+    return value
+
+
+def _severity(value: Any) -> str:
+    if value not in SEVERITIES:
+        raise _Invalid(f"must be one of {', '.join(SEVERITIES)}, got {value!r}",
+                       "set severity: critical, warning or info")
+    return str(value)
+
+
+Duration = Annotated[str, BeforeValidator(_duration)]
+Severity = Annotated[str, BeforeValidator(_severity)]
+
+
+class _Entry(BaseModel):
+    """One key of the file. Its model is made per key from SCHEMA (`_entry_model`): only what the spec
+    uses is a field, so anything else is refused by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    KEY: ClassVar[str] = ""
+    SPEC: ClassVar[Spec] = Spec()
+    UNUSED: ClassVar[tuple[str, str]] = ("is not used for this key", "allowed: {allowed}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _used_keys(cls, entry: Any) -> dict[str, Any]:
+        if not isinstance(entry, dict):
+            raise _Invalid(f"must be a mapping, got {entry!r}", "write {warning: N, critical: N, for: 5m}")
+        allowed = sorted(f.alias or name for name, f in cls.model_fields.items())
+        if unused := sorted(set(entry) - set(allowed)):
+            raise _Invalid(cls.UNUSED[0], cls.UNUSED[1].replace("{allowed}", ", ".join(allowed)), str(unused[0]))
+        # `critical:` left empty is missing, not zero
+        return {k: v for k, v in entry.items() if v is not None}
+
+    @field_validator(*TIERS, "limit", mode="before", check_fields=False)
+    @classmethod
+    def _number(cls, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(f"must be a number, got {value!r}", "write a plain number such as 0.05 or 200")
+        if value < 0:
+            raise _Invalid(f"must not be negative, got {value}", "use a value of 0 or more")
+        if cls.SPEC.ratio and value > 1:
+            raise _Invalid(f"is a ratio and must be at most 1, got {value}", "write 5 % as 0.05")
+        if cls.SPEC.integer and float(value) != int(value):
+            raise _Invalid(f"counts whole units, got {value}", "use a whole number")
+        return float(value)
+
+    def threshold(self) -> Threshold:
+        spec = self.SPEC
+        values = {name: getattr(self, name) for name in (*spec.tiers, "limit") if name in type(self).model_fields}
+        return Threshold(self.KEY, getattr(self, "for", "0s"), values, getattr(self, "severity", None),
+                         spec.low_is_bad, spec.ratio, spec.integer)
+
+
+class _Gate(_Entry):
+    UNUSED = ("is not used for a load-test gate", "write {limit: N}")
+    limit: float
+
+
+class _State(_Entry):
+    severity: Severity = Field(default=None, validate_default=True)
+
+
+class _Tiered(_Entry):
+    @model_validator(mode="after")
+    def _in_order(self) -> _Tiered:
+        tiers = [(t, getattr(self, t)) for t in TIERS if t in type(self).model_fields]
+        for (milder, a), (harsher, b) in zip(tiers, tiers[1:], strict=False):
+            if a <= b if self.SPEC.low_is_bad else a >= b:
+                relation = "above" if self.SPEC.low_is_bad else "below"
+                raise _Invalid(f"{milder} ({a:g}) must be {relation} {harsher} ({b:g})",
+                               f"swap or correct the two values of {self.KEY}")
+        return self
+
+
+def _entry_model(key: str, spec: Spec) -> type[_Entry]:
+    base: type[_Entry] = _Gate if spec.gate else _State if spec.is_state else _Tiered
+    # `for` is a keyword: only a model made at run time can have a field of that name.
+    fields: dict[str, Any] = {} if spec.gate else {"for": (Duration, Field(default=None, validate_default=True))}
+    fields.update({tier: (float, ...) for tier in spec.tiers})
+    model = create_model(f"Threshold[{key}]", __base__=base, **fields)
+    model.KEY, model.SPEC = key, spec
+    return model
+
+
+class _File(BaseModel):
+    """The whole file; its sections and keys are fields made from SCHEMA (`_FILE`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any, info: ValidationInfo) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise _Invalid(f"{(info.context or {}).get('path')} must hold a mapping of sections",
+                           "see alert_rules/thresholds.yml", "<file>")
+        # Every key is checked before any value: a misspelt key is named, not the one it misses.
+        for section, entries in data.items():
+            if not isinstance(entries, dict):
+                raise _Invalid("must be a mapping of keys", "indent the keys under the section", str(section))
+            for name in entries:
+                if f"{section}.{name}" not in SCHEMA:
+                    raise _Invalid("is not a known threshold", f"use one of: {', '.join(sorted(SCHEMA))}",
+                                   str(section), str(name))
+        # An unknown section still here is empty: there is nothing in it to refuse.
+        return {section: entries for section, entries in data.items() if section in cls.model_fields}
+
+
+def _file_model() -> type[_File]:
+    sections: dict[str, dict[str, Any]] = {}
+    for key, spec in SCHEMA.items():
+        section, name = key.split(".", 1)
+        sections.setdefault(section, {})[name] = (_entry_model(key, spec), ...)
+    # A missing section is its keys missing, each named: the section defaults to {} and is validated.
+    fields: dict[str, Any] = {
+        section: (create_model(f"Section[{section}]", __config__=_File.model_config, **names),
+                  Field(default_factory=dict, validate_default=True))
+        for section, names in sections.items()}
+    return create_model("Thresholds", __base__=_File, **fields)
+
+
+_FILE = _file_model()
+
+
+def _thresholds_error(exc: ValidationError, path: Path | str) -> ThresholdsError:
+    """The first problem pydantic found, as the ThresholdsError the callers print."""
+    first = exc.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    key = ".".join(str(part) for part in (*first["loc"], *getattr(cause, "under", ())))
+    if isinstance(cause, _Invalid):
+        return ThresholdsError(key, cause.problem, cause.fix)
+    if first["type"] == "missing":
+        section, name = key.rsplit(".", 1)
+        if "." in section:
+            return ThresholdsError(key, "is missing", f"add `{name}: <number>` to {section}")
+        return ThresholdsError(key, "is missing", f"add `{name}:` under `{section}:` in {path}")
+    return ThresholdsError(key or "<file>", first["msg"], "compare with alert_rules/thresholds.yml")
 
 
 def validate(data: Any, path: Path | str = "<thresholds>") -> Thresholds:
-    if not isinstance(data, dict):
-        raise ThresholdsError("<file>", f"{path} must hold a mapping of sections", "see alert_rules/thresholds.yml")
-    seen: set[str] = set()
-    items: dict[str, Threshold] = {}
-    for section, entries in data.items():
-        if not isinstance(entries, dict):
-            raise ThresholdsError(str(section), "must be a mapping of keys", "indent the keys under the section")
-        for name in entries:
-            key = f"{section}.{name}"
-            if key not in SCHEMA:
-                raise ThresholdsError(key, "is not a known threshold", f"use one of: {', '.join(sorted(SCHEMA))}")
-            seen.add(key)
-    for key, spec in SCHEMA.items():
+    try:
+        model = _FILE.model_validate(data, context={"path": path})
+    except ValidationError as exc:
+        raise _thresholds_error(exc, path) from None
+    items = {}
+    for key in SCHEMA:
         section, name = key.split(".", 1)
-        if key not in seen:
-            raise ThresholdsError(key, "is missing", f"add `{name}:` under `{section}:` in {path}")
-        entry = data[section][name]
-        if not isinstance(entry, dict):
-            raise ThresholdsError(key, f"must be a mapping, got {entry!r}", "write {warning: N, critical: N, for: 5m}")
-        if spec.gate:
-            for extra in sorted(set(entry) - {"limit"}):
-                raise ThresholdsError(f"{key}.{extra}", "is not used for a load-test gate", "write {limit: N}")
-            if entry.get("limit") is None:
-                raise ThresholdsError(f"{key}.limit", "is missing", f"add `limit: <number>` to {key}")
-            items[key] = Threshold(key, "0s", {"limit": _number(f"{key}.limit", entry["limit"], spec)}, None,
-                                   spec.low_is_bad, spec.ratio, spec.integer)
-            continue
-        for_ = entry.get("for")
-        if not isinstance(for_, str) or not _DURATION.match(for_):
-            raise ThresholdsError(f"{key}.for", f"must be a Prometheus duration, got {for_!r}", "write e.g. 5m or 1h")
-        allowed = set(spec.tiers) | {"for"} | ({"severity"} if spec.is_state else set())
-        for extra in sorted(set(entry) - allowed):
-            raise ThresholdsError(f"{key}.{extra}", "is not used for this key",
-                                  f"allowed: {', '.join(sorted(allowed))}")
-        if spec.is_state:
-            severity = entry.get("severity")
-            if severity not in SEVERITIES:
-                raise ThresholdsError(f"{key}.severity", f"must be one of {', '.join(SEVERITIES)}, got {severity!r}",
-                                      "set severity: critical, warning or info")
-            items[key] = Threshold(key, for_, {}, severity)
-            continue
-        values: dict[str, float] = {}
-        for tier in spec.tiers:
-            if tier not in entry or entry[tier] is None:
-                raise ThresholdsError(f"{key}.{tier}", "is missing", f"add `{tier}: <number>` to {key}")
-            values[tier] = _number(f"{key}.{tier}", entry[tier], spec)
-        ordered = [t for t in TIERS if t in values]
-        for milder, harsher in zip(ordered, ordered[1:], strict=False):
-            a, b = values[milder], values[harsher]
-            inverted = a <= b if spec.low_is_bad else a >= b
-            if inverted:
-                relation = "above" if spec.low_is_bad else "below"
-                raise ThresholdsError(key, f"{milder} ({a:g}) must be {relation} {harsher} ({b:g})",
-                                      f"swap or correct the two values of {key}")
-        items[key] = Threshold(key, for_, values, None, spec.low_is_bad, spec.ratio, spec.integer)
+        items[key] = getattr(getattr(model, section), name).threshold()
     return Thresholds(items, Path(path))
 
 

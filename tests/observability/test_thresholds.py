@@ -79,3 +79,46 @@ def test_build_stops_before_writing_anything_on_a_bad_file(tmp_path: Path, modul
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "hosts.cpu_ratio" in proc.stderr
     assert not out.exists()
+
+
+def test_every_value_of_the_file_is_what_the_callers_read() -> None:
+    t = thresholds.load()
+    for section, entries in shipped().items():
+        for name, entry in entries.items():
+            item = t[f"{section}.{name}"]
+            assert isinstance(item, thresholds.Threshold) and getattr(t, section).__dict__[name] is item
+            assert item.values == {k: v for k, v in entry.items() if k not in ("for", "severity")}
+            assert (item.for_, item.severity) == (entry.get("for", "0s"), entry.get("severity"))
+
+
+def test_a_misspelt_key_is_named_rather_than_the_key_it_misses(tmp_path: Path) -> None:
+    data = shipped()
+    data["api"]["error_rate"] = data["api"].pop("error_ratio")
+    with pytest.raises(ThresholdsError) as err:
+        thresholds.load(write(tmp_path, data))
+    assert err.value.key == "api.error_rate"
+
+
+def test_a_missing_section_names_its_first_key_and_the_file(tmp_path: Path) -> None:
+    data = shipped()
+    del data["worker"]
+    path = write(tmp_path, data)
+    with pytest.raises(ThresholdsError) as err:
+        thresholds.load(path)
+    assert str(err.value) == f"worker.queue_length: is missing (fix: add `queue_length:` under `worker:` in {path})"
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"warning": 1.0},
+     "api.latency_p95_seconds.for: must be a Prometheus duration, got None (fix: write e.g. 5m or 1h)"),
+    ({"warning": 1.0, "for": "5m", "critical": 2.0},
+     "api.latency_p95_seconds.critical: is not used for this key (fix: allowed: for, warning)"),
+    ({"warning": None, "for": "5m"},
+     "api.latency_p95_seconds.warning: is missing (fix: add `warning: <number>` to api.latency_p95_seconds)"),
+])
+def test_messages_name_key_problem_and_fix(tmp_path: Path, entry: dict, message: str) -> None:
+    data = shipped()
+    data["api"]["latency_p95_seconds"] = entry
+    with pytest.raises(ThresholdsError) as err:
+        thresholds.load(write(tmp_path, data))
+    assert str(err.value) == message
