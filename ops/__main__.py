@@ -1,6 +1,7 @@
 """`make up` / `make verify` / `make down`: one command to a verified environment.
 
-    python -m ops up ENV        stack → inventory → secrets → site.yml → verify → URLs
+    python -m ops up ENV        build → stack → inventory → secrets → site.yml → verify → URLs
+    python -m ops build ENV     the build phase alone: every artifact into build/ENV/artifacts (ops/build.py)
     python -m ops verify ENV    the testinfra suite against the generated inventory
     python -m ops down ENV [--purge]
     python -m ops restart ENV   rolling restart: app hosts one at a time, drained from the balancer
@@ -24,11 +25,12 @@ from pathlib import Path
 
 import yaml
 
+from ops import build as artifacts
 from ops import secrets
+from stack.config import ENVIRONMENTS
+from toolchain.common import BUILD, ROOT, TOOLS_BIN
 
-ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
-ENVIRONMENTS = ("dev", "staging", "production")
 FAILED_HOST = re.compile(r"^(?:fatal|failed): \[([^\]]+)\]")
 
 
@@ -39,13 +41,13 @@ class PhaseFailed(RuntimeError):
 
 
 def build_dir(env: str) -> Path:
-    return ROOT / "build" / env
+    return BUILD / env
 
 
 def tool_env() -> dict[str, str]:
     return {
         **os.environ,
-        "PATH": f"{ROOT / '.tools' / 'bin'}:{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "PATH": f"{TOOLS_BIN}:{VENV_BIN}:{os.environ.get('PATH', '')}",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "PYTHONUNBUFFERED": "1",
@@ -154,24 +156,38 @@ def summary(env: str, timings: dict[str, float]) -> None:
     print(f"  inventory     {inventory(env)}")
 
 
+def build_cmd(env: str) -> list[str | Path]:
+    return [VENV_BIN / "python", "-m", "ops", "build", env]
+
+
 def up(env: str) -> None:
-    total = 3
-    timings = {"stack": phase(1, total, "stack", stack_cmd("up", env), env, f"python -m stack.cli up {env}")}
+    total = 4
+    # Before the stack: an artifact that does not build stops the run before any host changes.
+    timings = {"build": phase(1, total, "build", build_cmd(env), env, f"make build ENV={env}")}
+    timings["stack"] = phase(2, total, "stack", stack_cmd("up", env), env, f"python -m stack.cli up {env}")
     created = secrets.ensure(env)
     if created:
         print(f"    generated credentials for {env} (shown once): {secrets.describe(env)}")
         for key, value in created.items():
             print(f"      {key} = {value}")
-    timings["configure"] = phase(2, total, "configure", configure_cmds(env), env,
+    timings["configure"] = phase(3, total, "configure", configure_cmds(env), env,
                                  f"make up ENV={env}  (or rerun the playbook: see the log)")
-    timings["verify"] = phase(3, total, "verify", verify_cmd(env), env, f"make verify ENV={env}")
+    timings["verify"] = phase(4, total, "verify", verify_cmd(env), env, f"make verify ENV={env}")
     summary(env, timings)
+
+
+def env_image(env: str) -> str:
+    """The hosts' image of `env`: its stack config's, else the toolchain's current base image."""
+    from stack.cli import stack_config
+    from toolchain import image
+
+    return str(stack_config(env).get("scalemart:image") or image.tag())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "verify", "down", "configure", "restart"])
+    parser.add_argument("action", choices=["up", "build", "verify", "down", "configure", "restart"])
     parser.add_argument("env", help=f"one of {', '.join(ENVIRONMENTS)}")
     parser.add_argument("--purge", action="store_true", help="down: delete the data volumes too")
     args = parser.parse_args(argv)
@@ -181,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.action == "up":
             up(args.env)
+        elif args.action == "build":
+            # Runs in-process: this is the command `up` runs as its first phase.
+            artifacts.build(args.env, env_image(args.env))
         elif args.action == "configure":
             secrets.ensure(args.env)
             phase(1, 1, "configure", configure_cmds(args.env), args.env, f"make up ENV={args.env}")
@@ -192,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             extra = ["--purge"] if args.purge else []
             phase(1, 1, "down", stack_cmd("down", args.env, *extra), args.env, f"make down ENV={args.env}")
+    except artifacts.BuildError as err:
+        print(f"\nFAILED in phase 'build': {err}\nNext: fix it, then `make build ENV={args.env}`", file=sys.stderr)
+        return 1
     except PhaseFailed as err:
         where = f" on host {err.host}" if err.host else ""
         print(f"\nFAILED in phase '{err.phase}'{where}. Log: {err.log}\nNext: {err.next_cmd}", file=sys.stderr)
