@@ -212,3 +212,46 @@ def test_critical_alert_reaches_email_webhook_and_sms_against_twilio_stand_in(tm
     finally:
         hooks.close()
         smtp.stop()
+
+
+@pytest.mark.parametrize(("mutate", "field"), [
+    (lambda r: r.update(heartbeat_ulr="http://127.0.0.1:9/heartbeat"), "heartbeat_ulr"),
+    (lambda r: r["smtp"].update(password="x"), "smtp.password"),
+    (lambda r: r["email"].update(page=["oncall@shop.example"]), "email.page"),
+])
+def test_an_unknown_field_is_refused_by_name(mutate, field: str) -> None:
+    r = copy.deepcopy(RECIPIENTS)
+    mutate(r)
+    with pytest.raises(RecipientsError) as err:
+        render(r)
+    assert err.value.field == field
+    assert str(err.value).startswith(f"recipients.{field}: is not a known field (fix: use ")
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda r: r["email"].pop("warning"),
+     "recipients.email.warning: must list at least one address (fix: add an address to email.warning)"),
+    (lambda r: r["webhooks"].update(critical=[SLACK, "nope"]),
+     "recipients.webhooks.critical[1]: must be an http(s) URL, got 'nope' (fix: write the full URL, https://...)"),
+    (lambda r: (r["smtp"].update(smarthost="mail"), r["smtp"].pop("from")),
+     "recipients.smtp.from: is missing (fix: set smtp.from in the alertmanager vault variables)"),
+    (lambda r: r.update(timing=["30s"]),
+     "recipients.timing: must be a mapping (fix: write e.g. timing: {group_wait: 30s, repeat_interval: 4h})"),
+])
+def test_messages_name_field_problem_and_fix(mutate, message: str) -> None:
+    r = copy.deepcopy(RECIPIENTS)
+    mutate(r)
+    with pytest.raises(RecipientsError) as err:
+        render(r)
+    assert str(err.value) == message
+
+
+def test_empty_optional_fields_count_as_absent() -> None:
+    r = copy.deepcopy(RECIPIENTS)
+    r.update(webhooks=None, timing=None, heartbeat_url=None, sms_notifier_token=None)
+    r["smtp"].update(auth_username="", auth_password=None)
+    cfg = config(r)
+    assert "smtp_auth_username" not in cfg["global"] and "smtp_auth_password" not in cfg["global"]
+    receivers = {x["name"]: x for x in cfg["receivers"]}
+    assert receivers["heartbeat"] == {"name": "heartbeat"}
+    assert [c["url"] for c in receivers["critical"]["webhook_configs"]] == [RECIPIENTS["sms_notifier_url"]]
