@@ -16,6 +16,10 @@ POST /alertmanager  an Alertmanager webhook payload; answers 200 once every numb
                     alertmanager_notifications_failed_total (watched by AlertmanagerNotificationsFailing);
                     401 without the bearer token, when one is set.
 GET  /health        200 when the process is up.
+
+The standard library and twilio only, unlike the rest of alert_rules/: the alertmanager role copies
+this one file to the monitoring host and runs it with Debian's python3 and python3-twilio, where
+there is no wheelhouse and Debian 12's pydantic is 1.10. So Config checks the environment itself.
 """
 
 from __future__ import annotations

@@ -122,3 +122,16 @@ def test_numbers_must_be_e164() -> None:
            "SMS_TO": "+15550000001,0044 1234"}
     with pytest.raises(ConfigError, match="E.164"):
         Config.from_env(env)
+
+
+def test_the_notifier_needs_only_the_standard_library_and_twilio() -> None:
+    """It runs as one file on Debian's python3 with python3-twilio (roles/alertmanager): no pydantic there."""
+    import ast
+    import sys
+
+    tree = ast.parse((ROOT / "alert_rules" / "sms_notifier.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert imported - sys.stdlib_module_names == {"twilio"}
