@@ -37,8 +37,6 @@ RATE_LIMITED = Counter("scalemart_rate_limited_total", "Requests rejected by the
 APP_INFO = Gauge("scalemart_app_info", "Always 1; labels carry the version and environment",
                  ["version", "environment"], multiprocess_mode="max")
 
-PURCHASE_RESULTS = ("success", "out_of_stock", "limit_exceeded", "duplicate", "closed")
-
 
 class SnapshotCollector(Collector):
     """Gauges whose values were fetched from Redis just before this scrape."""

@@ -155,10 +155,11 @@ redis.call('HSET', KEYS[1], 'open', ARGV[1], 'starts_at', ARGV[2], 'ends_at', AR
 return 1
 """
 
-# KEYS: product, cache, views.  Returns {cached catalogue or false, stock, stocked}; counts a view of a real product.
+# KEYS: product, cache, views.  ARGV: product id.  Returns {cached catalogue or false, stock, stocked};
+# counts a view of a real product.
 READ_LUA = """
 local s = redis.call('HMGET', KEYS[1], 'stock', 'stocked')
-if s[1] and ARGV[1] == '1' then redis.call('HINCRBY', KEYS[3], ARGV[2], 1) end
+if s[1] then redis.call('HINCRBY', KEYS[3], ARGV[1], 1) end
 return {redis.call('GET', KEYS[2]), s[1], s[2]}
 """
 

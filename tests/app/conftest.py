@@ -7,12 +7,14 @@ subprocess, so a fresh clone needs no install step.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,34 @@ def shared_app(redis_server: RedisServer, ferretdb: FerretDB,
     yield server
     worker.stop()
     server.stop()
+
+
+def buy(client: httpx.Client, product: str, user: str = "alice", qty: int = 1,
+        key: str | None = None) -> httpx.Response:
+    return client.post("/api/buy", json={"user_id": user, "product_id": product, "quantity": qty,
+                                         "idempotency_key": key or uuid.uuid4().hex})
+
+
+def assert_error(r: httpx.Response, status: int, error: str, field: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["error"] == error, body
+    assert body["message"]
+    if field is not None:
+        assert body["field"] == field, body
+        assert re.search(rf"\b{re.escape(field)}\b", body["message"]), f"the message does not name {field}: {body}"
+    return body  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def admin(shared_app: AppServer) -> httpx.Client:
+    return shared_app.client(admin=True)
+
+
+@pytest.fixture(scope="module")
+def anon(shared_app: AppServer) -> httpx.Client:
+    return shared_app.client()
 
 
 def create_product(client: httpx.Client, product_id: str, stock: int = 10, price: float = 9.99,

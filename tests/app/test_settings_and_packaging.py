@@ -64,6 +64,7 @@ def test_wheel_has_console_entry_point_and_exactly_pinned_deps_matching_the_tool
         metadata = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "scalemart = scalemart.cli:main" in entry_points
     assert "scalemart/api.py" in names and "scalemart/py.typed" in names
+    assert {f"scalemart/routes/{m}.py" for m in ("health", "catalogue", "purchase", "orders", "admin")} <= set(names)
     requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.M)
     assert requires and all("==" in r for r in requires), requires
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -1,0 +1,72 @@
+"""Typed dependencies of the routes: the process state, the per-client rate limit, the admin token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from scalemart import metrics, store
+from scalemart.errors import ApiError, rate_limited
+from scalemart.models import PRODUCT_ID, USER_ID
+from scalemart.state import State
+
+
+def state_of(request: Request) -> State:
+    """The process state, read from the request; routes take it as StateDep."""
+    return request.app.state.sm  # type: ignore[no-any-return]
+
+
+async def _state(request: Request) -> State:
+    # async: FastAPI runs a plain-function dependency in a worker thread
+    return state_of(request)
+
+
+StateDep = Annotated[State, Depends(_state)]
+ProductId = Annotated[str, Path(pattern=PRODUCT_ID)]
+UserId = Annotated[str, Path(pattern=USER_ID)]
+
+
+def client_id(request: Request) -> str:
+    # uvicorn has already replaced the peer with X-Forwarded-For when the peer is a trusted proxy.
+    return request.client.host if request.client else "unknown"
+
+
+# rate_limit and require_admin need the request anyway and take the state from it: a StateDep
+# here would be one more dependency to resolve on every /api request (about 60 function calls).
+async def rate_limit(request: Request) -> None:
+    st = state_of(request)
+    if st.rate_limit <= 0:
+        return
+    try:
+        wait = await st.scripts.rate(keys=[store.rate_key(client_id(request))], args=[st.rate_limit, st.rate_window])
+    except store.REDIS_DOWN:
+        return  # fail open: reads must keep working while Redis is down
+    if wait:
+        metrics.RATE_LIMITED.inc()
+        raise rate_limited(st.rate_limit, st.rate_window, wait)
+
+
+async def require_admin(request: Request) -> None:
+    st = state_of(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        metrics.LOGIN_FAILURES.inc()
+        raise ApiError(401, "missing_credentials", "admin endpoints need the header "
+                       "'Authorization: Bearer <SCALEMART_ADMIN_TOKEN>'", field="Authorization",
+                       headers={"WWW-Authenticate": "Bearer"})
+    expected = st.settings.admin_token.get_secret_value().encode()
+    # compare bytes: compare_digest refuses non-ASCII str, and a header may carry anything
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("utf-8", "replace"), expected):
+        metrics.LOGIN_FAILURES.inc()
+        raise ApiError(401, "invalid_credentials", "the admin token is wrong; use the token generated at install "
+                       "time (SCALEMART_ADMIN_TOKEN) as 'Authorization: Bearer <token>'", field="Authorization",
+                       headers={"WWW-Authenticate": "Bearer"})
+
+
+# Route dependencies: every /api route but POST /api/buy is rate limited here (the buy script
+# applies the same budget itself); admin routes need the token as well, checked after the limit.
+LIMITED = [Depends(rate_limit)]
+ADMIN = [Depends(rate_limit), Depends(require_admin)]

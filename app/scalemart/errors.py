@@ -1,0 +1,115 @@
+"""Every answer other than success: `ApiError`, the common ones, the exception handlers, the documented codes.
+
+Each error is JSON `{"error", "message", "field", ...}` (models.ErrorOut) whose message names the field
+at fault and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from scalemart.models import ErrorOut
+
+log = logging.getLogger("scalemart.api")
+
+
+class ApiError(Exception):
+    """An answer other than success; rendered as ErrorOut JSON."""
+
+    def __init__(self, status: int, error: str, message: str, field: str | None = None,
+                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.field = status, error, message, field
+        self.details, self.headers = details, headers
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route that may answer these codes with ErrorOut."""
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+# Every /api route may answer 422 (bad input) and 429 (rate limit); 400 is malformed JSON.
+API_ERRORS = error_responses(400, 422, 429)
+ADMIN_ERRORS = error_responses(401)
+
+
+def redis_unavailable(what: str) -> ApiError:
+    return ApiError(503, "stock_store_unavailable",
+                    f"{what} is not possible right now because Redis is unreachable; retry with the same "
+                    "idempotency key (it is safe: a purchase is never taken twice)",
+                    headers={"Retry-After": "5"})
+
+
+def mongo_unavailable(what: str) -> ApiError:
+    return ApiError(503, "order_store_unavailable", f"{what} is not possible right now because MongoDB is "
+                    "unreachable; retry later", headers={"Retry-After": "5"})
+
+
+def unknown_product(product_id: str, hint: str = "list products with GET /api/products") -> ApiError:
+    return ApiError(404, "unknown_product", f"product_id '{product_id}' is not a known product; {hint}",
+                    field="product_id")
+
+
+def product_incomplete(product_id: str) -> ApiError:
+    return ApiError(409, "product_incomplete", f"product_id '{product_id}' has no stock record; repeat "
+                    "POST /api/admin/products with the same body to finish creating it", field="product_id")
+
+
+def rate_limited(limit: int, window: int, wait: int) -> ApiError:
+    return ApiError(429, "rate_limited", f"more than {limit} requests in {window} s from this client; "
+                    f"retry after {wait} s", headers={"Retry-After": str(wait)})
+
+
+def error_response(status: int, error: str, message: str, field: str | None = None,
+                   details: dict[str, Any] | None = None, errors: list[dict[str, str]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error, "message": message, "field": field}
+    if errors is not None:
+        body["errors"] = errors
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def api_error_handler(_: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.error, exc.message, exc.field, exc.details, headers=exc.headers)
+
+
+async def validation_error_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        if err.get("type") == "json_invalid":
+            return error_response(400, "malformed_json", "the request body is not valid JSON: "
+                                  f"{err.get('ctx', {}).get('error', 'parse error')}; send a JSON object",
+                                  field="body")
+        field = ".".join(loc) or "body"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "missing":
+            msg = "is required"
+        elif err.get("type") == "extra_forbidden":
+            msg = "is not a known field; remove it"
+        elif err.get("type") == "string_pattern_mismatch":
+            msg = f"must match {err.get('ctx', {}).get('pattern')}"
+        errors.append({"field": field, "message": msg})
+    first = errors[0] if errors else {"field": "body", "message": "invalid"}
+    return error_response(422, "validation_error", f"{first['field']}: {first['message']}", field=first["field"],
+                          errors=errors)
+
+
+async def http_error_handler(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def unhandled_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this answer, so Sentry (when configured) still records the error.
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "unexpected error; it has been logged")
+
