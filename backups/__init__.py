@@ -1,8 +1,8 @@
 """ScaleMart backups: MongoDB + Redis + the environment's config in one verified archive.
 
 Runs on the data host as `python -m backups backup|restore|verify|list|prune|decrypt-config`.
-Standard library + pymongo + redis + cryptography (Fernet, for the config part); shells out to
-mongodump, mongorestore and redis-server.
+Standard library + pymongo + redis + cryptography (Fernet, for the config part) + pydantic (the
+config file) + prometheus-client (the textfile); shells out to mongodump, mongorestore and redis-server.
 See backups/README.md for the contract with the `backups` role and the playbooks.
 """
 

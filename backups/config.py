@@ -1,17 +1,20 @@
 """The one config file of the data host's backups: JSON (the host has no YAML parser), written by
-the `backups` role with `to_nice_json`. Every field is checked here; an error names the field and
-the fix. Defaults follow the roles (paths) and the app (data layout)."""
+the `backups` role with `to_nice_json`. Every field is checked by the pydantic models below, in
+JSON's own types (strict: "30" is not a number, true is not 1); an error names the field and the
+fix. Defaults follow the roles (paths) and the app (data layout: the app is not installed on the
+data host, so its key names are repeated in Layout and tests/backups/test_layout.py holds them to
+the app's own constants)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PATH = Path("/etc/scalemart/backups.json")
 CONFIG_ENV = "SCALEMART_BACKUPS_CONFIG"
@@ -22,17 +25,67 @@ class ConfigError(Exception):
     """Bad configuration; the message names the field and the fix."""
 
 
-@dataclass(frozen=True)
-class MongoConfig:
+class _Invalid(ValueError):
+    """Raised inside a validator: the message after `<field>: `; `under` names the field below
+    pydantic's location (a check of a section that refuses one of its keys)."""
+
+    def __init__(self, message: str, *under: str) -> None:
+        super().__init__(message)
+        self.under = under
+
+
+def _argv(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise _Invalid('expected a command as a list of strings, e.g. ["systemctl", "stop", "scalemart-app"]')
+    return value
+
+
+def _commands(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Invalid("expected a list of commands (each a list of strings)")
+    return value
+
+
+Argv = Annotated[list[str], BeforeValidator(_argv)]
+Commands = Annotated[list[Argv], BeforeValidator(_commands)]
+
+
+class _Section(BaseModel):
+    """A JSON object of known keys; a REQUIRED one must be there and not empty."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise _Invalid("expected an object")
+        for required in cls.REQUIRED:
+            if not data.get(required):
+                raise _Invalid("missing; the backups role sets it (see backups/README.md)", required)
+        known = sorted(f.alias or name for name, f in cls.model_fields.items())
+        if unknown := sorted(set(data) - set(known)):
+            raise _Invalid(f"unknown key; known keys are {', '.join(known)}", unknown[0])
+        return data
+
+
+class MongoConfig(_Section):
     uri: str = "mongodb://127.0.0.1:27017/"
     database: str = "scalemart"
     username: str = ""
     password: str = ""
     auth_database: str = "admin"
 
+    @field_validator("uri")
+    @classmethod
+    def _mongodb_scheme(cls, uri: str) -> str:
+        if not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise _Invalid(f"{uri!r} must start with mongodb://, e.g. mongodb://127.0.0.1:27017/")
+        return uri
 
-@dataclass(frozen=True)
-class RedisConfig:
+
+class RedisConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 6379
     password: str = ""
@@ -40,9 +93,15 @@ class RedisConfig:
     rdb_path: str = ""
     bgsave_timeout_seconds: float = 600.0
 
+    @field_validator("port")
+    @classmethod
+    def _tcp_port(cls, port: int) -> int:
+        if not 1 <= port <= 65535:
+            raise _Invalid(f"{port} is not a TCP port")
+        return port
 
-@dataclass(frozen=True)
-class Layout:
+
+class Layout(_Section):
     """Where the app keeps what the manifest counts (app/scalemart/store.py and the worker)."""
 
     orders_collection: str = "orders"
@@ -54,35 +113,69 @@ class Layout:
     stock_field: str = "stock"
 
 
-@dataclass(frozen=True)
-class Hooks:
+class Hooks(_Section):
     """Commands (argv lists) the restore runs; empty lists when the playbook does it on other hosts."""
 
-    stop: list[list[str]] = field(default_factory=list)
-    start: list[list[str]] = field(default_factory=list)
-    reconcile: list[str] = field(default_factory=list)
+    stop: Commands = Field(default_factory=list)
+    start: Commands = Field(default_factory=list)
+    reconcile: Argv = Field(default_factory=list)
     # KEY=VALUE lines added to the hooks' environment (e.g. the app's env file for `scalemart reconcile`).
     env_file: str = ""
     timeout_seconds: float = 600.0
 
 
-@dataclass(frozen=True)
-class Config:
+def _directory(value: Any) -> Any:
+    if value == "":
+        # Path("") is the working directory: archives would land wherever the tool was started.
+        raise _Invalid("must not be empty (the default is /var/backups/scalemart)")
+    return value
+
+
+def _textfile(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise _Invalid(f"expected str/NoneType, got {type(value).__name__} {value!r}")
+    return value or None  # empty, like null: no textfile
+
+
+class Config(_Section):
+    REQUIRED = ("environment", "encryption_key_file")
+
     environment: str
-    encryption_key_file: Path
-    backup_dir: Path = Path("/var/backups/scalemart")
+    encryption_key_file: Path = Field(strict=False)
+    backup_dir: Annotated[Path, BeforeValidator(_directory)] = Field(Path("/var/backups/scalemart"), strict=False)
     retention_days: float = 30.0
-    config_paths: list[str] = field(default_factory=list)
-    textfile_path: Path | None = Path("/var/lib/prometheus/node-exporter/scalemart_backup.prom")
-    offsite_command: list[str] = field(default_factory=list)
+    config_paths: Argv = Field(default_factory=list)
+    textfile_path: Annotated[Path | None, BeforeValidator(_textfile)] = Field(
+        Path("/var/lib/prometheus/node-exporter/scalemart_backup.prom"), strict=False)
+    offsite_command: Argv = Field(default_factory=list)
     offsite_timeout_seconds: float = 3600.0
     mongodump: str = "/usr/local/bin/mongodump"
     mongorestore: str = "/usr/local/bin/mongorestore"
     redis_server: str = "/usr/bin/redis-server"
-    mongodb: MongoConfig = field(default_factory=MongoConfig)
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    layout: Layout = field(default_factory=Layout)
-    hooks: Hooks = field(default_factory=Hooks)
+    mongodb: MongoConfig = Field(default_factory=MongoConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    layout: Layout = Field(default_factory=Layout)
+    hooks: Hooks = Field(default_factory=Hooks)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_name(cls, env: str) -> str:
+        if not ENV_RE.match(env):
+            raise _Invalid(f"{env!r} is not an environment name (lowercase, e.g. dev, production)")
+        return env
+
+    @field_validator("retention_days")
+    @classmethod
+    def _keeps_something(cls, days: float) -> float:
+        if days <= 0:
+            raise _Invalid(f"{days} must be > 0 (the default keeps 30 days)")
+        return days
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Config:
+        if bool(self.mongodb.username) != bool(self.mongodb.password):
+            raise _Invalid("set both or neither", "mongodb.username/mongodb.password")
+        return self
 
     def encryption_key(self) -> bytes:
         path = self.encryption_key_file
@@ -97,87 +190,31 @@ class Config:
         return key
 
 
-def _typed(section: str, name: str, value: Any, want: type | tuple[type, ...]) -> Any:
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, want) or isinstance(value, bool) and want is not bool:
-        kind = want.__name__ if isinstance(want, type) else "/".join(w.__name__ for w in want)
-        raise ConfigError(f"{section}{name}: expected {kind}, got {type(value).__name__} {value!r}")
-    return value
+# pydantic's own type checks (strict), in the words of the rest of this file
+_EXPECTED = {"string_type": "str", "path_type": "str", "int_type": "int", "float_type": "float"}
 
 
-def _argv(section: str, name: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise ConfigError(f"{section}{name}: expected a command as a list of strings, e.g. "
-                          '["systemctl", "stop", "scalemart-app"]')
-    return list(value)
-
-
-def _section(cls: type, data: Any, section: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{section.rstrip('.')}: expected an object")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{section}{unknown[0]}: unknown key; known keys are {', '.join(sorted(known))}")
-    kwargs: dict[str, Any] = {}
-    defaults = cls() if cls is not Config else None
-    for name, value in data.items():
-        default = getattr(defaults, name) if defaults is not None else None
-        if name in ("stop", "start"):
-            if not isinstance(value, list):
-                raise ConfigError(f"{section}{name}: expected a list of commands (each a list of strings)")
-            kwargs[name] = [_argv(section, f"{name}[{i}]", v) for i, v in enumerate(value)]
-        elif name in ("reconcile",):
-            kwargs[name] = _argv(section, name, value)
-        else:
-            kwargs[name] = _typed(section, name, value, type(default) if default is not None else str)
-    return cls(**kwargs)
+def _config_error(exc: ValidationError) -> ConfigError:
+    """The first problem pydantic found, as `<field>: <problem and fix>`."""
+    first = exc.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    parts = (*first["loc"], *getattr(cause, "under", ()))
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+    if isinstance(cause, _Invalid):
+        return ConfigError(f"{field}: {cause}")
+    if first["type"] in _EXPECTED:
+        value = first["input"]
+        return ConfigError(f"{field}: expected {_EXPECTED[first['type']]}, got {type(value).__name__} {value!r}")
+    return ConfigError(f"{field}: {first['msg']}; see backups/README.md for every key")
 
 
 def parse(data: Any, source: str = "config") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object at the top level")
-    data = dict(data)
-    for required in ("environment", "encryption_key_file"):
-        if not data.get(required):
-            raise ConfigError(f"{required}: missing; the backups role sets it (see backups/README.md)")
-    env = _typed("", "environment", data.pop("environment"), str)
-    if not ENV_RE.match(env):
-        raise ConfigError(f"environment: {env!r} is not an environment name (lowercase, e.g. dev, production)")
-    kwargs: dict[str, Any] = {"environment": env,
-                              "encryption_key_file": Path(_typed("", "encryption_key_file",
-                                                                 data.pop("encryption_key_file"), str))}
-    sections = {"mongodb": MongoConfig, "redis": RedisConfig, "layout": Layout, "hooks": Hooks}
-    for name, cls in sections.items():
-        if name in data:
-            kwargs[name] = _section(cls, data.pop(name), f"{name}.")
-    simple: dict[str, Any] = {"backup_dir": str, "retention_days": float, "offsite_timeout_seconds": float,
-                              "mongodump": str, "mongorestore": str, "redis_server": str}
-    for name, value in data.items():
-        if name in simple:
-            kwargs[name] = _typed("", name, value, simple[name])
-        elif name in ("config_paths", "offsite_command"):
-            kwargs[name] = _argv("", name, value)
-        elif name == "textfile_path":
-            kwargs[name] = _typed("", name, value, (str, type(None)))
-        else:
-            known = sorted(["environment", "encryption_key_file", *sections, *simple, "config_paths",
-                            "offsite_command", "textfile_path"])
-            raise ConfigError(f"{name}: unknown key; known keys are {', '.join(known)}")
-    for path_key in ("backup_dir", "textfile_path"):
-        if kwargs.get(path_key):
-            kwargs[path_key] = Path(kwargs[path_key])
-    cfg = Config(**kwargs)
-    if cfg.retention_days <= 0:
-        raise ConfigError(f"retention_days: {cfg.retention_days} must be > 0 (the default keeps 30 days)")
-    if not 1 <= cfg.redis.port <= 65535:
-        raise ConfigError(f"redis.port: {cfg.redis.port} is not a TCP port")
-    if not cfg.mongodb.uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise ConfigError(f"mongodb.uri: {cfg.mongodb.uri!r} must start with mongodb://, e.g. mongodb://127.0.0.1:27017/")
-    if bool(cfg.mongodb.username) != bool(cfg.mongodb.password):
-        raise ConfigError("mongodb.username/mongodb.password: set both or neither")
-    return cfg
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

@@ -75,7 +75,7 @@ def publish(cfg: Config, state: dict[str, Any]) -> None:
     metrics.save_state(cfg.backup_dir, state)
     entries = archive.listing(cfg.backup_dir, cfg.environment)
     size = sum(e.path.stat().st_size for e in entries if e.path.exists())
-    metrics.write_textfile(cfg.textfile_path, metrics.render(state, len(entries), size))
+    metrics.write_textfile(cfg.textfile_path, metrics.registry(state, len(entries), size))
 
 
 # ---------------------------------------------------------------- backup
@@ -195,7 +195,7 @@ def _take(cfg: Config, staging: Path, started: datetime) -> dict[str, Any]:
                   "mongorestore": mongo_ops.tool_version(cfg.mongorestore),
                   "redis_server": redis_facts.get("redis_version", "?"), "pymongo": pymongo.version,
                   "redis_py": redis.__version__, "cryptography": cryptography.__version__},
-        "layout": {k: getattr(cfg.layout, k) for k in cfg.layout.__dataclass_fields__},
+        "layout": cfg.layout.model_dump(),
     }
 
 

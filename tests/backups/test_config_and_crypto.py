@@ -146,3 +146,32 @@ def test_the_cli_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "backups", "--config", str(path), "list"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "is not valid JSON (line 1" in proc.stderr
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"retention_days": "30"}, "retention_days: expected float, got str '30'"),
+    ({"redis": {"port": True}}, "redis.port: expected int, got bool True"),
+    ({"textfile_path": 5}, "textfile_path: expected str/NoneType, got int 5"),
+    ({"hooks": {"start": [["systemctl", "start", "x"], "scalemart-app"]}},
+     'hooks.start[1]: expected a command as a list of strings, e.g. ["systemctl", "stop", "scalemart-app"]'),
+    ({"layout": {"stock": "stock"}}, "layout.stock: unknown key; known keys are order_product_field, "
+     "order_quantity_field, orders_collection, orders_stream, product_key_prefix, stock_field"),
+    ({"backup_dir": ""}, "backup_dir: must not be empty (the default is /var/backups/scalemart)"),
+])
+def test_a_bad_value_names_the_field_what_was_expected_and_what_came(change: dict[str, object], message: str) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({**BASE, **change})
+    assert str(err.value) == message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_defaults_fill_what_the_file_leaves_out_and_an_empty_textfile_path_means_none() -> None:
+    cfg = config.parse({**BASE, "retention_days": 7, "textfile_path": "", "redis": {"port": 6380}})
+    assert cfg.retention_days == 7.0 and isinstance(cfg.retention_days, float)
+    assert cfg.textfile_path is None
+    assert (cfg.redis.host, cfg.redis.port) == ("127.0.0.1", 6380)
+    assert cfg.backup_dir == Path("/var/backups/scalemart")
+    assert cfg.encryption_key_file == Path(BASE["encryption_key_file"])
+    assert cfg.hooks.stop == [] and cfg.layout == config.Layout()
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.redis.port = 1  # type: ignore[misc]
