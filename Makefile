@@ -7,10 +7,11 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help bootstrap up verify restart down credentials test lint roles-test dashboards bench-app bench-env load backup restore
+.PHONY: help bootstrap up verify restart down credentials test lint roles-test build bench-app bench-env load backup restore
 
 help:
 	@echo "make up ENV=dev|staging|production   create, configure and verify an environment"
+	@echo "make build ENV=...                   the build phase alone: every artifact into build/ENV/artifacts"
 	@echo "make verify ENV=...                  run the testinfra suite against an environment"
 	@echo "make restart ENV=...                 rolling restart of the app hosts behind the balancer, then the workers"
 	@echo "make down ENV=... [PURGE=1]          destroy an environment (data volumes kept unless PURGE=1)"
@@ -55,10 +56,10 @@ roles-test: bootstrap
 bench-app: bootstrap
 	@$(PY) app/bench/bench_app.py $(BENCH_ARGS)
 
-# Grafana JSON and Prometheus rule files from code + alert_rules/thresholds.yml (alert_rules/README.md).
-dashboards: bootstrap
-	$(PY) -m dashboards build --out build/dashboards
-	$(PY) -m alert_rules build --out build/alerting
+# The build phase alone: every artifact the roles install, into build/$(ENV)/artifacts (ops/build.py);
+# unchanged inputs rebuild nothing. `make up` runs it first.
+build: bootstrap
+	@$(PY) -m ops build $(ENV)
 
 # Locust against the environment's load balancer (loadtests/README.md); exits non-zero when a gate fails.
 # SCENARIO=normal|flash|stampede|step; USERS, DURATION and THINK (seconds, MIN-MAX) default to the scenario's;

@@ -57,3 +57,24 @@ def base_image() -> str:
     if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
         pytest.fail(f"base image {ref} is missing: run `make bootstrap`")
     return ref
+
+
+@pytest.fixture(scope="session")
+def artifacts(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build phase for the whole role suite (ops/build.py), outside the repository."""
+    from ops import build
+
+    root = tmp_path_factory.mktemp("artifacts")
+    try:
+        build.build("molecule", base_image, root=root)
+    except build.BuildError as exc:
+        pytest.fail(f"the build phase failed: {exc}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def roles_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """roles/ copied away from the repository: a role that reached into it would not find it."""
+    dest = tmp_path_factory.mktemp("roles-alone") / "roles"
+    shutil.copytree(ROOT / "roles", dest)
+    return dest

@@ -19,12 +19,15 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario: str, base_image: str, venv_tool, tmp_path: Path) -> None:
+def test_molecule_scenario(scenario: str, base_image: str, artifacts: Path, roles_copy: Path, venv_tool,
+                           tmp_path: Path) -> None:
     cmd = [venv_tool("molecule"), "-c", "molecule/config.yml", "test", "-s", scenario, "--no-report"]
     # Own container name and state folder: a manual `molecule test -s <scenario>` running at the
     # same time (several engineers share this box) must not destroy this run's instance.
     env = {**tool_env(), "SCALEMART_BASE_IMAGE": base_image, "SCALEMART_MOLECULE_RUN": f"pytest{os.getpid()}",
-           "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "molecule")}
+           "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "molecule"),
+           # Roles alone, away from the repository, with the artifacts of one build phase.
+           "SCALEMART_ROLES_PATH": str(roles_copy), "SCALEMART_ARTIFACTS": str(artifacts)}
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired as exc:

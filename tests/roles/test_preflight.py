@@ -47,7 +47,11 @@ CASES = [
      "prometheus_scrape_jobs[0]"),
     ("alertmanager-recipients-missing", "alertmanager", {}, "alertmanager_recipients"),
     ("alertmanager-recipients-bad", "alertmanager",
-     {"alertmanager_recipients": {**RECIPIENTS_OK, "email": {"critical": ["not-an-address"]}}}, "recipients.email"),
+     # The repository root holds the alert_rules package, as the build phase's artifacts/alerting does.
+     {"alertmanager_recipients": {**RECIPIENTS_OK, "email": {"critical": ["not-an-address"]}},
+      "alertmanager_alerting_dir": str(ROOT)}, "recipients.email"),
+    ("alertmanager-not-built", "alertmanager", {"alertmanager_recipients": RECIPIENTS_OK},
+     "has no alert_rules/alertmanager.py: run `make build"),
     ("backups-key-missing", "backups", {**REDIS_OK, **MONGO_OK}, "backups_encryption_key"),
     ("backups-key-short", "backups", {**BACKUPS_OK, "backups_encryption_key": "short-key"},
      "backups_encryption_key must be at least 32 characters"),
@@ -66,8 +70,12 @@ CASES = [
 @pytest.mark.parametrize(("role", "variables", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_preflight_stops_the_play_naming_the_variable(role: str, variables: dict, expected: str, tmp_path: Path,
                                                      venv_tool) -> None:
+    # The site's artifact wiring, over an empty artifacts folder: every required input is given, and
+    # each case fails on its own variable before anything would be read from the folder.
     play = [{"name": f"Preflight of {role}", "hosts": "localhost", "connection": "local", "gather_facts": False,
-             "vars": {"private_address": "127.0.0.1"}, "roles": [{"role": role}]}]
+             "vars_files": [str(ROOT / "playbooks/group_vars/all/artifacts.yml")],
+             "vars": {"private_address": "127.0.0.1", "scalemart_artifacts_dir": str(tmp_path / "artifacts")},
+             "roles": [{"role": role}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     cmd = [venv_tool("ansible-playbook"), "-i", "localhost,", "--check", "-e", f"@{tmp_path / 'vars.json'}",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.roles.conftest import ROOT
 from tests.roles.test_preflight import test_preflight_stops_the_play_naming_the_variable as run_case
 
 SECRETS = {"scalemart_admin_token": "a-long-enough-admin-token-0123456789",
@@ -27,7 +28,8 @@ CASES = [
     ("app-rate-limit-negative", "app", {**SECRETS, "app_rate_limit_requests": -5}, "app_rate_limit_requests"),
     ("app-environment-unknown", "app", {**SECRETS, "app_environment": "prod"}, "app_environment must be one of"),
     ("app-extra-setting-name", "app", {**SECRETS, "app_extra_settings": {"cache-ttl": 1}}, "app_extra_settings"),
-    ("app-source-missing", "app", {**SECRETS, "app_source_dir": "/nonexistent/app"}, "app_source_dir /nonexistent/app"),
+    ("app-release-missing", "app", {**SECRETS, "app_release_dir": "/nonexistent/app"},
+     "app_release_dir /nonexistent/app has no release.json"),
     ("worker-mongodb-password-missing", "worker", {k: v for k, v in SECRETS.items() if k != "mongodb_password"},
      "mongodb_password"),
     ("worker-metrics-port-impossible", "worker", {**SECRETS, "worker_metrics_port": 70000}, "worker_metrics_port"),
@@ -57,5 +59,6 @@ def test_app_roles_preflight_stops_the_play_naming_the_variable(role: str, varia
 def test_perses_preflight_names_a_resource_file_that_does_not_parse(tmp_path: Path, venv_tool) -> None:
     broken = tmp_path / "dashboard-broken.json"
     broken.write_text('{"kind": "Dashboard", "metadata": {')
-    run_case("perses", {**PERSES, "perses_dashboards_build": False, "perses_resource_files": [str(broken)]},
+    run_case("perses", {**PERSES, "perses_tools_dir": str(ROOT / ".tools/perses"),
+                        "perses_resource_files": [str(broken)]},
              f"{broken} does not parse as JSON", tmp_path, venv_tool)

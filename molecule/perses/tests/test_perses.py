@@ -3,6 +3,7 @@ for a credential, lets the generated admin in (and no one with a wrong password)
 dashboard, and answers a Prometheus query through its datasource proxy."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ from scalemart_testinfra import (
     private_address,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-BUILT = [json.loads(p.read_text()) for p in sorted((ROOT / "build/dashboards/perses").glob("*.json"))]
+# The artifacts folder the scenario installed from (molecule/shared/group_vars/all/molecule.yml).
+BUILT = [json.loads(p.read_text())
+         for p in sorted((Path(os.environ["SCALEMART_ARTIFACTS"]) / "dashboards/perses").glob("*.json"))]
 DASHBOARDS = sorted(r["metadata"]["name"] for r in BUILT if r["kind"] == "Dashboard")
 PROJECT = next(r["metadata"]["name"] for r in BUILT if r["kind"] == "Project")
 DATASOURCE = next(r["metadata"]["name"] for r in BUILT if r["kind"] == "GlobalDatasource")

@@ -1,6 +1,7 @@
 """The prometheus role: Debian Prometheus with generated config and the alert_rules/ rules."""
 
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -16,7 +17,9 @@ from scalemart_testinfra import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-BUILT_RULES = sorted(p.name for p in (ROOT / "build/alert_rules/rules").glob("*.yml"))
+# The artifacts folder the scenario installed from (molecule/shared/group_vars/all/molecule.yml).
+ARTIFACTS = Path(os.environ["SCALEMART_ARTIFACTS"])
+BUILT_RULES = sorted(p.name for p in (ARTIFACTS / "rules/rules").glob("*.yml"))
 SCENARIO_VARS = yaml.safe_load((ROOT / "molecule/prometheus/vars.yml").read_text())
 ROLE_DEFAULTS = yaml.safe_load((ROOT / "roles/prometheus/defaults/main.yml").read_text())
 
@@ -63,7 +66,7 @@ def test_query_answers_with_the_env_label(host):
 
 
 def test_every_built_rule_file_is_installed(host):
-    assert BUILT_RULES, "build/alert_rules/rules is empty: the role's build step did not run"
+    assert BUILT_RULES, f"{ARTIFACTS}/rules/rules is empty: the build phase wrote no rules"
     installed = sorted(host.run("ls /etc/prometheus/rules").stdout.split())
     assert installed == BUILT_RULES
 
