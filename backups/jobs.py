@@ -75,7 +75,7 @@ def publish(cfg: Config, state: dict[str, Any]) -> None:
     metrics.save_state(cfg.backup_dir, state)
     entries = archive.listing(cfg.backup_dir, cfg.environment)
     size = sum(e.path.stat().st_size for e in entries if e.path.exists())
-    metrics.write_textfile(cfg.textfile_path, metrics.registry(state, len(entries), size))
+    metrics.write_textfile(cfg.textfile_path, metrics.render(state, len(entries), size))
 
 
 # ---------------------------------------------------------------- backup

@@ -83,7 +83,7 @@ def _gauge(reg: CollectorRegistry, name: str, help_: str, value: float | dict[st
         Gauge(name, help_, registry=reg).set(value)
 
 
-def registry(state: dict[str, Any], archives: int, archive_bytes: int) -> CollectorRegistry:
+def render(state: dict[str, Any], archives: int, archive_bytes: int) -> CollectorRegistry:
     """The metrics of `state` (see load_state) and of the archives on disk; a family without data yet
     (no successful backup, no restore) is left out rather than exported as 0."""
     reg = CollectorRegistry()

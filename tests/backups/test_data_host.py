@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.backups import shop
+from tests.backups import servers, shop
 from tests.backups.conftest import ROOT
 
 SYSTEMD_FLAGS = ["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
@@ -66,7 +66,9 @@ class DataHost:
                      "scalemart_data_dirs": {"backups": BACKUP_DIR},
                      "backups_encryption_key": "data-host-test-" + "k" * 32,
                      "redis_password": REDIS_PASSWORD, "mongodb_password": MONGO_PASSWORD,
-                     "redis_appendfsync": "everysec", "redis_maxmemory": "64mb", **hostvars},
+                     "redis_appendfsync": "everysec", "redis_maxmemory": "64mb",
+                     # what the site wires from the build phase's artifacts/tools/bin (playbooks/group_vars)
+                     "mongodb_binary_src": servers.tool("ferretdb"), **hostvars},
             "children": {group: {"hosts": {self.name: host}} for group in ("data", "app", "worker")}}}))
         proc = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), playbook, *extra],

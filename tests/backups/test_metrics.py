@@ -27,7 +27,7 @@ def test_the_textfile_is_whole_and_readable_by_node_exporter_whatever_the_umask(
     path.write_text("# an older run\n")
     umask = os.umask(0o077)
     try:
-        metrics.write_textfile(path, metrics.registry(STATE, archives=2, archive_bytes=7_400_000))
+        metrics.write_textfile(path, metrics.render(STATE, archives=2, archive_bytes=7_400_000))
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -45,6 +45,6 @@ def test_the_textfile_is_whole_and_readable_by_node_exporter_whatever_the_umask(
 
 
 def test_no_textfile_directory_warns_and_writes_nothing(tmp_path: Path, capsys) -> None:
-    metrics.write_textfile(tmp_path / "missing" / "scalemart_backup.prom", metrics.registry({}, 0, 0))
+    metrics.write_textfile(tmp_path / "missing" / "scalemart_backup.prom", metrics.render({}, 0, 0))
     assert "textfile_path" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
