@@ -125,8 +125,9 @@ class StackConfig:
 
 
 class _Invalid(ValueError):
-    """Raised inside a validator: today's problem and fix. `under` names the key below pydantic's location
-    (a validator of `hosts` that refuses `hosts.app.count`); `{key}` in the fix becomes the full key."""
+    """Raised inside a validator with the problem and fix ConfigError prints. `under` names the key below
+    pydantic's location (a validator of `hosts` that refuses `hosts.app.count`); `{key}` in the fix
+    becomes the full key."""
 
     def __init__(self, problem: str, fix: str, *under: str) -> None:
         super().__init__(problem)
