@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 .PHONY: help bootstrap up verify restart down credentials test lint roles-test build bench-app bench-env load backup restore
 
 help:
-	@echo "make up ENV=dev|staging|production   create, configure and verify an environment"
+	@echo "make up ENV=dev|staging|production   create, configure and verify an environment [FORCE=1]"
 	@echo "make build ENV=...                   the build phase alone: every artifact into build/ENV/artifacts"
 	@echo "make verify ENV=...                  run the testinfra suite against an environment"
 	@echo "make restart ENV=...                 rolling restart of the app hosts behind the balancer, then the workers"
@@ -21,8 +21,9 @@ help:
 	@echo "make test                            the whole test suite"
 	@echo "make bootstrap                       install the toolchain (idempotent)"
 
+# A warm up skips the playbooks when nothing they depend on changed (ops/converge.py); FORCE=1 runs them.
 up: bootstrap
-	@$(PY) -m ops up $(ENV)
+	@$(PY) -m ops up $(ENV) $(if $(filter 1,$(FORCE)),--force,)
 
 verify: bootstrap
 	@$(PY) -m ops verify $(ENV)

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from ops import build as artifacts
-from ops import secrets
+from ops import converge, secrets
 from stack.config import ENVIRONMENTS
 from toolchain.common import BUILD, ROOT, TOOLS_BIN
 
@@ -160,7 +160,7 @@ def build_cmd(env: str) -> list[str | Path]:
     return [VENV_BIN / "python", "-m", "ops", "build", env]
 
 
-def up(env: str) -> None:
+def up(env: str, force: bool = False) -> None:
     total = 4
     # Before the stack: an artifact that does not build stops the run before any host changes.
     timings = {"build": phase(1, total, "build", build_cmd(env), env, f"make build ENV={env}")}
@@ -170,10 +170,32 @@ def up(env: str) -> None:
         print(f"    generated credentials for {env} (shown once): {secrets.describe(env)}")
         for key, value in created.items():
             print(f"      {key} = {value}")
-    timings["configure"] = phase(3, total, "configure", configure_cmds(env), env,
-                                 f"make up ENV={env}  (or rerun the playbook: see the log)")
-    timings["verify"] = phase(4, total, "verify", verify_cmd(env), env, f"make verify ENV={env}")
+    inputs = converge.key(env, inventory(env), secrets.vault_file(env), artifacts.artifacts_dir(env))
+    last = None if force else converge.unchanged(env, inputs)
+    if last:
+        print(f"==> [3/{total}] configure: skipped, nothing it depends on changed since the converge of {last} "
+              f"(inputs {inputs}; FORCE=1 converges anyway)", flush=True)
+    else:
+        timings["configure"] = configure(env, inputs, 3, total)
+    try:
+        timings["verify"] = phase(4, total, "verify", verify_cmd(env), env, f"make verify ENV={env}")
+    except PhaseFailed:
+        if not last:
+            raise
+        # A host drifted without any input changing (a service stopped by hand): converge it back.
+        print("    verify failed after a skipped converge: converging every host, then verifying again", flush=True)
+        timings["configure"] = configure(env, inputs, 3, total)
+        timings["verify"] = phase(4, total, "verify", verify_cmd(env), env, f"make verify ENV={env}")
     summary(env, timings)
+
+
+def configure(env: str, inputs: str | None, index: int = 1, total: int = 1) -> float:
+    """site.yml on every host; a success is remembered so that the next `up` can skip it (ops/converge.py)."""
+    converge.forget(env)
+    took = phase(index, total, "configure", configure_cmds(env), env,
+                 f"make up ENV={env}  (or rerun the playbook: see the log)")
+    converge.record(env, inputs)
+    return took
 
 
 def env_image(env: str) -> str:
@@ -190,19 +212,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "build", "verify", "down", "configure", "restart"])
     parser.add_argument("env", help=f"one of {', '.join(ENVIRONMENTS)}")
     parser.add_argument("--purge", action="store_true", help="down: delete the data volumes too")
+    parser.add_argument("--force", action="store_true",
+                        help="up: run the playbooks even when nothing they depend on changed")
     args = parser.parse_args(argv)
     if args.env not in ENVIRONMENTS:
         print(f"unknown environment {args.env!r}: use ENV={'|'.join(ENVIRONMENTS)}", file=sys.stderr)
         return 2
     try:
         if args.action == "up":
-            up(args.env)
+            up(args.env, force=args.force)
         elif args.action == "build":
             # Runs in-process: this is the command `up` runs as its first phase.
             artifacts.build(args.env, env_image(args.env))
         elif args.action == "configure":
             secrets.ensure(args.env)
-            phase(1, 1, "configure", configure_cmds(args.env), args.env, f"make up ENV={args.env}")
+            configure(args.env, converge.key(args.env, inventory(args.env), secrets.vault_file(args.env),
+                                             artifacts.artifacts_dir(args.env)))
         elif args.action == "restart":
             phase(1, 1, "restart", playbook_cmd(args.env, "rolling-restart.yml"), args.env,
                   f"make restart ENV={args.env}  (a host that did not come back is named above; the others serve)")
@@ -210,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             phase(1, 1, "verify", verify_cmd(args.env), args.env, f"make verify ENV={args.env}")
         else:
             extra = ["--purge"] if args.purge else []
+            converge.forget(args.env)
             phase(1, 1, "down", stack_cmd("down", args.env, *extra), args.env, f"make down ENV={args.env}")
     except artifacts.BuildError as err:
         print(f"\nFAILED in phase 'build': {err}\nNext: fix it, then `make build ENV={args.env}`", file=sys.stderr)

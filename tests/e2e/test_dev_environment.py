@@ -42,8 +42,18 @@ def test_published_ports_go_through_iptables_not_docker_proxy(dev: Dev) -> None:
     assert not proxies, f"published ports still go through Docker's userland proxy: {proxies}"
 
 
-def test_second_up_changes_nothing(dev: Dev) -> None:
+def test_warm_up_skips_the_converge_when_nothing_changed(dev: Dev) -> None:
     code, out, took = _run("-m", "ops", "up", ENV, env={"SCALEMART_EXTRA_VARS": str(dev.vars_file)})
+    assert code == 0, out[-4000:]
+    assert re.search(r"configure: skipped, nothing it depends on changed since the converge of ", out), out[-4000:]
+    assert "PLAY RECAP" not in out, "the playbooks ran although no input changed"
+    assert re.search(r"verify: ok in", out), "the warm up did not verify the environment"
+    print(f"\nwarm make up {ENV}: {took:.0f} s", file=sys.stderr)
+
+
+def test_second_up_changes_nothing(dev: Dev) -> None:
+    # FORCE=1: the playbooks run although nothing changed, and must change nothing.
+    code, out, took = _run("-m", "ops", "up", ENV, "--force", env={"SCALEMART_EXTRA_VARS": str(dev.vars_file)})
     assert code == 0, out[-4000:]
     # `ops up` runs site.yml for the monitoring hosts and the others at once, each line tagged
     recap = re.findall(r"^\s*(?:\[\w+\]\s+)?(\S+)\s*: ok=\d+\s+changed=(\d+)", out, re.M)
