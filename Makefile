@@ -41,8 +41,19 @@ credentials:
 bootstrap:
 	@python3 toolchain/bootstrap.py
 
+# Two stages: every area but the end-to-end tests on two workers (--dist loadscope: a file's tests
+# stay together on one worker; each molecule scenario is a class of its own, so they spread), then
+# the end-to-end tests alone, since they time alerts and load on the environment they bring up.
+# PYTEST_ARGS=... runs just that, in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -p no:cacheprovider -ra --durations=25
 test: bootstrap
-	$(PY) -m pytest -p no:cacheprovider -ra --durations=25 $(PYTEST_ARGS)
+ifdef PYTEST_ARGS
+	$(PYTEST) $(PYTEST_ARGS)
+else
+	@status=0; $(PYTEST) -n $(TEST_WORKERS) --dist loadscope --ignore=tests/e2e || status=1; \
+	$(PYTEST) tests/e2e || status=1; exit $$status
+endif
 
 lint: bootstrap
 	$(PY) -m ruff check .

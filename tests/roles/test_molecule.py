@@ -18,9 +18,8 @@ from tests.roles.conftest import ROOT, SCENARIOS, plain, tail, tool_env
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario: str, base_image: str, artifacts: Path, roles_copy: Path, venv_tool,
-                           tmp_path: Path) -> None:
+def molecule_test(scenario: str, base_image: str, artifacts: Path, roles_copy: Path, venv_tool,
+                  tmp_path: Path) -> None:
     cmd = [venv_tool("molecule"), "-c", "molecule/config.yml", "test", "-s", scenario, "--no-report"]
     # Own container name and state folder: a manual `molecule test -s <scenario>` running at the
     # same time (several engineers share this box) must not destroy this run's instance.
@@ -40,3 +39,16 @@ def test_molecule_scenario(scenario: str, base_image: str, artifacts: Path, role
     text = plain(output)
     assert "idempotence" in text, f"scenario {scenario} ran no idempotence step"
     assert " passed" in text, f"scenario {scenario} ran no testinfra test"
+
+
+def _scenario_class(scenario: str) -> type:
+    def test_molecule_scenario(self: object, base_image: str, artifacts: Path, roles_copy: Path, venv_tool,
+                               tmp_path: Path) -> None:
+        molecule_test(scenario, base_image, artifacts, roles_copy, venv_tool, tmp_path)
+    return type(f"TestScenario_{scenario}", (), {"test_molecule_scenario": test_molecule_scenario})
+
+
+# One class per scenario: `make test` spreads its workers by module and class (--dist loadscope), so
+# the scenarios run two at a time while every other file keeps its tests together on one worker.
+for _scenario in SCENARIOS:
+    globals()[f"TestScenario_{_scenario}"] = _scenario_class(_scenario)
