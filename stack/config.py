@@ -40,6 +40,8 @@ DEFAULT_PORTS = {
     "app": 8000, "worker_metrics": 9101, "lb": 80, "lb_status": 8081, "perses": 8080,
     "prometheus": 9090, "alertmanager": 9093, "redis": 6379, "mongodb": 27017,
     "node_exporter": 9100, "redis_exporter": 9121, "mongodb_exporter": 9216, "nginx_exporter": 9113,
+    # FerretDB's own metrics (/debug/metrics), Alertmanager's gossip, the SMS notifier beside Alertmanager.
+    "ferretdb_metrics": 8088, "alertmanager_cluster": 9094, "sms_notifier": 9095,
 }
 # Host-address blocks inside the subnet (offset of the first host, block size). A fixed block per
 # role keeps every address stable when another role's replica count changes.

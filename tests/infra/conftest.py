@@ -17,19 +17,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Which services run on which group, and where they listen: (unit, port, bind) where bind is
-# "private" (the host's private address), "loopback", or "published" (a port the environment
-# publishes, which may listen on every interface of its host). One table for every infra test.
-SERVICES: dict[str, list[tuple[str, int | None, str]]] = {
-    "all": [("prometheus-node-exporter", 9100, "private")],
-    "app": [("scalemart-app", 8000, "private")],
-    "worker": [("scalemart-worker", 9101, "private")],
-    "data": [("redis-server", 6379, "private"), ("ferretdb", 27017, "private"),
-             ("prometheus-redis-exporter", 9121, "private"), ("prometheus-mongodb-exporter", 9216, "private"),
-             ("scalemart-backup.timer", None, "")],
-    "monitoring": [("prometheus", 9090, "private"), ("prometheus-alertmanager", 9093, "private"),
-                   ("perses", 8080, "private")],
-    "lb": [("nginx", 80, "published"), ("prometheus-nginx-exporter", 9113, "private")],
+# Which services run on which group, and where they listen: (unit, port, bind) where port names an
+# entry of the inventory's `scalemart_ports` (the stack config's) and bind is "private" (the host's
+# private address), "loopback", or "published" (a port the environment publishes, which may listen
+# on every interface of its host). One table for every infra test.
+SERVICES: dict[str, list[tuple[str, str | None, str]]] = {
+    "all": [("prometheus-node-exporter", "node_exporter", "private")],
+    "app": [("scalemart-app", "app", "private")],
+    "worker": [("scalemart-worker", "worker_metrics", "private")],
+    "data": [("redis-server", "redis", "private"), ("ferretdb", "mongodb", "private"),
+             ("prometheus-redis-exporter", "redis_exporter", "private"),
+             ("prometheus-mongodb-exporter", "mongodb_exporter", "private"), ("scalemart-backup.timer", None, "")],
+    "monitoring": [("prometheus", "prometheus", "private"), ("prometheus-alertmanager", "alertmanager", "private"),
+                   ("perses", "perses", "private")],
+    "lb": [("nginx", "lb", "published"), ("prometheus-nginx-exporter", "nginx_exporter", "private")],
 }
 
 
@@ -74,6 +75,19 @@ class Environment:
         all_vars = dict(self.inventory["all"].get("vars") or {})
         return {**all_vars, **self._all_hosts()[host]}
 
+    def port(self, service: str) -> int:
+        """The service's port from the inventory (the stack config's `scalemart:ports`)."""
+        ports = (self.inventory["all"].get("vars") or {}).get("scalemart_ports") or {}
+        if service not in ports:
+            pytest.fail(f"the inventory's scalemart_ports has no {service!r}: {sorted(ports)}")
+        return int(ports[service])
+
+    def url_of(self, group: str, service: str) -> str:
+        """http://<first host of group>:<service port>, on the private network."""
+        hosts = self.group(group)
+        assert hosts, f"no {group} host in the inventory"
+        return f"http://{self.hostvars(hosts[0])['private_address']}:{self.port(service)}"
+
     def host(self, name: str) -> Any:
         return testinfra.get_host(f"docker://{self.hostvars(name).get('ansible_host', name)}")
 
@@ -95,7 +109,7 @@ def service_cases(env_name: str) -> list[tuple[str, str, int | None, str]]:
     for group, services in SERVICES.items():
         for host in env.group(group):
             for unit, port, bind in services:
-                cases.append((host, unit, port, bind))
+                cases.append((host, unit, env.port(port) if port else None, bind))
     return cases
 
 

@@ -16,14 +16,8 @@ from tests import perses
 from tests.infra.conftest import Environment
 
 
-def _monitoring_address(environment: Environment) -> str:
-    hosts = environment.group("monitoring")
-    assert hosts, "no monitoring host in the inventory"
-    return str(environment.hostvars(hosts[0])["private_address"])
-
-
 def test_prometheus_scrapes_every_target_up(environment: Environment) -> None:
-    base = f"http://{_monitoring_address(environment)}:9090"
+    base = environment.url_of("monitoring", "prometheus")
     down: list[str] = []
     deadline = time.monotonic() + 90  # a fresh environment needs a scrape interval or two
     while time.monotonic() < deadline:
@@ -42,7 +36,7 @@ def test_prometheus_scrapes_every_target_up(environment: Environment) -> None:
 
 
 def test_every_app_host_is_scraped(environment: Environment) -> None:
-    base = f"http://{_monitoring_address(environment)}:9090"
+    base = environment.url_of("monitoring", "prometheus")
     result = httpx.get(f"{base}/api/v1/query", params={"query": "up"}, timeout=10).json()["data"]["result"]
     scraped = {r["metric"]["instance"].split(":")[0] for r in result if r["value"][1] == "1"}
     for host in environment.group("app"):
@@ -55,7 +49,7 @@ def test_every_rule_group_is_loaded(environment: Environment) -> None:
     files = host.run("ls /etc/prometheus/rules/").stdout.split()
     expected = sum(len(yaml.safe_load(host.file(f"/etc/prometheus/rules/{name}").content_string)["groups"])
                    for name in files)
-    base = f"http://{_monitoring_address(environment)}:9090"
+    base = environment.url_of("monitoring", "prometheus")
     groups = httpx.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert expected > 0, "no rule groups installed in /etc/prometheus/rules"
     assert len(groups) == expected, f"{len(groups)} rule groups loaded, {expected} in the rule files"
@@ -63,7 +57,7 @@ def test_every_rule_group_is_loaded(environment: Environment) -> None:
 
 
 def test_alertmanager_cluster_is_ready(environment: Environment) -> None:
-    base = f"http://{_monitoring_address(environment)}:9093"
+    base = environment.url_of("monitoring", "alertmanager")
     deadline = time.monotonic() + 90  # a fresh Alertmanager settles its gossip first
     status = httpx.get(f"{base}/api/v2/status", timeout=10).json()
     while status["cluster"]["status"] == "settling" and time.monotonic() < deadline:

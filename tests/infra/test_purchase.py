@@ -30,8 +30,8 @@ def test_purchase_reaches_mongodb_and_the_metrics(environment: Environment) -> N
 
     data = environment.hostvars(environment.group("data")[0])
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        host=data["private_address"], port=27017, username="scalemart", password=creds["mongodb_password"],
-        serverSelectionTimeoutMS=5000)
+        host=data["private_address"], port=environment.port("mongodb"), username="scalemart",
+        password=creds["mongodb_password"], serverSelectionTimeoutMS=5000)
     db = client[data.get("mongodb_database", "scalemart")]
     order = None
     deadline = time.monotonic() + 30
@@ -41,7 +41,7 @@ def test_purchase_reaches_mongodb_and_the_metrics(environment: Environment) -> N
     assert order is not None, f"order {order_id} never reached MongoDB"
     assert order["product_id"] == pid and order["user_id"] == user
 
-    prom = f"http://{environment.hostvars(environment.group('monitoring')[0])['private_address']}:9090"
+    prom = environment.url_of("monitoring", "prometheus")
     seen = 0.0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

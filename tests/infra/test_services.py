@@ -32,8 +32,9 @@ def test_nothing_listens_on_a_wildcard_address(environment: Environment, host_na
     """Services bind the private address (or loopback), never 0.0.0.0 or ::, unless published."""
     host = environment.host(host_name)
     private = environment.hostvars(host_name)["private_address"]
-    published = {f"0.0.0.0:{port}" for group, services in SERVICES.items() if host_name in environment.group(group)
-                 for _unit, port, bind in services if bind == "published"}
+    published = {f"0.0.0.0:{environment.port(port)}" for group, services in SERVICES.items()
+                 if host_name in environment.group(group) for _unit, port, bind in services
+                 if bind == "published" and port}
     listeners = host.run("ss -Htln").stdout.splitlines()
     wrong = []
     for line in listeners:
