@@ -28,9 +28,8 @@ import yaml
 from ops import build as artifacts
 from ops import converge, secrets
 from stack.config import ENVIRONMENTS
-from toolchain.common import BUILD, ROOT, TOOLS_BIN
+from toolchain.common import BUILD, ROOT, VENV_BIN, tool_path
 
-VENV_BIN = ROOT / ".venv" / "bin"
 FAILED_HOST = re.compile(r"^(?:fatal|failed): \[([^\]]+)\]")
 
 
@@ -47,7 +46,7 @@ def build_dir(env: str) -> Path:
 def tool_env() -> dict[str, str]:
     return {
         **os.environ,
-        "PATH": f"{TOOLS_BIN}:{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "PATH": tool_path(),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "PYTHONUNBUFFERED": "1",

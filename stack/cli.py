@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from toolchain.common import BUILD, TOOLS_BIN
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +36,7 @@ class Paths:
     """Where one set of stacks keeps its state; tests point this at a temporary folder."""
 
     state: Path = ROOT / ".state"
-    build: Path = ROOT / "build"
+    build: Path = BUILD
 
     @property
     def backend(self) -> Path:
@@ -159,7 +161,7 @@ def open_stack(stack: str, config: Mapping[str, Any] | None = None, paths: Paths
     from pulumi import automation as auto
 
     paths = paths or Paths()
-    pulumi_bin = ROOT / ".tools" / "bin" / "pulumi"
+    pulumi_bin = TOOLS_BIN / "pulumi"
     if not pulumi_bin.exists():
         raise CliError(f"{pulumi_bin} is missing: run `make bootstrap`")
     config = stack_config(stack) if config is None else config

@@ -20,7 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # what an earlier run built; `.venv` and `.tools` in the tree are symlinks into it.
 CACHE = Path(os.environ.get("SCALEMART_CACHE", Path.home() / ".cache" / "scalemart-ops"))
 TOOLS_BIN = ROOT / ".tools" / "bin"
+VENV_BIN = ROOT / ".venv" / "bin"
 BUILD = ROOT / "build"
+
+
+def tool_path(path: str | None = None) -> str:
+    """PATH with the project's tools and venv first: the one place that says where they are."""
+    return f"{TOOLS_BIN}:{VENV_BIN}:{os.environ.get('PATH', '') if path is None else path}"
 
 
 class ToolchainError(RuntimeError):

@@ -23,10 +23,11 @@ import httpx
 import pytest
 
 from tests.net import free_port, wait_port  # noqa: F401 - re-exported to this area
+from toolchain.common import TOOLS_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SRC = ROOT / "app"
-TOOLS = ROOT / ".tools" / "bin"
+TOOLS = TOOLS_BIN
 PYTHON = ROOT / ".venv" / "bin" / "python"
 if str(APP_SRC) not in sys.path:
     sys.path.insert(0, str(APP_SRC))

@@ -16,9 +16,10 @@ import pymongo
 import redis
 
 from tests.net import free_port, wait_port  # noqa: F401 - re-exported to this area
+from toolchain.common import TOOLS_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / ".tools" / "bin"
+TOOLS = TOOLS_BIN
 REDIS_SERVER = "/usr/bin/redis-server"
 
 

@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from tests.net import free_port, wait_port  # noqa: F401 - re-exported to this area
+from toolchain.common import TOOLS_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
-TOOLS = ROOT / ".tools" / "bin"
+TOOLS = TOOLS_BIN
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

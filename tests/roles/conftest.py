@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = ROOT / ".venv" / "bin"
-TOOLS_BIN = ROOT / ".tools" / "bin"
+from toolchain.common import ROOT, VENV_BIN, tool_path
+
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -21,7 +20,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def tool_env() -> dict[str, str]:
     return {
         **os.environ,
-        "PATH": f"{VENV_BIN}:{TOOLS_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": tool_path(),
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from stack.config import ENVIRONMENTS  # noqa: F401 - re-exported to this area
 from tests.net import free_port  # noqa: F401 - re-exported to this area
 
 ROOT = Path(__file__).resolve().parents[2]
-ENVIRONMENTS = ("dev", "staging", "production")
 
 
 def committed_config(env: str) -> dict[str, Any]:
