@@ -30,7 +30,8 @@ import docker
 import psutil
 
 from loadtests import wrk
-from loadtests.run import ROOT, Shop, check_answers, target, wait_drained
+from loadtests.run import Shop, check_answers, target, wait_drained
+from toolchain.common import BUILD
 
 ENGINE_PROCESSES = ("docker-proxy", "dockerd", "containerd")
 # The app's own reconcile on an app host, as playbooks/restore.yml runs it: no balancer timeout in the way
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     base, token = target(args.env, None)
     check_answers(args.env, base, None)
-    outputs = json.loads((ROOT / "build" / args.env / "outputs.json").read_text())
+    outputs = json.loads((BUILD / args.env / "outputs.json").read_text())
     hosts = {name: h["container"] for name, h in sorted(outputs["hosts"].items())}
     meter = CpuMeter(hosts)
     shop = Shop(base, token)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(rows, list(hosts), args.seconds, args.threads)
     print(f"\nunits sold during the runs: {sold}; the queue drained {drain_s:.1f} s after the last run")
     print(f"reconcile after drain: {'clean' if not problems else 'NOT CLEAN: ' + '; '.join(problems)}")
-    report = ROOT / "build" / args.env / "load" / "bench-env.json"
+    report = BUILD / args.env / "load" / "bench-env.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps({"env": args.env, "seconds": args.seconds, "threads": args.threads, "rows": rows,
                                   "sold": sold, "queue_drained_s": round(drain_s, 1), "reconcile": problems},

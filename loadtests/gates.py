@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 _THINK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
 # A process is saturated when it stays above the limit for this many consecutive samples (about a
@@ -61,3 +62,23 @@ def generator_saturation(samples: Sequence[Mapping[str, float]], limit_percent: 
         for proc in set(streak) - set(sample):
             streak[proc].clear()
     return worst
+
+
+@dataclass
+class Gates:
+    """The load-test gates: section `loadtest` of the thresholds file, their one home."""
+
+    p95_ms: float
+    error_ratio: float
+    oversell: int
+    generator_cpu_ratio: float
+
+    @classmethod
+    def from_thresholds(cls) -> Gates:
+        from alert_rules import thresholds
+
+        th = thresholds.load()
+        return cls(p95_ms=th["loadtest.p95_ms"].values["limit"],
+                   error_ratio=th["loadtest.error_ratio"].values["limit"],
+                   oversell=int(th["loadtest.oversell_units"].values["limit"]),
+                   generator_cpu_ratio=th["loadtest.generator_cpu_ratio"].values["limit"])

@@ -19,15 +19,16 @@ from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
-from loadtests.gates import gate_failures, generator_saturation, parse_think
+from loadtests.gates import Gates, gate_failures, generator_saturation, parse_think
 
 SCENARIO = os.environ.get("SCALEMART_SCENARIO", "normal")
 PRODUCTS = [p for p in os.environ.get("SCALEMART_PRODUCTS", "").split(",") if p]
 STAMPEDE_PRODUCT = os.environ.get("SCALEMART_STAMPEDE_PRODUCT", "")
 ADMIN_TOKEN = os.environ.get("SCALEMART_ADMIN_TOKEN", "")
-P95_GATE_MS = float(os.environ.get("SCALEMART_GATE_P95_MS", "100"))
-ERROR_GATE = float(os.environ.get("SCALEMART_GATE_ERROR_RATIO", "0.01"))
-CPU_GATE_PERCENT = 100 * float(os.environ.get("SCALEMART_GATE_GENERATOR_CPU_RATIO", "0.9"))
+GATES = Gates.from_thresholds()
+P95_GATE_MS = GATES.p95_ms
+ERROR_GATE = GATES.error_ratio
+CPU_GATE_PERCENT = 100 * GATES.generator_cpu_ratio
 THINK = parse_think(os.environ.get("SCALEMART_THINK", "0.5-2"))
 
 # Answers that are expected outcomes of a flash sale, not errors.

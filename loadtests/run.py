@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 import psutil
 
-from loadtests.gates import LoadOptionError, generator_saturation, parse_think
+from loadtests.gates import Gates, LoadOptionError, generator_saturation, parse_think
+from toolchain.common import BUILD, VENV_BIN
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -140,25 +141,6 @@ def sample_generator(roots: list[psutil.Process], cpu: GeneratorCpu, stop: threa
         cpu.machine.append(psutil.cpu_percent(None))
 
 
-@dataclass
-class Gates:
-    p95_ms: float
-    error_ratio: float
-    oversell: int
-    generator_cpu_ratio: float
-
-    @classmethod
-    def from_thresholds(cls) -> Gates:
-        sys.path.insert(0, str(ROOT))
-        from alert_rules import thresholds
-
-        th = thresholds.load()
-        return cls(p95_ms=th["loadtest.p95_ms"].values["limit"],
-                   error_ratio=th["loadtest.error_ratio"].values["limit"],
-                   oversell=int(th["loadtest.oversell_units"].values["limit"]),
-                   generator_cpu_ratio=th["loadtest.generator_cpu_ratio"].values["limit"])
-
-
 def target(env: str, host: str | None) -> tuple[str, str]:
     """The shop URL and the admin token for `env` (or the given host, with the token from the environment)."""
     token = os.environ.get("SCALEMART_ADMIN_TOKEN", "")
@@ -166,7 +148,7 @@ def target(env: str, host: str | None) -> tuple[str, str]:
         if not token:
             raise SystemExit("--host needs SCALEMART_ADMIN_TOKEN in the environment")
         return host.rstrip("/"), token
-    outputs = ROOT / "build" / env / "outputs.json"
+    outputs = BUILD / env / "outputs.json"
     if not outputs.exists():
         raise SystemExit(f"{outputs} is missing: bring the environment up first with `make up ENV={env}`")
     shop = json.loads(outputs.read_text())["urls"]["shop"]
@@ -218,12 +200,12 @@ class Shop:
 
 def run_locust(env: str, opts: Options, base: str, token: str, gates: Gates,
                extra_env: dict[str, str]) -> tuple[Path, int, GeneratorCpu]:
-    out = ROOT / "build" / env / "load"
+    out = BUILD / env / "load"
     out.mkdir(parents=True, exist_ok=True)
     prefix = out / opts.scenario
     for stale in out.glob(f"{opts.scenario}[-_.]*"):
         stale.unlink()
-    locust = ROOT / ".venv" / "bin" / "locust"
+    locust = VENV_BIN / "locust"
     common = ["-f", str(LOCUSTFILE)]
     cmd = [str(locust), *common, "--headless", "--host", base, "-t", opts.duration,
            "--csv", str(prefix), "--csv-full-history", "--html", str(prefix) + ".html", "--only-summary",
@@ -233,8 +215,7 @@ def run_locust(env: str, opts: Options, base: str, token: str, gates: Gates,
     run_env = {**os.environ, **extra_env, "PYTHONPATH": str(ROOT), "SCALEMART_SCENARIO": opts.scenario,
                "SCALEMART_ADMIN_TOKEN": token, "SCALEMART_GATES_REPORT": str(prefix) + "-gates.json",
                "SCALEMART_SATURATION_REPORT": str(prefix) + "-saturation.json",
-               "SCALEMART_THINK": f"{opts.think[0]:g}-{opts.think[1]:g}",
-               "SCALEMART_GATE_GENERATOR_CPU_RATIO": str(gates.generator_cpu_ratio)}
+               "SCALEMART_THINK": f"{opts.think[0]:g}-{opts.think[1]:g}"}
     worker_procs: list[subprocess.Popen[bytes]] = []
     if opts.workers > 0:
         cmd += ["--master", "--expect-workers", str(opts.workers), "--master-bind-host", "127.0.0.1"]
@@ -365,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     check_answers(args.env, base, args.host)
     shop = Shop(base, token)
     run_id = uuid.uuid4().hex[:6]
-    extra: dict[str, str] = {"SCALEMART_GATE_P95_MS": str(gates.p95_ms),
-                             "SCALEMART_GATE_ERROR_RATIO": str(gates.error_ratio)}
+    extra: dict[str, str] = {}
     stampede_pid, stampede_stock = "", 0
     if opts.scenario == "stampede":
         stampede_stock = max(opts.users // 5, 1)
