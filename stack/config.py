@@ -231,14 +231,6 @@ def _bind(value: Any) -> tuple[str, int]:
     return host_ip, int(port_text)
 
 
-def parse_published(value: Any, key: str) -> tuple[str, int]:
-    """`8080` or `127.0.0.1:8080` -> (bind address, port). A bare port binds loopback only."""
-    try:
-        return _bind(value)
-    except _Invalid as exc:
-        raise ConfigError(key, exc.problem, exc.fix) from None
-
-
 def check_subnet_overlaps(key: str, subnet: str, others: Iterable[tuple[str, str]]) -> None:
     """Fail when `subnet` overlaps one of `others` ((owner description, CIDR) pairs)."""
     mine = ipaddress.ip_network(subnet)

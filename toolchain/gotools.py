@@ -292,23 +292,6 @@ PERSES = GoTool(
 TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER, PERSES]
 
 
-# Built by earlier versions of this file and no longer used: github.com/grafana/grafana is
-# AGPL-licensed, and this project neither builds nor ships it (README, "Grafana").
-RETIRED = ("grafana", "grafana-server", "grafana-cli")
-
-
-def retire_old_tools() -> None:
-    """Remove what earlier bootstraps built and this one no longer does: links and cached builds."""
-    for name in RETIRED:
-        stale = TOOLS_BIN / name
-        if stale.is_symlink() or stale.exists():
-            stale.unlink()
-            log(f"removed {stale} (no longer part of the toolchain)")
-    for cached in (CACHE / "tools").glob("grafana-*"):
-        shutil.rmtree(cached, ignore_errors=True)
-        log(f"removed the cached build {cached.name} (no longer part of the toolchain)")
-
-
 def install_langhost(bin_dir: Path) -> None:
     """Install our Python language host beside the CLI, run by the project's cached venv.
 
@@ -330,7 +313,6 @@ def install_langhost(bin_dir: Path) -> None:
 
 
 def build_all() -> None:
-    retire_old_tools()
     for tool in TOOLS:
         ensure(tool)
     link(PERSES.install_dir(), PERSES_HOME)
