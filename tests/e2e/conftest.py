@@ -15,9 +15,12 @@ import pytest
 import yaml
 
 from tests.e2e.sinks import Sinks
+from toolchain.common import BUILD
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = "dev"
+# The environment's build folder: inventory, outputs, logs, load reports, screenshots.
+ENV_BUILD = BUILD / ENV
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
@@ -38,10 +41,10 @@ class Dev:
         self.up_output = up_output
         self.up_seconds = up_seconds
         self.vars_file = vars_file
-        self.outputs: dict[str, Any] = json.loads((ROOT / "build" / ENV / "outputs.json").read_text())
+        self.outputs: dict[str, Any] = json.loads((ENV_BUILD / "outputs.json").read_text())
 
     def container(self, group: str, index: int = 0) -> str:
-        inventory = yaml.safe_load((ROOT / "build" / ENV / "inventory.yml").read_text())
+        inventory = yaml.safe_load((ENV_BUILD / "inventory.yml").read_text())
         hosts = sorted((inventory["all"]["children"][group].get("hosts") or {}).items())
         return str(hosts[index][1].get("ansible_host", hosts[index][0]))
 
@@ -51,14 +54,14 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     # The network must exist before the receivers can bind its gateway address.
     code, out, _ = _run("-m", "stack.cli", "up", ENV)
     assert code == 0, f"stack up failed:\n{out[-4000:]}"
-    gateway = json.loads((ROOT / "build" / ENV / "outputs.json").read_text())["network"]["gateway"]
+    gateway = json.loads((ENV_BUILD / "outputs.json").read_text())["network"]["gateway"]
     sinks = Sinks(gateway)
     vars_file = tmp_path_factory.mktemp("e2e") / "site-vars.yml"
     vars_file.write_text(yaml.safe_dump({"alertmanager_recipients": sinks.recipients(),
                                          "alertmanager_sms_notifier": sinks.sms_notifier()}))
     code, out, took = _run("-m", "ops", "up", ENV, env={"SCALEMART_EXTRA_VARS": str(vars_file)})
-    (ROOT / "build" / ENV / "logs").mkdir(parents=True, exist_ok=True)
-    (ROOT / "build" / ENV / "logs" / "e2e-up.log").write_text(out)
+    (ENV_BUILD / "logs").mkdir(parents=True, exist_ok=True)
+    (ENV_BUILD / "logs" / "e2e-up.log").write_text(out)
     assert code == 0, f"`make up ENV={ENV}` failed:\n{out[-6000:]}"
     print(f"\nmake up {ENV}: {took:.0f} s", file=sys.stderr)
     try:

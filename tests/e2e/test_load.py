@@ -14,7 +14,7 @@ import re
 import sys
 
 from loadtests.run import SATURATED
-from tests.e2e.conftest import ENV, ROOT, Dev, _run
+from tests.e2e.conftest import ENV, ENV_BUILD, Dev, _run
 
 
 def _failures_other_than_latency(out: str) -> list[str]:
@@ -34,7 +34,7 @@ def _load(*args: str) -> str:
 def _says_whether_the_generator_saturated(args: tuple[str, ...], out: str) -> None:
     """The summary and the JSON report agree on the generator's CPU and whether it saturated."""
     scenario = args[args.index("--scenario") + 1]
-    report = json.loads((ROOT / "build" / ENV / "load" / f"{scenario}.json").read_text())
+    report = json.loads((ENV_BUILD / "load" / f"{scenario}.json").read_text())
     gen = report["generator"]
     assert gen["processes"] >= 1 and gen["mean_percent"], f"no Locust process was sampled: {gen}"
     assert re.search(rf"^load generator: {gen['processes']} Locust processes, mean CPU ", out, re.M), out[-2000:]

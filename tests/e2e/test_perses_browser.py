@@ -13,13 +13,13 @@ import sys
 from alert_rules.coverage import EMPTY_WHEN_HEALTHY
 from dashboards.perses import PROJECT
 from ops import browser, secrets
-from tests.e2e.conftest import ENV, ROOT, Dev
+from tests.e2e.conftest import ENV, ENV_BUILD, Dev
 
 
 def test_every_dashboard_paints_every_panel_with_data_in_chromium(dev: Dev) -> None:
     base = dev.outputs["urls"]["perses"].rstrip("/")
     password = secrets.load(ENV)["perses_admin_password"]
-    result = browser.tour(base, "admin", password, ROOT / "build" / ENV / "screenshots")
+    result = browser.tour(base, "admin", password, ENV_BUILD / "screenshots")
     assert len(result.served) == 5, sorted(result.served)
     bad: list[str] = []
     for view in result.views:

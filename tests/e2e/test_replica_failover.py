@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.e2e.conftest import ENV, ROOT, Dev, _docker, _run
+from tests.e2e.conftest import ENV, ENV_BUILD, Dev, _docker, _run
 from tests.e2e.test_dev_environment import _mentions, _wait_for
 
 CLIENTS = 4
@@ -78,7 +78,7 @@ def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webh
     overrides.write_text(yaml.safe_dump({"config": {"scalemart:hosts": {"app": {"count": 2}}}}))
     code, out, took = _run("-m", "ops", "up", ENV, env={"SCALEMART_EXTRA_VARS": str(dev.vars_file),
                                                         "SCALEMART_STACK_OVERRIDES": str(overrides)})
-    (ROOT / "build" / ENV / "logs" / "e2e-scale-out.log").write_text(out)
+    (ENV_BUILD / "logs" / "e2e-scale-out.log").write_text(out)
     assert code == 0, f"scaling dev out to two app replicas failed:\n{out[-6000:]}"
     print(f"\nscale-out to 2 app replicas (make up, verified): {took:.0f} s", file=sys.stderr)
     assert re.search(r"Container sm-dev-app-2-container created", out), "the scale-out should add app-2"
@@ -91,7 +91,7 @@ def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webh
     pids = {c: _main_pid(c) for c in apps}
     with LightLoad(shop) as load:
         code, out, took = _run("-m", "ops", "restart", ENV)
-    (ROOT / "build" / ENV / "logs" / "e2e-rolling-restart.log").write_text(out)
+    (ENV_BUILD / "logs" / "e2e-rolling-restart.log").write_text(out)
     assert code == 0, f"make restart failed:\n{out[-6000:]}"
     statuses = Counter(s for _, s in load.results)
     print(f"\nrolling restart of 2 app hosts: {took:.0f} s, {sum(statuses.values())} requests: {dict(statuses)}, "

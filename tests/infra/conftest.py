@@ -15,6 +15,8 @@ import pytest
 import testinfra
 import yaml
 
+from toolchain.common import BUILD
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Which services run on which group, and where they listen: (unit, port, bind) where port names an
@@ -37,7 +39,7 @@ SERVICES: dict[str, list[tuple[str, str | None, str]]] = {
 class Environment:
     def __init__(self, name: str) -> None:
         self.name = name
-        build = ROOT / "build" / name
+        build = BUILD / name
         inventory = build / "inventory.yml"
         if not inventory.exists():
             pytest.fail(f"{inventory} is missing: run `make up ENV={name}` first")
