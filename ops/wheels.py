@@ -8,6 +8,7 @@ change only with the pins); the bundle is named after the hash of the project's 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -102,8 +103,16 @@ def dependencies(project: Path, cache: Path, python: str, host_python: str) -> P
     """The project's dependency wheels for the host's Python, from the machine cache when the pins are known."""
     pip_version = installed_version("pip")
     deps = cache / f"deps-{digest([project / 'pyproject.toml'], project)}-py{host_python}-pip{pip_version}"
-    if (deps / ".complete").exists():
-        return deps
+    cache.mkdir(parents=True, exist_ok=True)
+    # One builder at a time per wheelhouse: two test workers, or two clones, may build the same pins.
+    with open(cache / f"{deps.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (deps / ".complete").exists():
+            _download(project, deps, python, host_python, pip_version)
+    return deps
+
+
+def _download(project: Path, deps: Path, python: str, host_python: str, pip_version: str) -> None:
     shutil.rmtree(deps, ignore_errors=True)
     # Same interpreter version and platform as the hosts (Debian 12, CPython 3.11), so the
     # wheels pip picks here are the ones the hosts can install.
@@ -126,7 +135,6 @@ def dependencies(project: Path, cache: Path, python: str, host_python: str) -> P
     pip(python, "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(deps),
         f"pip=={pip_version}")
     (deps / ".complete").write_text("\n")
-    return deps
 
 
 def _project(project: Path) -> dict[str, str]:
