@@ -11,7 +11,7 @@ archives share a Fernet key:
 The token is stored as raw bytes, every one of them under the HMAC: in its base64 text the last
 character carries unused bits, so one flipped bit there would still decrypt.
 
-`cryptography` comes from the wheelhouse the backups role installs (backups_requirements).
+`cryptography` comes from the tool's bundle (pinned in backups/pyproject.toml), installed by the backups role.
 """
 
 from __future__ import annotations

@@ -162,6 +162,7 @@ def artifacts(image: str) -> list[Artifact]:
                  python_cmd("-m", "dashboards", "build", "--out", "{out}")),
         Artifact("alerting", lambda: alerting, package_copy("alert_rules")),
         Artifact("app", lambda: [*tree("app"), python_version()], bundle("app", python_version)),
+        Artifact("backups", lambda: [*tree("backups"), python_version()], bundle("backups", python_version)),
         Artifact("tools", tool_inputs, tool_links),
     ]
 

@@ -6,7 +6,9 @@ container from the base image (systemd as PID 1), the way molecule runs roles:
 - playbooks/backup.yml takes a backup there; playbooks/restore.yml refuses a corrupt archive
   before it stops anything, and restores a good one. The app and worker units on this host are
   stand-ins (`sleep`), so the test's restore names say so; their reconcile runs in tests/backups/
-  test_round_trip.py against the real app."""
+  test_round_trip.py against the real app;
+- the tool is the build phase's bundle (ops/build.py, built here into a temporary artifacts folder),
+  installed over what the copy-based install left behind, and runs from its wheel."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.backups import servers, shop
+from tests.backups import shop
 from tests.backups.conftest import ROOT
 
 SYSTEMD_FLAGS = ["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
@@ -33,7 +35,8 @@ TIMER = "scalemart-backup.timer"
 SERVICE = "scalemart-backup.service"
 STAND_INS = ("scalemart-app", "scalemart-worker")
 BACKUP_DIR = "/var/backups/scalemart"
-PY = "/opt/scalemart-backups/venv/bin/python"
+HOME = "/opt/scalemart-backups"
+PY = f"{HOME}/venv/bin/python"
 # Not UTC, so a timer evaluated in UTC cannot pass for local time; +05:30 and no DST, so 02:00 local is
 # never 02:00 UTC and exists every day (in Europe/Berlin it does not on the last Sunday of March).
 ZONE = "Asia/Kolkata"
@@ -47,6 +50,7 @@ class DataHost:
     name: str
     address: str
     work: Path
+    artifacts: Path
 
     def sh(self, *cmd: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(["docker", "exec", self.name, *cmd], capture_output=True, text=True, timeout=300)
@@ -67,8 +71,10 @@ class DataHost:
                      "backups_encryption_key": "data-host-test-" + "k" * 32,
                      "redis_password": REDIS_PASSWORD, "mongodb_password": MONGO_PASSWORD,
                      "redis_appendfsync": "everysec", "redis_maxmemory": "64mb",
-                     # what the site wires from the build phase's artifacts/tools/bin (playbooks/group_vars)
-                     "mongodb_binary_src": servers.tool("ferretdb"), **hostvars},
+                     # what the site wires from the build phase's artifacts (playbooks/group_vars/all/artifacts.yml)
+                     "mongodb_binary_src": str(self.artifacts / "tools" / "bin" / "ferretdb"),
+                     "backups_tools_dir": str(self.artifacts / "tools" / "bin"),
+                     "backups_release_dir": str(self.artifacts / "backups"), **hostvars},
             "children": {group: {"hosts": {self.name: host}} for group in ("data", "app", "worker")}}}))
         proc = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), playbook, *extra],
@@ -87,7 +93,7 @@ class DataHost:
 
 
 @pytest.fixture(scope="module")
-def data_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
+def image() -> str:
     if not (ROOT / "roles" / "backups" / "tasks" / "main.yml").exists():
         pytest.fail("roles/backups is missing: the roles issue adds the `backups` role that installs this package "
                     "and scalemart-backup.timer (contract: backups/README.md)")
@@ -97,6 +103,27 @@ def data_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
                            capture_output=True, text=True, check=True).stdout.strip()
     if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
         pytest.fail(f"base image {image} is missing: run `make bootstrap`")
+    return image
+
+
+@pytest.fixture(scope="module")
+def artifacts(image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the data host's roles install, from the build phase (ops/build.py), outside the repository:
+    the tool's bundle (artifacts/backups) and the binaries not in Debian (artifacts/tools)."""
+    from ops import build
+
+    root = tmp_path_factory.mktemp("artifacts")
+    try:
+        for artifact in build.artifacts(image):
+            if artifact.name in ("backups", "tools"):
+                build.build_one(artifact, root)
+    except build.BuildError as exc:
+        pytest.fail(f"the build phase failed: {exc}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_host(image: str, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
     name = f"scalemart-backups-data-{uuid.uuid4().hex[:8]}"
     subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", "data-1", *SYSTEMD_FLAGS, image],
                    check=True, capture_output=True)
@@ -104,7 +131,7 @@ def data_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
         address = subprocess.run(["docker", "inspect", "-f",
                                   "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
                                  capture_output=True, text=True, check=True).stdout.strip()
-        host = DataHost(name, address, tmp_path_factory.mktemp("data-host"))
+        host = DataHost(name, address, tmp_path_factory.mktemp("data-host"), artifacts)
         deadline = time.monotonic() + 90
         while host.sh("systemctl", "is-system-running").stdout.strip() not in ("running", "degraded"):
             if time.monotonic() > deadline:
@@ -121,6 +148,11 @@ def data_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
 
 @pytest.fixture(scope="module")
 def converged(data_host: DataHost) -> DataHost:
+    # What the copy-based install left in backups_home: a source copy (this one fails on import, so a
+    # run that picks it up instead of the installed package says so), its wheelhouse, a venv folder.
+    data_host.sh("mkdir", "-p", f"{HOME}/backups", f"{HOME}/wheelhouse", f"{HOME}/venv/bin", check=True)
+    data_host.sh("sh", "-c", f"echo 'raise SystemExit(\"the old source copy was imported\")' "
+                 f"> {HOME}/backups/__init__.py", check=True)
     proc = data_host.converge()
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     for unit in STAND_INS:  # stand-ins for the app and worker units the restore playbook stops and starts
@@ -188,6 +220,30 @@ def test_the_timer_runs_this_package_with_the_installed_config(converged: DataHo
     exec_start = converged.sh("systemctl", "show", "-p", "ExecStart", "--value", SERVICE).stdout
     assert "-m backups" in exec_start and "backup" in exec_start, exec_start
     assert converged.sh("stat", "-c", "%a %U", "/etc/scalemart/backups.json").stdout.strip() == "600 root"
+
+
+def test_the_tool_is_the_bundles_wheel_in_the_current_release(converged: DataHost) -> None:
+    bundle = json.loads((converged.artifacts / "backups" / "release.json").read_text())
+    release = f"{HOME}/releases/{bundle['release']}"
+    site_packages = f"{release}/venv/lib/python{'.'.join(bundle['python'].split('.')[:2])}/site-packages"
+    assert converged.sh("readlink", "-f", f"{HOME}/venv").stdout.strip() == f"{release}/venv"
+    # From the unit's working directory, and from backups_home, where the old source copy was.
+    workdir = converged.sh("systemctl", "show", "-p", "WorkingDirectory", "--value", SERVICE).stdout.strip()
+    for cwd in (workdir, HOME):
+        out = converged.sh("sh", "-c", f"cd {cwd} && {PY} -P -c 'import os, backups; "
+                           "print(os.path.realpath(backups.__file__), backups.__version__)'", check=True).stdout.split()
+        assert out == [f"{site_packages}/backups/__init__.py", bundle["version"]], (cwd, out)
+    installed = converged.sh("ls", f"{site_packages}/backups", check=True).stdout.split()
+    assert {p.name for p in (ROOT / "backups").glob("*.py")} <= set(installed), installed
+
+
+def test_the_copy_based_install_is_gone(converged: DataHost) -> None:
+    assert sorted(converged.sh("ls", HOME, check=True).stdout.split()) == ["releases", "venv"]
+
+
+def test_the_console_script_runs_the_tool(converged: DataHost) -> None:
+    proc = converged.sh(f"{HOME}/venv/bin/scalemart-backups", "--config", "/etc/scalemart/backups.json", "list")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_the_backup_playbook_takes_a_backup_on_the_data_host(converged: DataHost) -> None:
