@@ -72,7 +72,7 @@ def tree(*folders: str) -> list[Path]:
     """Every source file under the repository folders (caches and build leftovers left out)."""
     out: list[Path] = []
     for folder in folders:
-        out += [p for p in wheels.source_files(ROOT / folder) if p.suffix != ".png"]
+        out += [p for p in wheels.source_files(ROOT / folder) if p.suffix not in {".png", ".md"}]
     return out
 
 

@@ -50,6 +50,7 @@ CASES = [
      # The repository root holds the alert_rules package, as the build phase's artifacts/alerting does.
      {"alertmanager_recipients": {**RECIPIENTS_OK, "email": {"critical": ["not-an-address"]}},
       "alertmanager_alerting_dir": str(ROOT)}, "recipients.email"),
+    ("backups-not-built", "backups", BACKUPS_OK, "has no release.json: run `make build"),
     ("alertmanager-not-built", "alertmanager", {"alertmanager_recipients": RECIPIENTS_OK},
      "has no alert_rules/alertmanager.py: run `make build"),
     ("backups-key-missing", "backups", {**REDIS_OK, **MONGO_OK}, "backups_encryption_key"),
