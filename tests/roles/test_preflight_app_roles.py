@@ -1,4 +1,4 @@
-"""Preflight of the app, worker and perses roles: the play stops with a message naming the variable.
+"""Preflight of the app, worker, release and perses roles: the play stops with a message naming the variable.
 
 Same mechanism as test_preflight.py (one role, the control machine, check mode, nothing installed).
 """
@@ -35,6 +35,19 @@ CASES = [
     ("worker-metrics-port-impossible", "worker", {**SECRETS, "worker_metrics_port": 70000}, "worker_metrics_port"),
     ("worker-batch-not-int", "worker", {**SECRETS, "worker_batch_size": "many"}, "worker_batch_size"),
     ("worker-name-bad", "worker", {**SECRETS, "worker_name": "two words"}, "worker_name"),
+    # The worker's settings are the site's app_* ones, checked by the release role it applies.
+    ("worker-environment-unknown", "worker", {**SECRETS, "app_environment": "prod"}, "app_environment must be one of"),
+    ("worker-release-missing", "worker", {**SECRETS, "app_release_dir": "/nonexistent/app"},
+     "app_release_dir /nonexistent/app has no release.json"),
+    # The release role alone: its own release_* names in the messages.
+    ("release-token-missing", "release", {k: v for k, v in SECRETS.items() if k != "scalemart_admin_token"},
+     "scalemart_admin_token"),
+    ("release-environment-unknown", "release", {**SECRETS, "release_environment": "prod"},
+     "release_environment must be one of"),
+    ("release-keep-zero", "release", {**SECRETS, "release_keep_releases": 0},
+     "release_keep_releases must be an integer from 1 to 20"),
+    ("release-bundle-missing", "release", {**SECRETS, "release_bundle_dir": "/nonexistent/bundle"},
+     "release_bundle_dir /nonexistent/bundle has no release.json"),
     ("perses-password-missing", "perses", {"perses_encryption_key": "k" * 32}, "perses_admin_password"),
     ("perses-password-admin", "perses", {**PERSES, "perses_admin_password": "admin"}, "perses_admin_password must be"),
     ("perses-key-short", "perses", {**PERSES, "perses_encryption_key": "short"},
