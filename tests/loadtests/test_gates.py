@@ -136,7 +136,7 @@ def test_bad_option_stops_the_run_before_any_traffic(capsys: pytest.CaptureFixtu
 
 def test_an_environment_that_is_not_up_is_named_before_any_traffic(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run, "ROOT", tmp_path)
+    monkeypatch.setattr(run, "BUILD", tmp_path / "build")
     with pytest.raises(SystemExit, match=r"build/ghost/outputs\.json is missing: bring the environment up first "
                                          r"with `make up ENV=ghost`"):
         run.main(["--env", "ghost"])
