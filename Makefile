@@ -1,11 +1,13 @@
 # ScaleMart Ops. `make up` brings up an environment; `make test` runs the whole suite.
 ENV ?= dev
 PY := .venv/bin/python
-export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
-export PULUMI_SKIP_UPDATE_CHECK := true
-export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
-export PULUMI_HOME := $(CURDIR)/.state/pulumi-home
-export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The tools' PATH and settings have one home, toolchain/common.py (tool_settings); the commands the
+# targets run set them for their own subprocesses, and make exports them for the rest (pytest, lint).
+SETTING = $(shell python3 toolchain/common.py $(1))
+export PATH := $(call SETTING,PATH)
+export ANSIBLE_CONFIG := $(call SETTING,ANSIBLE_CONFIG)
+export PULUMI_SKIP_UPDATE_CHECK := $(call SETTING,PULUMI_SKIP_UPDATE_CHECK)
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := $(call SETTING,PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION)
 
 .PHONY: help bootstrap up verify restart down credentials test lint roles-test build bench-app bench-env load backup restore
 

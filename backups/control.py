@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from ops import secrets
-from ops.__main__ import ENVIRONMENTS, ROOT, inventory, playbook_cmd, tool_env
+from ops.__main__ import ENVIRONMENTS, ROOT, inventory, playbook_cmd
+from toolchain.common import tool_env
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,10 +34,10 @@ from loadtests.run import Shop, check_answers, target, wait_drained
 from toolchain.common import BUILD
 
 ENGINE_PROCESSES = ("docker-proxy", "dockerd", "containerd")
-# The app's own reconcile on an app host, as playbooks/restore.yml runs it: no balancer timeout in the way
-# (FerretDB reads every order for it, which takes minutes once an environment holds a few hundred thousand).
-RECONCILE = ["/opt/scalemart/current/bin/scalemart", "--env-file", "/etc/scalemart/scalemart.env", "reconcile",
-             "--require-drained"]
+# The app's own reconcile on an app host through the release role's `scalemart` command, as
+# playbooks/restore.yml runs it: no balancer timeout in the way (FerretDB reads every order for it,
+# which takes minutes once an environment holds a few hundred thousand).
+RECONCILE = ["scalemart", "reconcile", "--require-drained"]
 
 
 @dataclass(frozen=True)

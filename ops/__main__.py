@@ -23,12 +23,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from ops import build as artifacts
 from ops import converge, secrets
+from ops.inventory import Inventory
 from stack.config import ENVIRONMENTS
-from toolchain.common import BUILD, ROOT, VENV_BIN, tool_path
+from toolchain.common import BUILD, ROOT, VENV_BIN, tool_env
 
 FAILED_HOST = re.compile(r"^(?:fatal|failed): \[([^\]]+)\]")
 
@@ -41,16 +40,6 @@ class PhaseFailed(RuntimeError):
 
 def build_dir(env: str) -> Path:
     return BUILD / env
-
-
-def tool_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": tool_path(),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def phase(index: int, total: int, name: str, cmd: Sequence[str | Path] | dict[str, Sequence[str | Path]], env: str,
@@ -124,8 +113,7 @@ def configure_cmds(env: str) -> dict[str, Sequence[str | Path]]:
     No play on one side reads facts of the other (they share inventory variables only), and the
     plays of each side keep their order, so a warm run takes the longer side's time, not the sum.
     """
-    groups = (yaml.safe_load(inventory(env).read_text()) or {}).get("all", {}).get("children", {})
-    if not (groups.get("monitoring") or {}).get("hosts"):
+    if not Inventory.load(inventory(env)).group("monitoring"):
         return {"": playbook_cmd(env)}
     return {"hosts": playbook_cmd(env, "site.yml", "--limit", "all:!monitoring"),
             "monitoring": playbook_cmd(env, "site.yml", "--limit", "monitoring")}

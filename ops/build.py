@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops import wheels
-from toolchain.common import BUILD, CACHE, ROOT, TOOLS_BIN, tool_path
+from toolchain.common import BUILD, CACHE, ROOT, TOOLS_BIN, tool_env
 
 STAMP = ".inputs"
 HOST_PYTHON_VAR = "SCALEMART_HOST_PYTHON"
@@ -79,7 +79,7 @@ def tree(*folders: str) -> list[Path]:
 def python_cmd(*args: str | Path) -> Callable[[Path], None]:
     def run(out: Path) -> None:
         argv = [sys.executable, *[str(a).replace("{out}", str(out)) for a in args]]
-        env = {**os.environ, "PATH": tool_path()}
+        env = tool_env()
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise BuildError(f"{' '.join(argv[1:4])} failed (exit {proc.returncode}):\n{proc.stderr.strip()}")

@@ -22,10 +22,8 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from ops.inventory import Inventory
 from toolchain.common import BUILD, ROOT
 
 STATE = "converged.json"
@@ -37,19 +35,9 @@ def _files(*folders: Path) -> Iterable[Path]:
         yield from sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def hosts(inventory: Path) -> dict[str, dict[str, Any]]:
-    """Every host of the inventory with its connection variables."""
-    data = yaml.safe_load(inventory.read_text()) or {}
-    out: dict[str, dict[str, Any]] = {}
-    for group in (data.get("all", {}).get("children") or {}).values():
-        for name, hostvars in ((group or {}).get("hosts") or {}).items():
-            out[name] = dict(hostvars or {})
-    return out
-
-
 def host_identity(inventory: Path) -> str | None:
     """Container id and start time of every host, or None when a host is not a local container."""
-    found = hosts(inventory)
+    found = Inventory.load(inventory).hosts()
     if not found or any(v.get("ansible_connection") != DOCKER_CONNECTION for v in found.values()):
         return None
     names = sorted({str(v.get("ansible_host", k)) for k, v in found.items()})

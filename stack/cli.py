@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from toolchain.common import BUILD, TOOLS_BIN
+from toolchain.common import BUILD, TOOLS_BIN, tool_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,7 @@ def pulumi_env(paths: Paths) -> dict[str, str]:
     paths.backend.mkdir(parents=True, exist_ok=True)
     paths.home.mkdir(parents=True, exist_ok=True)
     return {
-        "PATH": f"{ROOT / '.tools' / 'bin'}:{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": tool_path(os.environ.get("PATH", "/usr/bin:/bin")),
         "PULUMI_HOME": str(paths.home),
         "PULUMI_BACKEND_URL": f"file://{paths.backend}",
         "PULUMI_CONFIG_PASSPHRASE": passphrase(paths),

@@ -29,6 +29,22 @@ def tool_path(path: str | None = None) -> str:
     return f"{TOOLS_BIN}:{VENV_BIN}:{os.environ.get('PATH', '') if path is None else path}"
 
 
+def tool_settings() -> dict[str, str]:
+    """What every command the project runs needs besides its arguments (make exports the same)."""
+    return {
+        "PATH": tool_path(),
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def tool_env() -> dict[str, str]:
+    """This process's environment with tool_settings() over it, for a subprocess."""
+    return {**os.environ, **tool_settings()}
+
+
 class ToolchainError(RuntimeError):
     """A failure with a one-line explanation and the command that fixes it."""
 
@@ -108,3 +124,8 @@ def link(target: Path, name: Path) -> None:
     elif name.is_dir():
         shutil.rmtree(name)
     name.symlink_to(target)
+
+
+if __name__ == "__main__":
+    # `python3 toolchain/common.py NAME`: the Makefile reads its exports from tool_settings().
+    print(tool_settings()[sys.argv[1]])

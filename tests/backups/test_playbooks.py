@@ -7,9 +7,10 @@ import subprocess
 import pytest
 
 from tests.backups.conftest import ROOT
+from toolchain.common import tool_path
 
 PLAYBOOKS = [ROOT / "playbooks" / "backup.yml", ROOT / "playbooks" / "restore.yml"]
-ENV = {"PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+ENV = {"PATH": tool_path("/usr/bin:/bin"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
        "HOME": "/tmp", "ANSIBLE_ROLES_PATH": str(ROOT / "roles")}
 
 

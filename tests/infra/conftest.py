@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import testinfra
-import yaml
 
+from ops.inventory import Inventory
 from toolchain.common import BUILD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,43 +43,19 @@ class Environment:
         inventory = build / "inventory.yml"
         if not inventory.exists():
             pytest.fail(f"{inventory} is missing: run `make up ENV={name}` first")
-        self.inventory = yaml.safe_load(inventory.read_text())
+        self.inventory = Inventory.load(inventory)
         outputs = build / "outputs.json"
         self.outputs: dict[str, Any] = json.loads(outputs.read_text()) if outputs.exists() else {}
 
-    def _all_hosts(self) -> dict[str, dict[str, Any]]:
-        hosts: dict[str, dict[str, Any]] = {}
-
-        def walk(group: dict[str, Any]) -> None:
-            for name, hv in (group.get("hosts") or {}).items():
-                hosts.setdefault(name, {}).update(hv or {})
-            for child in (group.get("children") or {}).values():
-                walk(child or {})
-
-        walk(self.inventory["all"])
-        return hosts
-
     def group(self, name: str) -> list[str]:
-        if name == "all":
-            return sorted(self._all_hosts())
-        found: list[str] = []
-
-        def walk(group: dict[str, Any]) -> None:
-            for child_name, child in (group.get("children") or {}).items():
-                if child_name == name:
-                    found.extend((child or {}).get("hosts", {}) or {})
-                walk(child or {})
-
-        walk(self.inventory["all"])
-        return sorted(set(found))
+        return self.inventory.group(name)
 
     def hostvars(self, host: str) -> dict[str, Any]:
-        all_vars = dict(self.inventory["all"].get("vars") or {})
-        return {**all_vars, **self._all_hosts()[host]}
+        return self.inventory.hostvars(host)
 
     def port(self, service: str) -> int:
         """The service's port from the inventory (the stack config's `scalemart:ports`)."""
-        ports = (self.inventory["all"].get("vars") or {}).get("scalemart_ports") or {}
+        ports = self.inventory.vars.get("scalemart_ports") or {}
         if service not in ports:
             pytest.fail(f"the inventory's scalemart_ports has no {service!r}: {sorted(ports)}")
         return int(ports[service])

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.common import ROOT, VENV_BIN, tool_path
+from toolchain import common
+from toolchain.common import ROOT, VENV_BIN
 
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
@@ -19,9 +20,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 def tool_env() -> dict[str, str]:
     return {
-        **os.environ,
-        "PATH": tool_path(),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        **common.tool_env(),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "NO_COLOR": "1",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.net import free_port, wait_port  # noqa: F401 - re-exported to this area
+from toolchain.common import ROOT, TOOLS_BIN, tool_env
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / ".tools" / "bin"
+TOOLS = TOOLS_BIN
 
 
 def tool(name: str) -> str:
@@ -59,6 +58,5 @@ def base_image(docker_ready: None) -> str:
 
 
 def pulumi_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "PATH": f"{TOOLS}:{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-            "PULUMI_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true",
+    return {**tool_env(), "PULUMI_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_CONFIG_PASSPHRASE": "test-only-passphrase"}

@@ -37,6 +37,14 @@ def test_the_release_accepts_its_settings_file(host):
     assert out.rc == 0 and out.stdout.strip() == "test", out.stdout + out.stderr
 
 
+def test_the_scalemart_command_runs_the_current_release_with_its_settings(host):
+    f = host.file("/usr/local/bin/scalemart")
+    assert (f.user, f.group, f.mode) == ("root", "root", 0o755)
+    assert "exec /opt/scalemart/current/bin/scalemart --env-file /etc/scalemart/scalemart.env" in f.content_string
+    out = host.run("scalemart --help")
+    assert out.rc == 0 and "reconcile" in out.stdout, out.stdout + out.stderr
+
+
 def test_only_the_newest_releases_are_kept(host):
     # prepare.yml left three older releases; release_keep_releases is 2: the current one and the newest old one.
     kept = sorted(host.run("ls /opt/scalemart/releases").stdout.split())
