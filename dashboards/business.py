@@ -24,8 +24,12 @@ def build(t: Thresholds) -> Dashboard:
     lay = Layout()
     lay.add(stat("Orders per minute", q.per_minute("scalemart_orders_total"), "short"), w=6, h=5)
     lay.add(stat("Revenue last hour", q.sum_increase("scalemart_revenue_total", over="1h"), "currencyUSD"), w=6, h=5)
-    lay.add(stat("Flash-sale conversion", conversion(), "percentunit",
-                 description="Successful purchases per product view."), w=6, h=5)
+    # Over the last hour, not at this instant: between sales both rates are 0 and their ratio is NaN,
+    # which a stat shows as "No data".
+    lay.add(stat("Flash-sale conversion", s.ratio(q.sum_increase("scalemart_purchase_attempts_total",
+                                                                 'result="success"', over="1h"),
+                                                  q.sum_increase("scalemart_product_views_total", over="1h")),
+                 "percentunit", description="Successful purchases per product view over the last hour."), w=6, h=5)
     # the products ScaleMartLowStock is pending or firing for, at its mildest tier
     low = s.STOCK_LEFT.breach(stock.tiers()[0][1], stock.low_is_bad, s.PANEL_SELECTOR)
     lay.add(stat("Products low on stock", f"count({low}) or vector(0)", "short", stock), w=6, h=5)
