@@ -16,6 +16,8 @@ from typing import Any
 
 from alert_rules import signals as s
 from alert_rules.signals import Signal
+from alert_rules.signals import FS_AVAIL as FS_AVAIL_METRIC
+from alert_rules.signals import FS_SIZE as FS_SIZE_METRIC
 from alert_rules.signals import number as _num
 from alert_rules.thresholds import Threshold, Thresholds
 
@@ -32,6 +34,10 @@ FERRETDB = {**ENV, "job": "ferretdb", "instance": "data-1:8088"}
 PROM = {**ENV, "job": "prometheus", "instance": "monitoring-1:9090"}
 AM = {**ENV, "job": "alertmanager", "instance": "monitoring-1:9093"}
 BACKUP = {**ENV, "job": "node", "instance": "data-1:9100", "kind": "mongodb"}
+DATA_NODE = {**ENV, "job": "node", "instance": "data-1:9100"}
+VOLUME = {**DATA_NODE, "device": "/dev/vda1", "fstype": "ext4", "mountpoint": "/var/lib/ferretdb"}
+PROBE = {**ENV, "job": "blackbox", "probe": "shop-ready", "instance": "http://lb-1:80/health/ready"}
+DISK_SIZE = 100e9
 
 # A series description for promtool: (metric{labels}, values).
 Series = tuple[str, str]
@@ -168,6 +174,17 @@ def _open_connections_series(v: float, minutes: int) -> list[Series]:
     ]
 
 
+def _disk_filling(for_min: int, fire: bool, minutes: int) -> list[Series]:
+    # 100 GB free, falling by 100 MB a minute: empty in under 17 h. Quiet: steady until the last
+    # `for` - 1 minutes, so the prediction turns negative too late to fire.
+    size = gauge(FS_SIZE_METRIC, VOLUME, DISK_SIZE, minutes)
+    if fire:
+        return [size, (_sel(FS_AVAIL_METRIC, VOLUME), f"{_num(DISK_SIZE)}-100000000x{minutes}")]
+    steady = minutes - max(for_min - 1, 0)
+    return [size, (_sel(FS_AVAIL_METRIC, VOLUME),
+                   f"{_num(DISK_SIZE)}x{steady} {_num(DISK_SIZE - 1e8)}-100000000x{minutes - steady - 1}")]
+
+
 def _state_flip(metric: str, labels: dict[str, str], good: float, bad: float, for_min: int, fire: bool,
                 minutes: int) -> list[Series]:
     if fire:
@@ -218,18 +235,37 @@ def alerts() -> list[Alert]:
           fmt="count", labels={"env": "test"},
           series=lambda v, m: [gauge("scalemart_active_users", APP, v, m)]),
         A("HostHighCpuUsage", "scalemart-hosts", s.CPU_USAGE,
-          "A host's CPUs are nearly saturated.",
-          "CPU usage on {{{{ $labels.instance }}}} is {value} averaged over all cores for 5m "
-          "(threshold {threshold}).",
+          "A host is using nearly all the CPU it may use.",
+          "CPU usage on {{{{ $labels.instance }}}} is {value} of its limit for 5m (threshold {threshold}).",
           fmt="percent", labels={"env": "test", "instance": NODE["instance"]},
-          series=lambda v, m: [counter("node_cpu_seconds_total", {**NODE, "cpu": "0", "mode": "idle"},
-                                       60 * (1 - v), m)]),
+          series=lambda v, m: [counter("scalemart_host_cpu_usage_seconds_total", NODE, 60 * 2 * v, m),
+                               gauge("scalemart_host_cpu_limit_cores", NODE, 2, m)]),
         A("HostHighMemoryUsage", "scalemart-hosts", s.MEMORY_USAGE,
           "A host is running out of memory.",
-          "Memory in use on {{{{ $labels.instance }}}} is {value} (threshold {threshold}).",
-          fmt="percent", labels=NODE,
-          series=lambda v, m: [gauge("node_memory_MemTotal_bytes", NODE, 8e9, m),
-                               gauge("node_memory_MemAvailable_bytes", NODE, 8e9 * (1 - v), m)]),
+          "Memory in use on {{{{ $labels.instance }}}} is {value} of its limit (threshold {threshold}).",
+          fmt="percent", labels={"env": "test", "instance": NODE["instance"]},
+          series=lambda v, m: [gauge("scalemart_host_memory_limit_bytes", NODE, 512e6, m),
+                               gauge("scalemart_host_memory_working_set_bytes", NODE, 512e6 * v, m)]),
+        A("HostDiskSpaceLow", "scalemart-hosts", s.DISK_USED,
+          "A mount is running out of space.",
+          "{{{{ $labels.mountpoint }}}} on {{{{ $labels.instance }}}} is {value} full (threshold {threshold}).",
+          fmt="percent", labels=VOLUME,
+          series=lambda v, m: [gauge(FS_SIZE_METRIC, VOLUME, DISK_SIZE, m),
+                               gauge(FS_AVAIL_METRIC, VOLUME, DISK_SIZE * (1 - v), m)]),
+        A("HostDiskFillingUp", "scalemart-hosts", s.DISK_FILLING,
+          "A mount will be full within 24 hours.",
+          "At the rate of the last 6 hours, {{{{ $labels.mountpoint }}}} on {{{{ $labels.instance }}}} runs out "
+          "of space within 24 hours (free in 24 h: {{{{ $value | printf \"%.0f\" }}}} bytes; for {for_}).",
+          when="< 0", key="hosts.disk_full_within_24h", labels=VOLUME,
+          fire=lambda f: _disk_filling(f, True, f + 10), quiet=lambda f: _disk_filling(f, False, f + 10)),
+        A("ProbeFailed", "scalemart-hosts", s.PROBE_SUCCESS,
+          "A black-box probe is failing.",
+          "The {{{{ $labels.probe }}}} probe of {{{{ $labels.instance }}}} has failed for {for_} "
+          "(probe_success = {{{{ $value }}}}).",
+          when="== 0", key="hosts.probe_failed",
+          labels={"env": "test", "probe": PROBE["probe"], "instance": PROBE["instance"]},
+          fire=lambda f: _state_flip("probe_success", PROBE, 1, 0, f, True, f + 10),
+          quiet=lambda f: _state_flip("probe_success", PROBE, 1, 0, f, False, f + 10)),
         A("PrometheusTargetDown", "scalemart-hosts", s.TARGET_UP,
           "Prometheus cannot scrape a target.",
           "{{{{ $labels.job }}}} target {{{{ $labels.instance }}}} has not answered a scrape for {for_} "
@@ -256,6 +292,13 @@ def alerts() -> list[Alert]:
           "FerretDB {{{{ $labels.instance }}}} holds {value} open client connections (threshold {threshold}).",
           fmt="count", labels={"env": "test", "instance": FERRETDB["instance"]},
           series=_open_connections_series),
+        A("RedisMemoryNearLimit", "scalemart-datastores", s.REDIS_MEMORY,
+          "Redis is close to its maxmemory: purchases fail once it is full.",
+          "Redis {{{{ $labels.instance }}}} uses {value} of its maxmemory (threshold {threshold}); with "
+          "noeviction, writes fail at the limit.",
+          fmt="percent", labels={"env": "test", "instance": REDIS["instance"]},
+          series=lambda v, m: [gauge("redis_memory_max_bytes", REDIS, 256e6, m),
+                               gauge("redis_memory_used_bytes", REDIS, 256e6 * v, m)]),
         A("ScaleMartLowCacheHitRatio", "scalemart-datastores", s.CACHE_HIT_RATIO,
           "The ScaleMart read cache is missing too often.",
           "Cache hit ratio in {{{{ $labels.env }}}} is {value} over 5m (threshold {threshold}).",
@@ -274,11 +317,18 @@ def alerts() -> list[Alert]:
           labels={"env": "test", "instance": WORKER["instance"]},
           series=lambda v, m: [timestamp_aged("scalemart_worker_heartbeat_timestamp_seconds", WORKER, v, m)]),
         A("ScaleMartLowStock", "scalemart-business", s.STOCK_LEFT,
-          "A product is nearly sold out.",
+          "A product still on sale is nearly sold out.",
           "Product {{{{ $labels.product }}}} has {value} units left in {{{{ $labels.env }}}} "
           "(threshold {threshold}).",
           fmt="count", labels={"env": "test", "product": "p-1"},
           series=lambda v, m: [gauge("scalemart_stock_left", {**APP, "product": "p-1"}, v, m)]),
+        A("ScaleMartSoldOut", "scalemart-business", s.SOLD_OUT,
+          "A product is sold out.",
+          "Product {{{{ $labels.product }}}} has no units left in {{{{ $labels.env }}}} (stock = {{{{ $value }}}}): "
+          "the expected end of its flash sale, unless it sold out earlier than planned.",
+          when="== 0", key="business.sold_out", labels={"env": "test", "product": "p-1"},
+          fire=lambda f: _state_flip("scalemart_stock_left", {**APP, "product": "p-1"}, 5, 0, f, True, f + 10),
+          quiet=lambda f: _state_flip("scalemart_stock_left", {**APP, "product": "p-1"}, 5, 0, f, False, f + 10)),
         A("ScaleMartBackupTooOld", "scalemart-backups", s.BACKUP_AGE,
           "The last successful backup is too old.",
           "The last successful {{{{ $labels.kind }}}} backup in {{{{ $labels.env }}}} finished {value} h ago "
@@ -308,6 +358,14 @@ def alerts() -> list[Alert]:
           when="== 0", key="monitoring.config_reload_failed", labels=AM,
           fire=lambda f: _state_flip("alertmanager_config_last_reload_successful", AM, 1, 0, f, True, f + 10),
           quiet=lambda f: _state_flip("alertmanager_config_last_reload_successful", AM, 1, 0, f, False, f + 10)),
+        A("PrometheusStorageNearRetentionLimit", "scalemart-monitoring", s.TSDB_RETENTION,
+          "Prometheus' storage is close to its size-based retention.",
+          "The TSDB of {{{{ $labels.instance }}}} holds {value} of its retention size (threshold {threshold}): "
+          "at the limit the oldest data, and the SLO windows with it, go before their time.",
+          fmt="percent", labels={"env": "test", "instance": PROM["instance"]},
+          series=lambda v, m: [gauge("prometheus_tsdb_retention_limit_bytes", PROM, 2e9, m),
+                               gauge("prometheus_tsdb_storage_blocks_bytes", PROM, 2e9 * v - 1e8, m),
+                               gauge("prometheus_tsdb_wal_storage_size_bytes", PROM, 1e8, m)]),
         A("AlertmanagerNotificationsFailing", "scalemart-monitoring", s.NOTIFICATION_FAILURES,
           "Alertmanager cannot deliver notifications.",
           "{{{{ $labels.instance }}}} fails to send {{{{ $labels.integration }}}} notifications "

@@ -30,6 +30,12 @@ CACHE_HITS, CACHE_MISSES = "scalemart_cache_hits_total", "scalemart_cache_misses
 NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
 SERVER_ERROR = 'status=~"5.."'
 IDLE = 'mode="idle"'
+# Mounts with space of their own: not memory-backed ones, not a container's overlay root, and not the
+# files Docker bind-mounts into /etc (hosts, hostname, resolv.conf), which only repeat the disk under them.
+REAL_FILESYSTEMS = ('fstype!~"tmpfs|overlay|squashfs"', 'mountpoint!~"/etc/.+"')
+FS_AVAIL, FS_SIZE = "node_filesystem_avail_bytes", "node_filesystem_size_bytes"
+# How far ahead the disk prediction looks, and over how much history it fits its line.
+DISK_PREDICTION_HORIZON_SECONDS, DISK_PREDICTION_HISTORY = 24 * 3600, "6h"
 
 
 def number(v: float) -> str:
@@ -167,12 +173,30 @@ LATENCY_P99 = Signal("latency_p99", "p99 response time per app instance",
                      lambda sc: http_latency(sc, 0.99, "env, instance"), "api.response_time_p99_seconds")
 ACTIVE_USERS = Signal("active_users", "distinct users active in the last 5 minutes, per environment",
                       lambda sc: f"max by (env) ({sc.sel('scalemart_active_users')})", "api.concurrent_users")
-CPU_USAGE = Signal("cpu_usage", "busy share of a host's CPUs, all cores averaged",
-                   lambda sc: f"1 - avg by (env, instance) ({sc.rate('node_cpu_seconds_total', IDLE)})",
+# A host's own limits, from the node exporter's textfile (roles/exporters): its cgroup's CPU quota and
+# memory limit on a container host, where /proc shows the whole machine; the machine's on a VM.
+CPU_USAGE = Signal("cpu_usage", "busy share of the CPUs a host may use (its cgroup quota, or the machine's)",
+                   lambda sc: f"sum by (env, instance) ({sc.rate('scalemart_host_cpu_usage_seconds_total')})\n"
+                              f"/ max by (env, instance) ({sc.sel('scalemart_host_cpu_limit_cores')})",
                    "hosts.cpu_ratio")
-MEMORY_USAGE = Signal("memory_usage", "share of a host's memory in use",
-                      lambda sc: f"1 - {sc.sel('node_memory_MemAvailable_bytes')} / "
-                                 f"{sc.sel('node_memory_MemTotal_bytes')}", "hosts.memory_ratio")
+MEMORY_USAGE = Signal("memory_usage", "share of a host's memory limit in use (working set: without the "
+                                      "page cache it can drop)",
+                      lambda sc: f"max by (env, instance) ({sc.sel('scalemart_host_memory_working_set_bytes')})\n"
+                                 f"/ max by (env, instance) ({sc.sel('scalemart_host_memory_limit_bytes')})",
+                      "hosts.memory_ratio")
+DISK_USED = Signal("disk_used", "share of each mount's space in use, per host and mount point",
+                   lambda sc: f"1 - {sc.sel(FS_AVAIL, *REAL_FILESYSTEMS)}\n/ {sc.sel(FS_SIZE, *REAL_FILESYSTEMS)}",
+                   "hosts.disk_used_ratio")
+REDIS_MEMORY = Signal("redis_memory", "Redis used memory against its maxmemory, per instance",
+                      lambda sc: f"max by (env, instance) ({sc.sel('redis_memory_used_bytes')})\n"
+                                 f"/ max by (env, instance) ({sc.sel('redis_memory_max_bytes')} > 0)",
+                      "datastores.redis_memory_ratio")
+TSDB_RETENTION = Signal(
+    "tsdb_retention", "Prometheus' TSDB (blocks and WAL) against its size-based retention, per instance",
+    lambda sc: f"sum by (env, instance) ({sc.sel('prometheus_tsdb_storage_blocks_bytes')}"
+               f" + {sc.sel('prometheus_tsdb_wal_storage_size_bytes')})\n"
+               f"/ max by (env, instance) ({sc.sel('prometheus_tsdb_retention_limit_bytes')} > 0)",
+    "monitoring.tsdb_retention_ratio")
 OPEN_CONNECTIONS = Signal("open_connections", "open MongoDB (FerretDB) client connections, per instance",
                           _open_connections, "datastores.database_connections")
 CACHE_HIT_RATIO = Signal("cache_hit_ratio", "read-cache hits / (hits + misses), per environment",
@@ -182,8 +206,10 @@ QUEUE_LENGTH = Signal("queue_length", "orders waiting in the queue, per environm
 HEARTBEAT_AGE = Signal("heartbeat_age", "seconds since each worker's last heartbeat",
                        lambda sc: sc.age_seconds("scalemart_worker_heartbeat_timestamp_seconds", "env, instance"),
                        "worker.heartbeat_age_seconds")
-STOCK_LEFT = Signal("stock_left", "units left of each product",
-                    lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')})", "business.stock_left")
+# Sold out is the expected end of a flash sale, not low stock: SOLD_OUT tells it apart.
+STOCK_LEFT = Signal("stock_left", "units left of each product still on sale (sold-out ones: SOLD_OUT)",
+                    lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')}) > 0",
+                    "business.stock_left")
 BACKUP_AGE = Signal("backup_age", "hours since the last successful backup of each kind",
                     lambda sc: f"({sc.age_seconds('scalemart_backup_last_success_timestamp_seconds', 'env, kind')})"
                                " / 3600", "backups.last_success_age_hours")
@@ -209,11 +235,20 @@ ALERTMANAGER_CONFIG_LOADED = Signal("alertmanager_config_loaded", "1 when Alertm
                                     lambda sc: sc.sel("alertmanager_config_last_reload_successful"))
 NOTIFICATION_FAILURES = Signal("notification_failures", "failed notifications per second, per integration",
                                lambda sc: notifications_failed(sc, "env, instance, integration"))
+DISK_FILLING = Signal(
+    "disk_filling", "bytes each mount will have free in 24 h at the trend of the last 6 h",
+    lambda sc: f"predict_linear({sc.sel(FS_AVAIL, *REAL_FILESYSTEMS)}[{DISK_PREDICTION_HISTORY}], "
+               f"{DISK_PREDICTION_HORIZON_SECONDS})")
+PROBE_SUCCESS = Signal("probe_success", "1 while a black-box probe succeeds, per probe and target",
+                       lambda sc: f"max by (env, probe, instance) ({sc.sel('probe_success')})")
+SOLD_OUT = Signal("sold_out", "units left of each product, 0 once sold out",
+                  lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')})")
 
 SIGNALS: tuple[Signal, ...] = (
-    ERROR_RATIO, LATENCY_P95, LATENCY_P99, ACTIVE_USERS, CPU_USAGE, MEMORY_USAGE, OPEN_CONNECTIONS,
-    CACHE_HIT_RATIO, QUEUE_LENGTH, HEARTBEAT_AGE, STOCK_LEFT, BACKUP_AGE, LOGIN_FAILURES, RATE_LIMITED,
-    TARGET_UP, REDIS_UP, MONGODB_UP, RULE_EVALUATION_FAILURES, PROMETHEUS_CONFIG_LOADED,
-    ALERTMANAGER_CONFIG_LOADED, NOTIFICATION_FAILURES,
+    ERROR_RATIO, LATENCY_P95, LATENCY_P99, ACTIVE_USERS, CPU_USAGE, MEMORY_USAGE, DISK_USED, REDIS_MEMORY,
+    TSDB_RETENTION, OPEN_CONNECTIONS, CACHE_HIT_RATIO, QUEUE_LENGTH, HEARTBEAT_AGE, STOCK_LEFT, BACKUP_AGE,
+    LOGIN_FAILURES, RATE_LIMITED, TARGET_UP, REDIS_UP, MONGODB_UP, RULE_EVALUATION_FAILURES,
+    PROMETHEUS_CONFIG_LOADED, ALERTMANAGER_CONFIG_LOADED, NOTIFICATION_FAILURES, DISK_FILLING, PROBE_SUCCESS,
+    SOLD_OUT,
 )
 

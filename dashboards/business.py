@@ -33,6 +33,8 @@ def build(t: Thresholds) -> Dashboard:
     # the products ScaleMartLowStock is pending or firing for, at its mildest tier
     low = s.STOCK_LEFT.breach(stock.tiers()[0][1], stock.low_is_bad, s.PANEL_SELECTOR)
     lay.add(stat("Products low on stock", f"count({low}) or vector(0)", "short", stock), w=6, h=5)
+    lay.add(stat("Sold out products", f"count({s.SOLD_OUT.panel()} == 0) or vector(0)", "short",
+                 description="Products with no units left: the expected end of a flash sale."), w=6, h=5)
     lay.add(timeseries("Orders per minute by product", [target(q.per_minute("scalemart_orders_total", by="product"),
                                                                "{{product}}")], "short"))
     lay.add(timeseries("Revenue per hour", [target(q.sum_increase("scalemart_revenue_total", over="1h"),

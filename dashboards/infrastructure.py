@@ -11,7 +11,6 @@ from dashboards.common import Layout, dashboard, stat, table, target, timeseries
 TITLE = "Infrastructure Health"
 UID = "scalemart-infrastructure"
 q = s.PANELS
-REAL_FILESYSTEMS = 'fstype!~"tmpfs|overlay|squashfs"'
 
 
 def build(t: Thresholds) -> Dashboard:
@@ -20,15 +19,14 @@ def build(t: Thresholds) -> Dashboard:
     lay.add(watch("CPU usage by host", s.CPU_USAGE, t, "percentunit", "{{instance}}"))
     lay.add(watch("Memory used by host", s.MEMORY_USAGE, t, "percentunit", "{{instance}}"))
     lay.add(timeseries("Load (1 min)", [target(q.sel("node_load1"), "{{instance}}")], "short"))
-    lay.add(timeseries("Disk space free", [target(
-        s.ratio(q.sel("node_filesystem_avail_bytes", REAL_FILESYSTEMS), q.sel("node_filesystem_size_bytes",
-                                                                               REAL_FILESYSTEMS)),
-        "{{instance}} {{mountpoint}}")], "percentunit"))
+    lay.add(watch("Disk used by mount", s.DISK_USED, t, "percentunit", "{{instance}} {{mountpoint}}",
+                  "The data volumes included; HostDiskFillingUp warns a day ahead at the last 6 h's rate."))
     lay.add(table("Scrape targets", s.TARGET_UP.panel(), "1 = Prometheus scrapes the target, 0 = it does not."),
             w=24)
     lay.row("Redis")
     lay.add(stat("Redis up", f"min({s.REDIS_UP.panel()})", "short"), w=6, h=5)
-    lay.add(timeseries("Redis memory", [target(q.sel("redis_memory_used_bytes"), "{{instance}}")], "bytes"), w=9)
+    lay.add(watch("Redis memory against maxmemory", s.REDIS_MEMORY, t, "percentunit", "{{instance}}",
+                  "With noeviction, purchases fail once Redis is full."), w=9)
     lay.add(timeseries("Redis commands", [target(q.sum_rate("redis_commands_processed_total", by="instance"),
                                                  "{{instance}}")], "ops"), w=9)
     lay.add(timeseries("Redis clients", [target(q.sel("redis_connected_clients"), "{{instance}}")], "short"))
@@ -50,6 +48,9 @@ def build(t: Thresholds) -> Dashboard:
     lay.add(watch("Worker heartbeat age", s.HEARTBEAT_AGE, t, "s", "{{instance}}"))
     lay.add(timeseries("Worker task p95", [target(q.quantile(0.95, "scalemart_worker_task_duration_seconds_bucket"),
                                                   "p95")], "s"))
+    lay.row("Monitoring")
+    lay.add(watch("Prometheus storage against its retention size", s.TSDB_RETENTION, t, "percentunit",
+                  "{{instance}}", "At the limit the oldest data goes before the retention time."), w=24)
     lay.row("Load balancer (nginx)")
     lay.add(stat("nginx up", f"min({q.sel('nginx_up')})", "short"), w=6, h=5)
     lay.add(timeseries("nginx requests", [target(q.sum_rate("nginx_http_requests_total", by="instance"),
