@@ -16,8 +16,6 @@ from typing import Any
 
 from alert_rules import signals as s
 from alert_rules.signals import Signal
-from alert_rules.signals import FS_AVAIL as FS_AVAIL_METRIC
-from alert_rules.signals import FS_SIZE as FS_SIZE_METRIC
 from alert_rules.signals import number as _num
 from alert_rules.thresholds import Threshold, Thresholds
 
@@ -177,11 +175,11 @@ def _open_connections_series(v: float, minutes: int) -> list[Series]:
 def _disk_filling(for_min: int, fire: bool, minutes: int) -> list[Series]:
     # 100 GB free, falling by 100 MB a minute: empty in under 17 h. Quiet: steady until the last
     # `for` - 1 minutes, so the prediction turns negative too late to fire.
-    size = gauge(FS_SIZE_METRIC, VOLUME, DISK_SIZE, minutes)
+    size = gauge(s.FS_SIZE, VOLUME, DISK_SIZE, minutes)
     if fire:
-        return [size, (_sel(FS_AVAIL_METRIC, VOLUME), f"{_num(DISK_SIZE)}-100000000x{minutes}")]
+        return [size, (_sel(s.FS_AVAIL, VOLUME), f"{_num(DISK_SIZE)}-100000000x{minutes}")]
     steady = minutes - max(for_min - 1, 0)
-    return [size, (_sel(FS_AVAIL_METRIC, VOLUME),
+    return [size, (_sel(s.FS_AVAIL, VOLUME),
                    f"{_num(DISK_SIZE)}x{steady} {_num(DISK_SIZE - 1e8)}-100000000x{minutes - steady - 1}")]
 
 
@@ -250,8 +248,8 @@ def alerts() -> list[Alert]:
           "A mount is running out of space.",
           "{{{{ $labels.mountpoint }}}} on {{{{ $labels.instance }}}} is {value} full (threshold {threshold}).",
           fmt="percent", labels=VOLUME,
-          series=lambda v, m: [gauge(FS_SIZE_METRIC, VOLUME, DISK_SIZE, m),
-                               gauge(FS_AVAIL_METRIC, VOLUME, DISK_SIZE * (1 - v), m)]),
+          series=lambda v, m: [gauge(s.FS_SIZE, VOLUME, DISK_SIZE, m),
+                               gauge(s.FS_AVAIL, VOLUME, DISK_SIZE * (1 - v), m)]),
         A("HostDiskFillingUp", "scalemart-hosts", s.DISK_FILLING,
           "A mount will be full within 24 hours.",
           "At the rate of the last 6 hours, {{{{ $labels.mountpoint }}}} on {{{{ $labels.instance }}}} runs out "
