@@ -23,12 +23,13 @@ from toolchain import gotools, image  # noqa: E402
 from toolchain.common import CACHE, ROOT, ToolchainError, digest, link, log, need, run, step  # noqa: E402
 
 # Debian packages for the control machine. redis-server and the prometheus packages give the
-# tests a real Redis and promtool/amtool; golang-go only when no Go toolchain is present.
+# tests a real Redis and promtool/amtool, and the exporters the no-data check scrapes (the blackbox exporter
+# and mtail included); golang-go only when no Go toolchain is present.
 APT_PACKAGES = [
     "docker.io", "debootstrap", "jq", "git", "gcc", "libc6-dev", "make", "rsync",
     "redis-server", "redis-tools", "prometheus", "prometheus-alertmanager", "nginx-light",
     "prometheus-node-exporter", "prometheus-redis-exporter", "prometheus-mongodb-exporter",
-    "prometheus-nginx-exporter", "wrk",
+    "prometheus-nginx-exporter", "prometheus-blackbox-exporter", "mtail", "wrk",
     # The browser for the UI tests (selenium drives it through chromedriver; nothing downloads a browser).
     "chromium", "chromium-driver",
 ]
