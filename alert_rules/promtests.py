@@ -12,6 +12,7 @@ import math
 import re
 from typing import Any
 
+from alert_rules import slo
 from alert_rules.rules import (
     DEFAULT_RUNBOOK_BASE,
     FORMATS,
@@ -146,4 +147,5 @@ def test_groups(t: Thresholds, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list
 
 
 def test_file(rule_files: list[str], t: Thresholds, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, Any]:
-    return {"rule_files": rule_files, "evaluation_interval": "1m", "tests": test_groups(t, runbook_base)}
+    tests = [*test_groups(t, runbook_base), *slo.test_groups(t, runbook_base)]
+    return {"rule_files": rule_files, "evaluation_interval": "1m", "tests": tests}

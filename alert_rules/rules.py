@@ -448,8 +448,13 @@ def rule_groups(t: Thresholds, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
     groups: dict[str, list[dict[str, Any]]] = {"scalemart-monitoring": [_watchdog(runbook_base)]}
     for alert in alerts():
         groups.setdefault(alert.group, []).extend(rule_entries(alert, t[alert.key], runbook_base))
-    return {name: {"groups": [{"name": name, "rules": rules}]} for name, rules in sorted(groups.items())}
+    out = {name: {"groups": [{"name": name, "rules": rules}]} for name, rules in sorted(groups.items())}
+    from alert_rules import slo  # slo builds on this module
+
+    return {**out, slo.GROUP: slo.rule_group(t, runbook_base)}
 
 
 def alert_names() -> list[str]:
-    return sorted({a.name for a in alerts()} | {WATCHDOG})
+    from alert_rules import slo
+
+    return sorted({a.name for a in alerts()} | {WATCHDOG} | set(slo.alert_names()))

@@ -13,6 +13,7 @@ from SCHEMA, one per key; they stay inside this module, callers get Threshold an
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,8 +131,9 @@ class Threshold:
 
 
 class Thresholds:
-    def __init__(self, items: dict[str, Threshold], path: Path) -> None:
+    def __init__(self, items: dict[str, Threshold], path: Path, slos: Slos) -> None:
         self._items = items
+        self.slos = slos  # the `slos:` section: objectives and burn-rate policy (alert_rules/slo.py)
         self.path = path
         sections: dict[str, dict[str, Threshold]] = {}
         for key, item in items.items():
@@ -314,6 +316,9 @@ def _thresholds_error(exc: ValidationError, path: Path | str) -> ThresholdsError
 
 
 def validate(data: Any, path: Path | str = "<thresholds>") -> Thresholds:
+    # `slos:` is not a section of threshold keys: its own models check it (Slos, below)
+    slos_data = data.get("slos") if isinstance(data, dict) else None
+    data = {k: v for k, v in data.items() if k != "slos"} if isinstance(data, dict) else data
     try:
         model = _FILE.model_validate(data, context={"path": path})
     except ValidationError as exc:
@@ -322,7 +327,7 @@ def validate(data: Any, path: Path | str = "<thresholds>") -> Thresholds:
     for key in SCHEMA:
         section, name = key.split(".", 1)
         items[key] = getattr(getattr(model, section), name).threshold()
-    return Thresholds(items, Path(path))
+    return Thresholds(items, Path(path), validate_slos(slos_data, path))
 
 
 def load(path: str | Path | None = None) -> Thresholds:
@@ -338,3 +343,151 @@ def load(path: str | Path | None = None) -> Thresholds:
     except yaml.YAMLError as exc:
         raise ThresholdsError("<file>", f"{file} is not valid YAML: {exc}", "fix the YAML syntax") from exc
     return validate(data, file)
+
+
+# ----- the `slos:` section: service-level objectives and their burn-rate alert policy (alert_rules/slo.py) -----
+
+# Prometheus' rule evaluation and scrape intervals: roles/prometheus/defaults/main.yml
+# (prometheus_evaluation_interval, prometheus_scrape_interval; tests/observability/test_slo.py holds them
+# equal). A window shorter than the evaluation interval is never evaluated whole, and rate() needs two
+# scrapes inside its window, so no SLO window may be shorter than MIN_WINDOW_SECONDS.
+EVALUATION_INTERVAL = "15s"
+SCRAPE_INTERVAL = "15s"
+MIN_WINDOW_SECONDS = max(duration_seconds(EVALUATION_INTERVAL), 2 * duration_seconds(SCRAPE_INTERVAL))
+# The app's request-duration buckets (LATENCY_BUCKETS): read from its source, the control machine imports no app.
+APP_METRICS = Path(__file__).resolve().parents[1] / "app" / "scalemart" / "metrics.py"
+
+
+def app_latency_buckets(source: Path = APP_METRICS) -> tuple[float, ...]:
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "LATENCY_BUCKETS" for t in node.targets):
+            return tuple(float(v) for v in ast.literal_eval(node.value))
+    raise ThresholdsError("slos.purchase_latency.latency_seconds", f"{source} defines no LATENCY_BUCKETS",
+                          "restore LATENCY_BUCKETS in app/scalemart/metrics.py")
+
+
+def _window(value: Any) -> str:
+    text = _duration(value)
+    if duration_seconds(text) < MIN_WINDOW_SECONDS:
+        raise _Invalid(f"{text} is shorter than the rule evaluation interval ({EVALUATION_INTERVAL}) or two scrapes "
+                       f"({SCRAPE_INTERVAL} each)", f"use a window of at least {MIN_WINDOW_SECONDS:g}s")
+    return text
+
+
+Window = Annotated[str, BeforeValidator(_window)]
+
+
+class _SloModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(_SloModel):
+    """One SLO: the share of good events `objective` over `window` (latency ones: faster than `latency_seconds`)."""
+
+    objective: float
+    window: Window
+    latency_seconds: float | None = None
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise _Invalid(f"must be a fraction strictly between 0 and 1, got {value!r}", "write 99.9 % as 0.999")
+        return float(value)
+
+    @property
+    def budget(self) -> float:
+        """The error budget: the share of bad events the objective allows."""
+        return 1 - self.objective
+
+
+class BurnWindow(_SloModel):
+    """Fire while the error ratio is above burn_rate × budget over both `long` and `short`."""
+
+    long: Window
+    short: Window
+    burn_rate: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _long_over_short(self) -> BurnWindow:
+        if duration_seconds(self.long) <= duration_seconds(self.short):
+            raise _Invalid(f"long window {self.long} must be longer than the short window {self.short}",
+                           "swap the two windows", "long")
+        return self
+
+
+class BurnPolicy(_SloModel):
+    severity: Severity
+    windows: list[BurnWindow] = Field(min_length=1)
+
+
+class Slos(_SloModel):
+    availability: Objective
+    purchase_latency: Objective
+    burn_rate_alerts: dict[str, BurnPolicy] = Field(min_length=1)
+    # Tests only: divide every window by this factor (alert_rules/README.md "SLOs"); 1 in every real environment.
+    compress_windows_for_tests: int = Field(default=1, ge=1)
+
+    def objectives(self) -> dict[str, Objective]:
+        return {"availability": self.availability, "purchase_latency": self.purchase_latency}
+
+    def windows(self) -> list[str]:
+        """Every window the policy reads, shortest first (the SLI is recorded over each)."""
+        names = {w for p in self.burn_rate_alerts.values() for b in p.windows for w in (b.long, b.short)}
+        return sorted(names, key=duration_seconds)
+
+    def seconds(self, window: str) -> int:
+        """A window as the rules evaluate it: divided by the test factor, in whole evaluation intervals, never
+        below MIN_WINDOW_SECONDS."""
+        step = duration_seconds(EVALUATION_INTERVAL)
+        scaled = round(duration_seconds(window) / self.compress_windows_for_tests / step) * step
+        return int(max(scaled, MIN_WINDOW_SECONDS))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Slos:
+        buckets = app_latency_buckets()
+        latency = self.purchase_latency.latency_seconds
+        if latency is None:
+            raise _Invalid("is missing", "add `latency_seconds: 0.1` (a bucket of the app's histogram)",
+                           "purchase_latency", "latency_seconds")
+        if latency not in buckets:
+            raise _Invalid(f"{latency:g} s is not a bucket of scalemart_http_request_duration_seconds",
+                           "use one of app/scalemart/metrics.py LATENCY_BUCKETS: "
+                           + ", ".join(f"{b:g}" for b in buckets),
+                           "purchase_latency", "latency_seconds")
+        if self.availability.latency_seconds is not None:
+            raise _Invalid("is not used for availability", "remove it", "availability", "latency_seconds")
+        for name, policy in self.burn_rate_alerts.items():
+            for i, b in enumerate(policy.windows):
+                where = ("burn_rate_alerts", name, "windows", str(i))
+                if self.seconds(b.long) <= self.seconds(b.short):
+                    raise _Invalid(f"compressed by {self.compress_windows_for_tests}, {b.long} and {b.short} both "
+                                   f"last {self.seconds(b.short)}s", "use a smaller compress_windows_for_tests",
+                                   *where)
+                for slo, obj in self.objectives().items():
+                    if duration_seconds(b.long) > duration_seconds(obj.window):
+                        raise _Invalid(f"{b.long} is longer than the {slo} window {obj.window}",
+                                       "use a long window within the objective's window", *where, "long")
+                    if b.burn_rate * obj.budget >= 1:
+                        raise _Invalid(f"{b.burn_rate:g}x the {slo} budget is an error ratio of 100 % or more: it "
+                                       "can never fire", "lower burn_rate", *where, "burn_rate")
+        return self
+
+
+def validate_slos(data: Any, path: Path | str = "<thresholds>") -> Slos:
+    if data is None:
+        raise ThresholdsError("slos", "is missing", f"add the `slos:` section to {path}")
+    try:
+        return Slos.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        cause = (first.get("ctx") or {}).get("error")
+        key = ".".join(str(p) for p in ("slos", *first["loc"], *getattr(cause, "under", ())))
+        if isinstance(cause, _Invalid):
+            raise ThresholdsError(key, cause.problem, cause.fix) from None
+        if first["type"] == "extra_forbidden":
+            raise ThresholdsError(key, "is not a known SLO key", "compare with `slos:` in alert_rules/thresholds.yml") \
+                from None
+        if first["type"] == "missing":
+            raise ThresholdsError(key, "is missing", f"add it under `slos:` in {path}") from None
+        raise ThresholdsError(key, first["msg"], "compare with `slos:` in alert_rules/thresholds.yml") from None

@@ -72,7 +72,7 @@ def watched(thresholds_path: Path) -> dict[str, tuple[str, frozenset[float]]]:
     found: dict[str, tuple[set[str], set[float]]] = {}
     for content in rule_groups(thresholds.load(thresholds_path)).values():
         for rule in content["groups"][0]["rules"]:
-            if rule["alert"] not in tiered:
+            if rule.get("alert") not in tiered:
                 continue
             m = COMPARISON.search(rule["expr"])
             assert m, f"{rule['alert']}: no comparison with a number at the end of {rule['expr']!r}"

@@ -84,6 +84,8 @@ def test_build_stops_before_writing_anything_on_a_bad_file(tmp_path: Path, modul
 def test_every_value_of_the_file_is_what_the_callers_read() -> None:
     t = thresholds.load()
     for section, entries in shipped().items():
+        if section == "slos":
+            continue  # objectives, not thresholds: tests/observability/test_slo.py
         for name, entry in entries.items():
             item = t[f"{section}.{name}"]
             assert isinstance(item, thresholds.Threshold) and getattr(t, section).__dict__[name] is item
