@@ -32,6 +32,8 @@ DEFAULT_PORTS = {
     "app": 8000, "worker_metrics": 9101, "lb": 80, "lb_status": 8081, "perses": 8080,
     "prometheus": 9090, "alertmanager": 9093, "redis": 6379, "mongodb": 27017,
     "node_exporter": 9100, "redis_exporter": 9121, "mongodb_exporter": 9216, "nginx_exporter": 9113,
+    # Prometheus probes through the blackbox exporter (monitoring); mtail reads nginx's access log (lb).
+    "blackbox_exporter": 9115, "mtail": 3903,
     # FerretDB's own metrics (/debug/metrics), Alertmanager's gossip, the SMS notifier beside Alertmanager.
     "ferretdb_metrics": 8088, "alertmanager_cluster": 9094, "sms_notifier": 9095,
 }

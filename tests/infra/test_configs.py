@@ -7,9 +7,10 @@ import pytest
 from tests.infra.conftest import Environment
 
 CHECKS = {
-    "lb": ["nginx -t"],
+    "lb": ["nginx -t", "mtail --compile_only --progs /etc/mtail/scalemart_lb.mtail"],
     "monitoring": ["promtool check config /etc/prometheus/prometheus.yml",
-                   "amtool check-config /etc/prometheus/alertmanager.yml"],
+                   "amtool check-config /etc/prometheus/alertmanager.yml",
+                   "prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml"],
 }
 
 

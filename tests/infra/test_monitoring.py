@@ -44,6 +44,47 @@ def test_every_app_host_is_scraped(environment: Environment) -> None:
         assert address in scraped or host in scraped, f"app host {host} ({address}) is not scraped"
 
 
+def _query(environment: Environment, promql: str) -> list[dict]:
+    base = environment.url_of("monitoring", "prometheus")
+    r = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=10)
+    assert r.status_code == 200, f"{promql}: {r.status_code} {r.text[:300]}"
+    return list(r.json()["data"]["result"])
+
+
+def test_every_blackbox_probe_succeeds(environment: Environment) -> None:
+    """probe_success{job="blackbox", probe, instance}: the shop through the balancer and every service's port."""
+    deadline = time.monotonic() + 60
+    while True:
+        result = _query(environment, 'probe_success{job="blackbox"}')
+        failed = [r["metric"] for r in result if r["value"][1] != "1"]
+        if (result and not failed) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert {r["metric"].get("probe") for r in result} == {"shop-ready", "shop-product", "tcp"}, result
+    assert not failed, f"probes failing: {failed}"
+    lb = environment.hostvars(environment.group("lb")[0])["private_address"]
+    instances = {r["metric"]["instance"] for r in result}
+    assert f"http://{lb}:{environment.port('lb')}/health/ready" in instances, instances
+    data = environment.hostvars(environment.group("data")[0])["private_address"]
+    assert f"{data}:{environment.port('redis')}" in instances, instances
+
+
+def test_balancer_answers_are_counted_by_status(environment: Environment) -> None:
+    result = _query(environment, 'scalemart_lb_responses_total{job="lb-log"}')
+    # The blackbox probes alone go through the balancer every scrape interval.
+    assert any(r["metric"].get("code") == "200" and float(r["value"][1]) > 0 for r in result), result
+    assert _query(environment, 'scalemart_lb_request_duration_seconds_count{job="lb-log"}'), "no duration histogram"
+
+
+def test_every_host_reports_its_own_limits(environment: Environment) -> None:
+    limits = {r["metric"]["instance"].split(":")[0]: float(r["value"][1])
+              for r in _query(environment, 'scalemart_host_memory_limit_bytes{job="node"}')}
+    for host in environment.group("all"):
+        address = environment.hostvars(host)["private_address"]
+        assert limits.get(address, 0) > 0, f"{host} ({address}) has no scalemart_host_memory_limit_bytes: {limits}"
+    assert _query(environment, 'scalemart_host_limits_source{job="node"} == 1'), "no scalemart_host_limits_source"
+
+
 def test_every_rule_group_is_loaded(environment: Environment) -> None:
     host = environment.host(environment.group("monitoring")[0])
     files = host.run("ls /etc/prometheus/rules/").stdout.split()

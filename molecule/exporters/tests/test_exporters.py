@@ -1,8 +1,14 @@
-"""The exporters role: each exporter runs, listens on the private address and reads its service."""
+"""The exporters role: each exporter runs, listens on the private address and reads its service;
+mtail counts nginx's answers; the host limits are the container's own (docker inspect)."""
 
+import json
 import re
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 from scalemart_testinfra import (
     assert_active,
     assert_enabled,
@@ -20,7 +26,12 @@ EXPORTERS = {
     "prometheus-redis-exporter": (9121, "redis_up 1"),
     "prometheus-mongodb-exporter": (9216, "mongodb_up 1"),
     "prometheus-nginx-exporter": (9113, "nginx_up 1"),
+    # The exporter's own metrics: its probes are checked below.
+    "prometheus-blackbox-exporter": (9115, "blackbox_exporter_config_last_reload_successful 1"),
+    "mtail": (3903, "scalemart_lb_request_duration_seconds_count"),
 }
+TEXTFILE = "/var/lib/prometheus/node-exporter/scalemart_host.prom"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("unit", EXPORTERS)
@@ -59,3 +70,120 @@ def test_exporter_reads_its_service(host, unit):
                     "(`no reachable servers`, even without auth). Fix: build percona/mongodb_exporter into "
                     ".tools/bin/mongodb_exporter (toolchain); the role then installs and runs it instead.")
         fail_with_journal(host, unit, f"{unit} metrics lack {sample!r}{hint}")
+
+
+def metrics(host, unit, port):
+    status, body = http_get(host, f"http://{private_address(host)}:{port}/metrics", unit)
+    with journal_on_failure(host, unit):
+        assert status == 200, body
+    return body
+
+
+def sample(body, name, labels=""):
+    """The value of `name{labels}` (labels as written by the exporter), or None."""
+    series = f"{name}{{{labels}}}" if labels else name
+    match = re.search(rf"^{re.escape(series)} (\S+)$", body, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+@pytest.mark.parametrize(("module", "target"), [
+    ("tcp_connect", "{address}:6379"),
+    ("http_2xx", "http://{address}:8081/stub_status"),
+])
+def test_blackbox_probe_succeeds(host, module, target):
+    target = target.format(address=private_address(host))
+    url = f"http://{private_address(host)}:9115/probe?module={module}&target={target}"
+    status, body = http_get(host, url, "prometheus-blackbox-exporter")
+    with journal_on_failure(host, "prometheus-blackbox-exporter"):
+        assert status == 200, body
+        assert sample(body, "probe_success") == 1, body
+
+
+def test_blackbox_probe_of_a_closed_port_fails(host):
+    url = f"http://{private_address(host)}:9115/probe?module=tcp_connect&target={private_address(host)}:1"
+    status, body = http_get(host, url, "prometheus-blackbox-exporter")
+    with journal_on_failure(host, "prometheus-blackbox-exporter"):
+        assert status == 200, body
+        assert sample(body, "probe_success") == 0, body
+
+
+def test_blackbox_config_was_checked_by_the_exporter(host):
+    assert host.run("prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml").rc == 0
+
+
+def test_mtail_counts_nginx_answers_by_status(host):
+    # The molecule upstream (127.0.0.1:8000) is dead, so nginx answers 502; stub_status is a 200.
+    before = metrics(host, "mtail", 3903)
+    counts = {code: sample(before, "scalemart_lb_responses_total", f'code="{code}"') or 0 for code in ("200", "502")}
+    count = sample(before, "scalemart_lb_request_duration_seconds_count") or 0
+    http_get(host, "http://127.0.0.1:80/", "nginx")
+    http_get(host, f"http://{private_address(host)}:8081/stub_status", "nginx")
+    deadline = time.monotonic() + 20  # nginx flushes its log buffer every second, mtail polls every 250 ms
+    while True:
+        after = metrics(host, "mtail", 3903)
+        got = {code: sample(after, "scalemart_lb_responses_total", f'code="{code}"') or 0 for code in counts}
+        if all(got[c] > counts[c] for c in counts) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    with journal_on_failure(host, "mtail"):
+        assert all(got[c] > counts[c] for c in counts), f"before {counts}, after {got}"
+        assert sample(after, "scalemart_lb_request_duration_seconds_count") >= count + 2
+        assert sample(after, "scalemart_lb_request_duration_seconds_bucket", 'le="10"') is not None
+        ours = [line for line in after.splitlines() if line.startswith("scalemart_lb_")]
+        assert not [line for line in ours if "prog=" in line], "a prog label: --emit_prog_label=false is missing"
+
+
+def _mtail_check(host, path):
+    """The role's own `validate:` command for the mtail program, run on `path`."""
+    command = yaml.safe_load((ROOT / "roles/exporters/vars/main.yml").read_text())["_exporters_mtail_check"]
+    return host.run(command.replace("%s", path))
+
+
+def test_mtail_check_accepts_the_installed_program_while_mtail_runs(host):
+    result = _mtail_check(host, "/etc/mtail/scalemart_lb.mtail")
+    assert result.rc == 0, result.stderr
+
+
+def test_mtail_check_refuses_a_broken_program_under_any_name(host):
+    # Named like Ansible's temporary copy: mtail alone would skip a file not named *.mtail and pass.
+    host.run("mkdir -p /root/mtail-check && printf 'counter x\\n/broken {\\n' > /root/mtail-check/source")
+    result = _mtail_check(host, "/root/mtail-check/source")
+    assert result.rc != 0, f"a broken program passed the role's check: {result.stdout}{result.stderr}"
+    assert "compile failed" in result.stderr
+
+
+def test_host_limits_timer_is_active_and_enabled(host):
+    assert_active(host, "scalemart-host-limits.timer")
+    assert_enabled(host, "scalemart-host-limits.timer")
+
+
+def test_host_limits_are_refreshed(host):
+    first = host.file(TEXTFILE).mtime
+    deadline = time.monotonic() + 40
+    while host.file(TEXTFILE).mtime == first and time.monotonic() < deadline:
+        time.sleep(2)
+    if host.file(TEXTFILE).mtime == first:
+        fail_with_journal(host, "scalemart-host-limits.service", f"{TEXTFILE} not rewritten within 40 s")
+
+
+def _container(host):
+    """docker inspect of the scenario's container, from the control machine."""
+    name = host.ansible.get_variables()["inventory_hostname"]
+    out = subprocess.run(["docker", "inspect", name], capture_output=True, text=True, check=True, timeout=30)
+    return json.loads(out.stdout)[0]["HostConfig"]
+
+
+def test_host_limits_are_the_containers_own(host):
+    # side_effect.yml gave the running container a memory limit and a CPU quota (docker update): the
+    # molecule platform sets neither, and only a limit the machine does not have shows the cgroup was read.
+    config = _container(host)
+    assert config["Memory"] > 0 and config["NanoCpus"] > 0, f"side_effect.yml set no limit: {config['Memory']=}"
+    body = metrics(host, "prometheus-node-exporter", 9100)
+    with journal_on_failure(host, "scalemart-host-limits.service"):
+        assert sample(body, "scalemart_host_memory_limit_bytes") == config["Memory"]
+        assert sample(body, "scalemart_host_cpu_limit_cores") == config["NanoCpus"] / 1e9
+        sources = [sample(body, "scalemart_host_limits_source", f'source="{s}"') for s in ("cgroup-v1", "cgroup-v2")]
+        assert 1 in sources, body
+        working_set = sample(body, "scalemart_host_memory_working_set_bytes")
+        assert 0 < working_set < config["Memory"]
+        assert sample(body, "scalemart_host_cpu_usage_seconds_total") > 0

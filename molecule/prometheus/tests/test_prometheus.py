@@ -53,8 +53,45 @@ def test_retention_comes_from_the_variable(host):
     assert wanted not in (ROLE_DEFAULTS["prometheus_retention_time"], "15d"), "set a non-default retention in vars.yml"
     with journal_on_failure(host, "prometheus"):
         assert api(host, "/api/v1/status/flags")["storage.tsdb.retention.time"] == wanted
-        # what the TSDB really applies, not only what was passed
-        assert api(host, "/api/v1/status/runtimeinfo")["storageRetention"] == wanted
+        # what the TSDB really applies, not only what was passed: with a size limit too, "5d or 1GiB"
+        size = SCENARIO_VARS["prometheus_retention_size"].replace("B", "iB")
+        assert api(host, "/api/v1/status/runtimeinfo")["storageRetention"] == f"{wanted} or {size}"
+
+
+def test_size_retention_comes_from_the_variable(host):
+    wanted = SCENARIO_VARS["prometheus_retention_size"]
+    assert wanted != ROLE_DEFAULTS["prometheus_retention_size"], "set a non-default size retention in vars.yml"
+    with journal_on_failure(host, "prometheus"):
+        # Prometheus prints the size back base 2: 1GB as 1GiB
+        assert api(host, "/api/v1/status/flags")["storage.tsdb.retention.size"] == wanted.replace("B", "iB")
+    # Prometheus's sizes are base 2 (1GB = 2^30 bytes); the metric the retention alert reads.
+    number, unit = int(wanted[:-2]), wanted[-2:]
+    limit = number * 1024 ** {"KB": 1, "MB": 2, "GB": 3, "TB": 4}[unit]
+    result = api(host, "/api/v1/query?query=prometheus_tsdb_retention_limit_bytes")["result"]
+    if not result:
+        fail_with_journal(host, "prometheus", "prometheus_tsdb_retention_limit_bytes is not scraped yet")
+    with journal_on_failure(host, "prometheus"):
+        assert float(result[0]["value"][1]) == limit
+
+
+def _targets(host, job):
+    targets = api(host, "/api/v1/targets?state=active")["activeTargets"]
+    return [t for t in targets if t["labels"]["job"] == job]
+
+
+def test_probe_jobs_go_through_the_exporter_with_the_target_as_instance(host):
+    by_probe = {t["labels"]["probe"]: t for t in _targets(host, "blackbox")}
+    address = f"{private_address(host)}:9090"
+    with journal_on_failure(host, "prometheus"):
+        assert set(by_probe) == {"shop-ready", "tcp"}, by_probe
+        ready, tcp = by_probe["shop-ready"], by_probe["tcp"]
+        assert ready["labels"]["instance"] == "http://10.0.0.10:80/health/ready"
+        assert ready["labels"]["env"] == SCENARIO_VARS["prometheus_environment"]
+        assert ready["scrapeUrl"].startswith(f"http://{address}/probe?")
+        assert "module=http_2xx" in ready["scrapeUrl"] and "target=http%3A%2F%2F10.0.0.10%3A80" in ready["scrapeUrl"]
+        # The group's __param_module label overrides the job's module.
+        assert tcp["labels"]["instance"] == "10.0.0.20:6379"
+        assert "module=tcp_connect" in tcp["scrapeUrl"] and "target=10.0.0.20%3A6379" in tcp["scrapeUrl"]
 
 
 def test_query_answers_with_the_env_label(host):
