@@ -143,6 +143,13 @@ def test_the_textfile_is_written_whole_and_readable(tmp_path: Path) -> None:
     assert out.stat().st_mode & 0o777 == 0o644
 
 
+def test_a_missing_textfile_folder_fails_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    v1_tree(tmp_path / "cgroup", f"{192 * MIB}\n", "-1\n")
+    assert hl.main(["--output", str(tmp_path / "absent/scalemart_host.prom"), "--proc", str(proc(tmp_path, V1_CGROUP)),
+                    "--cgroup-root", str(tmp_path / "cgroup")]) == 1
+    assert "apply it again" in capsys.readouterr().err
+
+
 def test_a_missing_file_fails_and_keeps_the_previous_metrics(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     v1_tree(tmp_path / "cgroup", f"{192 * MIB}\n", "-1\n")
