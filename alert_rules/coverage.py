@@ -30,14 +30,8 @@ GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"
 # (tests/infra, against the environment's Prometheus) checks them with `environment_only={}`. Empty
 # today: every exporter and FerretDB's own metrics run on loopback in tests/observability/test_no_data.py.
 # Keep an entry only while test_no_data proves the name is really absent there.
-# The SLO inputs are produced by exporters that run on the lb and monitoring hosts (roles/exporters: mtail on the
-# nginx log, job `lb-log`; the blackbox exporter, job `blackbox`), not yet on loopback: drop each entry once
-# test_no_data runs its exporter.
-ENVIRONMENT_ONLY: dict[str, str] = {
-    "scalemart_lb_responses_total": "mtail on the lb hosts' nginx access log (job lb-log): not run on loopback yet",
-    "probe_success": "the blackbox exporter probing the shop through the balancer (job blackbox): not run on "
-                     "loopback yet",
-}
+# The SLO inputs too: mtail over nginx's log (job `lb-log`) and the blackbox exporter (job `blackbox`) run there.
+ENVIRONMENT_ONLY: dict[str, str] = {}
 
 # Panels that rightly show nothing on a healthy shop; any other empty panel is a defect (the no-data
 # check on loopback, and the browser test on dev after a load).

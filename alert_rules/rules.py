@@ -362,8 +362,7 @@ def alerts() -> list[Alert]:
           "at the limit the oldest data, and the SLO windows with it, go before their time.",
           fmt="percent", labels={"env": "test", "instance": PROM["instance"]},
           series=lambda v, m: [gauge("prometheus_tsdb_retention_limit_bytes", PROM, 2e9, m),
-                               gauge("prometheus_tsdb_storage_blocks_bytes", PROM, 2e9 * v - 1e8, m),
-                               gauge("prometheus_tsdb_wal_storage_size_bytes", PROM, 1e8, m)]),
+                               gauge("prometheus_tsdb_storage_blocks_bytes", PROM, 2e9 * v, m)]),
         A("AlertmanagerNotificationsFailing", "scalemart-monitoring", s.NOTIFICATION_FAILURES,
           "Alertmanager cannot deliver notifications.",
           "{{{{ $labels.instance }}}} fails to send {{{{ $labels.integration }}}} notifications "

@@ -191,10 +191,10 @@ REDIS_MEMORY = Signal("redis_memory", "Redis used memory against its maxmemory, 
                       lambda sc: f"max by (env, instance) ({sc.sel('redis_memory_used_bytes')})\n"
                                  f"/ max by (env, instance) ({sc.sel('redis_memory_max_bytes')} > 0)",
                       "datastores.redis_memory_ratio")
+# Blocks only: Debian's Prometheus 2.42 exports no WAL size, and the WAL stays a few segments.
 TSDB_RETENTION = Signal(
-    "tsdb_retention", "Prometheus' TSDB (blocks and WAL) against its size-based retention, per instance",
-    lambda sc: f"sum by (env, instance) ({sc.sel('prometheus_tsdb_storage_blocks_bytes')}"
-               f" + {sc.sel('prometheus_tsdb_wal_storage_size_bytes')})\n"
+    "tsdb_retention", "Prometheus' persisted TSDB blocks against its size-based retention, per instance",
+    lambda sc: f"max by (env, instance) ({sc.sel('prometheus_tsdb_storage_blocks_bytes')})\n"
                f"/ max by (env, instance) ({sc.sel('prometheus_tsdb_retention_limit_bytes')} > 0)",
     "monitoring.tsdb_retention_ratio")
 OPEN_CONNECTIONS = Signal("open_connections", "open MongoDB (FerretDB) client connections, per instance",

@@ -5,9 +5,11 @@ here (the project does not build one): the panels are checked on the Prometheus 
 
 Runs on loopback: redis-server, FerretDB (its own metrics on --debug-addr, scraped as job `ferretdb`
 at /debug/metrics, as the prometheus role does), `scalemart serve` (2 uvicorn workers) and
-`scalemart worker`, nginx in front of the app, the Debian node/redis/nginx exporters, Percona's
-mongodb_exporter (.tools/bin, built by `make bootstrap`), Alertmanager and Prometheus (1 s scrapes,
-the generated rules loaded). Traffic exercises every metric family first. Names that cannot be
+`scalemart worker`, nginx in front of the app (logging in the loadbalancer role's format), the Debian
+node/redis/nginx exporters, mtail with the exporters role's program over nginx's log, the blackbox exporter
+probing the shop through nginx as the prometheus role's `blackbox` job does, the host-limits textfile of
+the exporters role, Percona's mongodb_exporter (.tools/bin, built by `make bootstrap`), Alertmanager and
+Prometheus (1 s scrapes, size-based retention, the generated rules and SLO records loaded). Traffic exercises every metric family first. Names that cannot be
 produced here would be listed in alert_rules.coverage.ENVIRONMENT_ONLY with the reason; none are.
 """
 
@@ -15,8 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,7 +69,15 @@ class Stack:
     started: float
 
 
+EXPORTERS_FILES = ROOT / "roles" / "exporters" / "files"
+LB_LOG_FORMAT = re.compile(r"^\s*log_format upstream .*?;$", re.S | re.M)
+
+
 def _nginx_conf(workdir: Path, listen: int, status: int, app: int) -> Path:
+    """nginx in front of the app, logging each answer in the loadbalancer role's own format (mtail reads it)."""
+    role_conf = (ROOT / "roles" / "loadbalancer" / "templates" / "nginx.conf.j2").read_text()
+    log_format = LB_LOG_FORMAT.search(role_conf)
+    assert log_format, "roles/loadbalancer/templates/nginx.conf.j2 has no `log_format upstream`"
     conf = workdir / "nginx.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -71,7 +85,8 @@ pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log warn;
 events {{ worker_connections 64; }}
 http {{
-  access_log off;
+  {log_format.group(0).strip()}
+  access_log {workdir}/access.log upstream;
   client_body_temp_path {workdir}/nginx-body;
   proxy_temp_path {workdir}/nginx-proxy;
   fastcgi_temp_path {workdir}/nginx-fcgi;
@@ -92,9 +107,33 @@ MONGODB_EXPORTER_FLAGS = ["--compatible-mode", "--mongodb.direct-connect", "--co
 
 # Targets whose metrics are not at /metrics (job name: path)
 METRICS_PATHS = {"ferretdb": "/debug/metrics"}
+# The probes come from a client address of their own (nginx here passes X-Forwarded-For on, and the app
+# trusts it from loopback): _traffic's burst leaves 127.0.0.1 rate-limited, as no prober is on dev.
+BLACKBOX_CONFIG = {"modules": {"http_2xx": {"prober": "http", "timeout": "5s",
+                                            "http": {"method": "GET", "headers": {"X-Forwarded-For": "192.0.2.30"}}},
+                               "tcp_connect": {"prober": "tcp", "timeout": "5s"}}}
 
 
-def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port: int, rules: Path) -> Path:
+def _blackbox_job(exporter: int, shop: int, tcp: int) -> dict[str, Any]:
+    """The prometheus role's `blackbox` job: each target group names its probe and module; the exporter
+    probes `__param_target`, which becomes the instance."""
+    groups = [(f"http://127.0.0.1:{shop}/health/ready", "shop-ready", "http_2xx"),
+              (f"http://127.0.0.1:{shop}/api/products", "shop-product", "http_2xx"),
+              (f"127.0.0.1:{tcp}", "tcp", "tcp_connect")]
+    return {
+        "job_name": "blackbox", "metrics_path": "/probe",
+        "static_configs": [{"targets": [target], "labels": {"env": "test", "probe": probe, "__param_module": module}}
+                           for target, probe, module in groups],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter}"},
+        ],
+    }
+
+
+def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port: int, rules: Path,
+                     extra_jobs: list[dict[str, Any]]) -> Path:
     conf: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules / "*.yml")],
@@ -104,7 +143,7 @@ def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port:
             {"job_name": job, "metrics_path": METRICS_PATHS.get(job, "/metrics"),
              "static_configs": [{"targets": [f"127.0.0.1:{p}"], "labels": {"env": "test"}}]}
             for job, p in {"prometheus": port, **targets}.items()
-        ],
+        ] + extra_jobs,
     }
     for job in conf["scrape_configs"]:
         if job["job_name"] == "mongodb":
@@ -177,7 +216,7 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     if not mongodb_exporter.exists():
         pytest.fail(f"{mongodb_exporter} is missing: run `make bootstrap` (builds Percona's mongodb_exporter)")
     ports = {k: free_port() for k in ("redis", "mongo", "ferretdb_debug", "app", "worker", "node", "redis_exp",
-                                      "mongo_exp", "nginx", "stub", "nginx_exp", "prom")}
+                                      "mongo_exp", "nginx", "stub", "nginx_exp", "mtail", "blackbox", "prom")}
 
     def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> Proc:
         p = Proc(name, argv, work, env)
@@ -187,7 +226,8 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
 
     (work / "redis").mkdir()
     start("redis", [binary("redis-server", "redis-server"), "--port", str(ports["redis"]), "--bind", "127.0.0.1",
-                    "--dir", str(work / "redis"), "--save", "", "--daemonize", "no"], ports["redis"])
+                    "--dir", str(work / "redis"), "--save", "", "--daemonize", "no", "--maxmemory", "64mb",
+                    "--maxmemory-policy", "noeviction"], ports["redis"])
     (work / "ferretdb").mkdir()
     start("ferretdb", [str(ferretdb), "--handler=sqlite", f"--sqlite-url=file:{work / 'ferretdb'}/",
                        f"--state-dir={work / 'ferretdb'}", f"--listen-addr=127.0.0.1:{ports['mongo']}",
@@ -212,9 +252,23 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     conf = _nginx_conf(work, ports["nginx"], ports["stub"], ports["app"])
     start("nginx", [binary("nginx", "nginx-light"), "-p", str(work), "-c", str(conf), "-g", "daemon off;"],
           ports["nginx"])
+    mtail_progs = work / "mtail"
+    mtail_progs.mkdir()
+    shutil.copy(EXPORTERS_FILES / "scalemart_lb.mtail", mtail_progs)
+    start("mtail", [binary("mtail", "mtail"), "--progs", str(mtail_progs), "--logs", str(work / "access.log"),
+                    "--address", "127.0.0.1", "--port", str(ports["mtail"]), "--emit_prog_label=false",
+                    "--logtostderr"], ports["mtail"])
+    (work / "blackbox.yml").write_text(yaml.safe_dump(BLACKBOX_CONFIG))
+    start("blackbox-exporter", [binary("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"),
+                                f"--config.file={work / 'blackbox.yml'}",
+                                f"--web.listen-address=127.0.0.1:{ports['blackbox']}"], ports["blackbox"])
     textfiles = work / "textfile"
     textfiles.mkdir()
     _backup_textfile(textfiles)
+    # The exporters role's script, as its timer runs it on every host (here: this machine's own limits).
+    limits = subprocess.run([sys.executable, str(EXPORTERS_FILES / "scalemart-host-limits"), "--output",
+                             str(textfiles / "scalemart_host.prom")], capture_output=True, text=True, timeout=30)
+    assert limits.returncode == 0, limits.stdout + limits.stderr
     start("node-exporter", [binary("prometheus-node-exporter", "prometheus-node-exporter"),
                             f"--collector.textfile.directory={textfiles}",
                             f"--web.listen-address=127.0.0.1:{ports['node']}"], ports["node"])
@@ -236,18 +290,19 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     build(work / "alerting")
     targets = {"alertmanager": am.port, "scalemart-app": ports["app"], "scalemart-worker": ports["worker"],
                "node": ports["node"], "redis": ports["redis_exp"], "mongodb": ports["mongo_exp"],
-               "ferretdb": ports["ferretdb_debug"], "nginx": ports["nginx_exp"]}
-    prom_conf = _prometheus_conf(work, ports["prom"], targets, am.port, work / "alerting" / "rules")
+               "ferretdb": ports["ferretdb_debug"], "nginx": ports["nginx_exp"], "lb-log": ports["mtail"]}
+    probes = _blackbox_job(ports["blackbox"], ports["nginx"], ports["redis"])
+    prom_conf = _prometheus_conf(work, ports["prom"], targets, am.port, work / "alerting" / "rules", [probes])
     (work / "tsdb").mkdir()
     prom = start("prometheus", [binary("prometheus", "prometheus"), f"--config.file={prom_conf}",
-                                f"--storage.tsdb.path={work / 'tsdb'}",
+                                f"--storage.tsdb.path={work / 'tsdb'}", "--storage.tsdb.retention.size=1GB",
                                 f"--web.listen-address=127.0.0.1:{ports['prom']}"], ports["prom"])
     url = f"http://127.0.0.1:{ports['prom']}"
     wait_http(f"{url}/-/ready", proc=prom.proc, log=prom.log)
     started = time.time()
 
     _traffic(f"http://127.0.0.1:{ports['nginx']}", f"http://127.0.0.1:{ports['app']}")
-    _wait_scraped(url, len(targets) + 1)
+    _wait_scraped(url, len(targets) + 1 + len(probes["static_configs"]))
     # Series born during the first round start at their final value, so rate() over them is 0 and
     # ratios are 0/0. A second round after they are scraped gives every rate something to show.
     _second_round(f"http://127.0.0.1:{ports['nginx']}")
@@ -476,3 +531,20 @@ def test_perses_refuses_anonymous_requests_and_a_wrong_password(stack: Stack) ->
     assert r.status_code == 401, r.text[:200]
     r = httpx.post(f"{stack.perses}{perses_client.LOGIN}", json={"login": "admin", "password": "admin"}, timeout=10)
     assert r.status_code in (400, 401), r.text[:200]
+
+
+def test_the_slo_inputs_come_from_the_balancer_log_and_the_probes(stack: Stack) -> None:
+    """mtail counts nginx's answers by code (the 404 of a missing product and the 429s included), every probe
+    succeeds, and the availability SLI computes from them."""
+    codes = {r["metric"]["code"]: float(r["value"][1]) for r in _query(stack.prometheus, "scalemart_lb_responses_total")}
+    assert codes.get("200", 0) > 0 and codes.get("404", 0) >= 1, codes
+    probes = {(r["metric"]["probe"], r["value"][1]) for r in _query(stack.prometheus, "probe_success")}
+    assert probes == {("shop-ready", "1"), ("shop-product", "1"), ("tcp", "1")}, probes
+    sli = _query(stack.prometheus, 'slo:sli_error:ratio_rate5m{slo="availability"}')
+    assert [r["value"][1] for r in sli] == ["0"], f"no 5xx and no failed probe, yet the error ratio is {sli}"
+
+
+def test_the_host_limits_textfile_is_scraped(stack: Stack) -> None:
+    limit = _query(stack.prometheus, "scalemart_host_memory_limit_bytes")
+    used = _query(stack.prometheus, "scalemart_host_memory_working_set_bytes")
+    assert len(limit) == len(used) == 1 and 0 < float(used[0]["value"][1]) < float(limit[0]["value"][1]), (limit, used)
