@@ -9,8 +9,8 @@ at /debug/metrics, as the prometheus role does), `scalemart serve` (2 uvicorn wo
 node/redis/nginx exporters, mtail with the exporters role's program over nginx's log, the blackbox exporter
 probing the shop through nginx as the prometheus role's `blackbox` job does, the host-limits textfile of
 the exporters role, Percona's mongodb_exporter (.tools/bin, built by `make bootstrap`), Alertmanager and
-Prometheus (1 s scrapes, size-based retention, the generated rules and SLO records loaded). Traffic exercises every metric family first. Names that cannot be
-produced here would be listed in alert_rules.coverage.ENVIRONMENT_ONLY with the reason; none are.
+Prometheus (1 s scrapes, size-based retention, the generated rules and SLO records loaded). Traffic
+exercises every metric family first. Names that cannot be produced here would be listed in alert_rules.coverage.ENVIRONMENT_ONLY with the reason; none are.
 """
 
 from __future__ import annotations
@@ -536,7 +536,8 @@ def test_perses_refuses_anonymous_requests_and_a_wrong_password(stack: Stack) ->
 def test_the_slo_inputs_come_from_the_balancer_log_and_the_probes(stack: Stack) -> None:
     """mtail counts nginx's answers by code (the 404 of a missing product and the 429s included), every probe
     succeeds, and the availability SLI computes from them."""
-    codes = {r["metric"]["code"]: float(r["value"][1]) for r in _query(stack.prometheus, "scalemart_lb_responses_total")}
+    answers = _query(stack.prometheus, "scalemart_lb_responses_total")
+    codes = {r["metric"]["code"]: float(r["value"][1]) for r in answers}
     assert codes.get("200", 0) > 0 and codes.get("404", 0) >= 1, codes
     probes = {(r["metric"]["probe"], r["value"][1]) for r in _query(stack.prometheus, "probe_success")}
     assert probes == {("shop-ready", "1"), ("shop-product", "1"), ("tcp", "1")}, probes
