@@ -10,7 +10,8 @@ node/redis/nginx exporters, mtail with the exporters role's program over nginx's
 probing the shop through nginx as the prometheus role's `blackbox` job does, the host-limits textfile of
 the exporters role, Percona's mongodb_exporter (.tools/bin, built by `make bootstrap`), Alertmanager and
 Prometheus (1 s scrapes, size-based retention, the generated rules and SLO records loaded). Traffic
-exercises every metric family first. Names that cannot be produced here would be listed in alert_rules.coverage.ENVIRONMENT_ONLY with the reason; none are.
+exercises every metric family first. Names that cannot be produced here would be listed in
+alert_rules.coverage.ENVIRONMENT_ONLY with the reason; none are.
 """
 
 from __future__ import annotations
