@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,11 +21,19 @@ import httpx
 import pytest
 
 from alert_rules import thresholds
+from alert_rules.build import TEST_COMPRESS_VAR
+from ops.__main__ import playbook_cmd
 from ops.inventory import Inventory
-from tests.e2e.conftest import ENV_BUILD, Dev, _docker
+from tests.e2e.conftest import ENV, ENV_BUILD, Dev, _docker, _run
+from tests.e2e.test_dev_environment import _mentions, _wait_for
+from tests.e2e.traffic import LightLoad
+from toolchain.common import ROOT, tool_env
 
 HOG_TAG = "scalemart-e2e-memory-hog"
 MEMORY_HOST_GROUP = "worker"
+# Every SLO window divided by 12 for the budget test only: the page's 1h/5m pair becomes 5m/30s.
+COMPRESS = "12"
+BURN_ALERT = "ScaleMartAvailabilityBudgetBurn"
 
 
 def inventory() -> Inventory:
@@ -85,6 +94,71 @@ def memory_hog(dev: Dev) -> Iterator[Hog]:
         yield Hog(container, instance, time.monotonic(), before)
     finally:
         _docker("exec", container, "pkill", "-f", HOG_TAG)
+
+
+def apply_rules(dev: Dev, compress: str) -> None:
+    """Build the rules (compressed by `compress`, or not when empty) and install them on the monitoring
+    hosts with the prometheus role's configure step alone: the rules are the only input that changes."""
+    code, out, took = _run("-m", "ops", "build", ENV, env={TEST_COMPRESS_VAR: compress})
+    assert code == 0, f"the build failed:\n{out[-4000:]}"
+    cmd = [str(c) for c in playbook_cmd(ENV, "site.yml", "--limit", "monitoring", "--tags", "prometheus_configure")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**tool_env(), "SCALEMART_EXTRA_VARS": str(dev.vars_file)})
+    (ENV_BUILD / "logs" / f"e2e-slo-rules-{compress or 'real'}.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, f"installing the rules failed:\n{proc.stdout[-4000:]}"
+    print(f"\nrules {'compressed by ' + compress if compress else 'restored'}: build {took:.0f} s, "
+          f"playbook {proc.stdout.count('changed:')} changed", file=sys.stderr)
+
+
+def wait_rule_loaded(compressed: bool, timeout: float = 120) -> None:
+    """Until Prometheus evaluates the availability SLI over the window the rules were built with."""
+    window = "[30s]" if compressed else "[5m]"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        groups = httpx.get(f"{prometheus()}/api/v1/rules", params={"type": "record"}, timeout=10).json()
+        exprs = [r["query"] for g in groups["data"]["groups"] for r in g["rules"]
+                 if r["name"] == "slo:sli_error:ratio_rate5m" and r["labels"].get("slo") == "availability"]
+        if exprs and window in exprs[0]:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"Prometheus does not evaluate the availability SLI over {window} after {timeout} s")
+
+
+def test_stopping_the_app_burns_the_budget_at_the_page_rate_and_pages(dev: Dev, memory_hog: Hog) -> None:
+    apps = [dev.container("app", i) for i in range(len(inventory().group("app")))]
+    shop = dev.outputs["urls"]["shop"]
+    apply_rules(dev, COMPRESS)
+    try:
+        wait_rule_loaded(compressed=True)
+        with LightLoad(shop) as load:
+            time.sleep(20)  # the SLI's short window sees a healthy shop first
+            assert not by_instance(f'ALERTS{{alertname="{BURN_ALERT}",alertstate="firing"}}'), "burning before"
+            t0 = time.monotonic()
+            for app in apps:
+                assert _docker("exec", app, "systemctl", "stop", "scalemart-app").returncode == 0
+            try:
+                fired = _wait_for(dev, t0, {"email", "webhook", "sms"}, _mentions(BURN_ALERT, "firing"),
+                                  timeout=300)
+            finally:
+                for app in apps:
+                    assert _docker("exec", app, "systemctl", "start", "scalemart-app").returncode == 0
+            t1 = time.monotonic()
+            failed = sum(1 for t, status in load.results if t >= t0 and (status == 0 or status >= 500))
+        assert set(fired) == {"email", "webhook", "sms"}, f"{BURN_ALERT} reached only {sorted(fired)}"
+        firing = _mentions(BURN_ALERT, "firing")
+        hooks = [r.body for r in dev.sinks.inbox.since(t0, "webhook") if firing("webhook", r.body)]
+        alerts = [a for body in hooks for a in body["alerts"] if a["labels"]["alertname"] == BURN_ALERT]
+        assert {a["labels"]["severity"] for a in alerts} == {"critical"}, alerts
+        assert "1h/5m" in {a["labels"].get("window") for a in alerts}, alerts
+        print(f"\n{BURN_ALERT}: app stopped → page {min(fired.values()):.0f} s (email {fired['email']:.0f} s, "
+              f"webhook {fired['webhook']:.0f} s, sms {fired['sms']:.0f} s; windows compressed by {COMPRESS}); "
+              f"{failed} requests failed through the balancer meanwhile", file=sys.stderr)
+        resolved = _wait_for(dev, t1, {"webhook"}, _mentions(BURN_ALERT, "resolved"), timeout=420)
+        assert "webhook" in resolved, f"no resolved {BURN_ALERT} after the app came back"
+        print(f"{BURN_ALERT}: app back → resolved {resolved['webhook']:.0f} s", file=sys.stderr)
+    finally:
+        apply_rules(dev, "")
+        wait_rule_loaded(compressed=False)
 
 
 def test_memory_alert_fires_for_the_filled_host_and_no_other(memory_hog: Hog) -> None:
