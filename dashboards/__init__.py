@@ -16,9 +16,9 @@ from typing import Any
 from grafanalib._gen import DashboardEncoder
 
 from alert_rules import thresholds as thresholds_mod
-from dashboards import alerts_security, api_performance, business, infrastructure, overview, perses
+from dashboards import alerts_security, api_performance, business, infrastructure, overview, perses, slo
 
-MODULES = (overview, api_performance, infrastructure, business, alerts_security)
+MODULES = (overview, api_performance, infrastructure, business, alerts_security, slo)
 
 
 def render_all(thresholds_path: str | Path | None = None) -> dict[str, dict[str, Any]]:

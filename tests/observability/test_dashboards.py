@@ -14,7 +14,8 @@ from alert_rules.coverage import metric_names
 from dashboards import panel_expressions, render_all
 from tests.observability.conftest import PYTHON, ROOT
 
-TITLES = {"ScaleMart Overview", "API Performance", "Infrastructure Health", "Business Metrics", "Alerts & Security"}
+TITLES = {"ScaleMart Overview", "API Performance", "Infrastructure Health", "Business Metrics", "Alerts & Security",
+          "Error budget"}
 
 
 def panel(data: dict, title: str) -> dict:
@@ -32,10 +33,10 @@ def test_make_dashboards_cli_writes_one_json_per_dashboard(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     files = sorted(tmp_path.glob("*.json"))
-    assert len(files) == 5
+    assert len(files) == len(TITLES)
     loaded = [json.loads(f.read_text()) for f in files]
     assert {d["title"] for d in loaded} == TITLES
-    assert len({d["uid"] for d in loaded}) == 5
+    assert len({d["uid"] for d in loaded}) == len(TITLES)
 
 
 def test_every_dashboard_has_datasource_and_env_variables() -> None:
