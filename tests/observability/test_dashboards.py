@@ -1,4 +1,4 @@
-"""Dashboards as code: five dashboards, datasource and env variables, threshold lines from the thresholds file."""
+"""Dashboards as code: six dashboards, datasource and env variables, threshold lines from the thresholds file."""
 
 from __future__ import annotations
 
