@@ -77,8 +77,15 @@ def test_balancer_answers_are_counted_by_status(environment: Environment) -> Non
 
 
 def test_every_host_reports_its_own_limits(environment: Environment) -> None:
-    limits = {r["metric"]["instance"].split(":")[0]: float(r["value"][1])
-              for r in _query(environment, 'scalemart_host_memory_limit_bytes{job="node"}')}
+    # A host that just joined (a scale-out) is scraped within a scrape interval of its timer's first run.
+    addresses = {environment.hostvars(h)["private_address"] for h in environment.group("all")}
+    deadline = time.monotonic() + 60
+    while True:
+        limits = {r["metric"]["instance"].split(":")[0]: float(r["value"][1])
+                  for r in _query(environment, 'scalemart_host_memory_limit_bytes{job="node"}')}
+        if all(limits.get(a, 0) > 0 for a in addresses) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     for host in environment.group("all"):
         address = environment.hostvars(host)["private_address"]
         assert limits.get(address, 0) > 0, f"{host} ({address}) has no scalemart_host_memory_limit_bytes: {limits}"
