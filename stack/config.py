@@ -53,6 +53,7 @@ PUBLISHABLE = {"lb": ("lb", "lb"), "perses": ("monitoring", "perses"),
                "prometheus": ("monitoring", "prometheus"), "alertmanager": ("monitoring", "alertmanager")}
 REQUIRED_PUBLISHED = ("lb", "perses")
 APP_KEYS = ("sentryTracesSampleRate", "logLevel", "rateLimitRequests")
+LB_KEYS = ("rateLimitPerSecond", "rateLimitBurst")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 MEMORY_RE = re.compile(r"^(\d+)([kmg])$")
@@ -107,6 +108,7 @@ class StackConfig:
     published: tuple[Published, ...]
     ports: Mapping[str, int]
     app_settings: Mapping[str, Any]
+    lb_settings: Mapping[str, Any]
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -158,6 +160,6 @@ def validate(stack: str, raw: Mapping[str, Any], image: str,
     return StackConfig(
         environment=cfg.environment, stack=stack, name_prefix=prefix, image=cfg.image, subnet=str(net),
         gateway=str(net.network_address + 1), hosts=tuple(hosts), published=tuple(published), ports=cfg.ports,
-        app_settings=cfg.app.model_dump(),
+        app_settings=cfg.app.model_dump(), lb_settings=cfg.lb.model_dump(),
         labels={"scalemart.env": cfg.environment, "scalemart.stack": stack, "scalemart.prefix": prefix},
     )

@@ -41,6 +41,8 @@ def build(cfg: StackConfig, hosts: Mapping[str, Mapping[str, Any]]) -> dict[str,
             "scalemart_sentry_traces_sample_rate": cfg.app_settings["sentry_traces_sample_rate"],
             "scalemart_log_level": cfg.app_settings["log_level"],
             "scalemart_rate_limit_requests": cfg.app_settings["rate_limit_requests"],
+            "scalemart_lb_rate_limit_per_second": cfg.lb_settings["rate_limit_per_second"],
+            "scalemart_lb_rate_limit_burst": cfg.lb_settings["rate_limit_burst"],
         },
         "children": children,
     }}

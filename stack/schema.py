@@ -28,6 +28,7 @@ from stack.config import (
     DEFAULT_PORTS,
     ENVIRONMENTS,
     IMAGE_RE,
+    LB_KEYS,
     LOG_LEVELS,
     MEMORY_RE,
     MIN_COUNTS,
@@ -180,6 +181,21 @@ LogLevel = Annotated[str, BeforeValidator(_log_level)]
 RateLimit = Annotated[int, BeforeValidator(_rate_limit)]
 
 
+def _whole(fix: str) -> BeforeValidator:
+    """A whole number of 0 or more (the balancer's rate and burst, as rateLimitRequests)."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _Invalid(f"{value!r} is not a whole number of 0 or more", fix)
+        return value
+
+    return BeforeValidator(check)
+
+
+LbRate = Annotated[int, _whole("write requests per second per client address, e.g. 50 (0 turns the limit off)")]
+LbBurst = Annotated[int, _whole("write the requests a client address may send at once above the rate, e.g. 200")]
+
+
 class _HostEntry(_Section):
     """One entry of scalemart:hosts; it does not know its role, so its fixes say `{key}`."""
 
@@ -199,6 +215,17 @@ class _App(_Section):
     sentry_traces_sample_rate: Fraction = Field(default=0.0, alias="sentryTracesSampleRate")
     log_level: LogLevel = Field(default="info", alias="logLevel")
     rate_limit_requests: RateLimit = Field(default=100, alias="rateLimitRequests")
+
+
+class _Lb(_Section):
+    """The load balancer's per-client limit (roles/loadbalancer: nginx limit_req)."""
+
+    NOT_MAPPING = "write rateLimitPerSecond and rateLimitBurst entries"
+    UNKNOWN = ("is not a known key", f"use {', '.join(LB_KEYS)}")
+    NULL_IS_ABSENT = False
+
+    rate_limit_per_second: LbRate = Field(default=50, alias="rateLimitPerSecond")
+    rate_limit_burst: LbBurst = Field(default=200, alias="rateLimitBurst")
 
 
 def _context(info: ValidationInfo, name: str) -> Any:
@@ -222,6 +249,7 @@ class Stack(_Section):
     ports: dict[str, Port] = Field(default_factory=lambda: dict(DEFAULT_PORTS))
     publish: dict[str, Bind]
     app: _App = _App()
+    lb: _Lb = _Lb()
 
     @field_validator("environment", mode="before")
     @classmethod

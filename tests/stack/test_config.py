@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -56,6 +57,22 @@ def test_negative_rate_limit_names_the_key() -> None:
     raw = raw_config("dev")
     raw["app"] = {**raw.get("app", {}), "rateLimitRequests": -1}
     with pytest.raises(sc.ConfigError, match=r"app\.rateLimitRequests"):
+        validate(raw, "dev")
+
+
+@pytest.mark.parametrize(("env", "rate"), [("dev", 0), ("staging", 0), ("production", 50)])
+def test_the_balancer_limit_is_off_where_load_tests_run(env: str, rate: int) -> None:
+    # dev and staging take `make load` from one address; production keeps the schema's default.
+    assert validate(raw_config(env), env).lb_settings == {"rate_limit_per_second": rate, "rate_limit_burst": 200}
+
+
+@pytest.mark.parametrize(("value", "key"), [({"rateLimitPerSecond": -1}, "lb.rateLimitPerSecond"),
+                                            ({"rateLimitBurst": "lots"}, "lb.rateLimitBurst"),
+                                            ({"rateLimit": 5}, "lb.rateLimit")])
+def test_a_bad_balancer_limit_names_the_key(value: dict, key: str) -> None:
+    raw = raw_config("dev")
+    raw["lb"] = value
+    with pytest.raises(sc.ConfigError, match=re.escape(f"scalemart:{key}:")):
         validate(raw, "dev")
 
 

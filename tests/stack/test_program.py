@@ -240,6 +240,7 @@ def test_inventory_has_the_groups_hostvars_and_environment_vars(runs: dict[str, 
     assert v["scalemart_environment"] == "staging"
     assert v["scalemart_ports"]["app"] == 8000
     assert v["scalemart_sentry_traces_sample_rate"] == 0.5 and v["scalemart_log_level"] == "debug"
+    assert v["scalemart_lb_rate_limit_per_second"] == 0 and v["scalemart_lb_rate_limit_burst"] == 200
     assert v["scalemart_published"]["lb"]["url"] == "http://127.0.0.1:8180/"
 
 

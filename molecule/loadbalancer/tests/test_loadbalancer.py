@@ -1,4 +1,6 @@
-"""The loadbalancer role: nginx proxies to a stub upstream, routes around a dead one, serves stub_status."""
+"""The loadbalancer role: nginx proxies to a stub upstream, routes around a dead one, serves stub_status,
+turns a burst away with 429 and a denied network with 403 (converge.yml: 2/s, burst 10, 127.0.0.64/26 denied,
+127.0.0.9 the monitoring host)."""
 
 from scalemart_testinfra import (
     assert_active,
@@ -9,6 +11,21 @@ from scalemart_testinfra import (
     journal_on_failure,
     private_address,
 )
+
+# GETs from one source address on one keep-alive connection; prints the statuses.
+_FROM = (
+    "import http.client,sys\n"
+    "c=http.client.HTTPConnection('127.0.0.1',80,timeout=5,source_address=(sys.argv[1],0))\n"
+    "out=[]\n"
+    "for _ in range(int(sys.argv[2])):\n c.request('GET','/'); r=c.getresponse(); r.read(); out.append(r.status)\n"
+    "print(*out)\n"
+)
+
+
+def statuses(host, source: str, count: int) -> list[int]:
+    out = host.run("python3 -c %s %s %s", _FROM, source, str(count))
+    assert out.rc == 0, out.stderr
+    return [int(code) for code in out.stdout.split()]
 
 
 def test_nginx_is_active(host):
@@ -51,3 +68,27 @@ def test_broken_config_left_the_installed_one_in_place(host):
     # side_effect.yml tried to install an upstream named "bad host name".
     assert "bad host name" not in host.file("/etc/nginx/nginx.conf").content_string
     assert host.run("nginx -t").rc == 0
+
+
+def test_a_burst_past_the_limit_gets_429(host):
+    codes = statuses(host, "127.0.0.4", 30)
+    with journal_on_failure(host, "nginx"):
+        assert codes[:11] == [200] * 11 and 429 in codes, codes
+
+
+def test_the_monitoring_host_is_never_rate_limited(host):
+    codes = statuses(host, "127.0.0.9", 30)
+    with journal_on_failure(host, "nginx"):
+        assert codes == [200] * 30, codes
+
+
+def test_a_denied_address_gets_403_and_its_neighbour_200(host):
+    with journal_on_failure(host, "nginx"):
+        assert statuses(host, "127.0.0.66", 1) == [403]
+        assert statuses(host, "127.0.0.130", 1) == [200]
+
+
+def test_a_bad_deny_entry_left_the_installed_config_in_place(host):
+    # side_effect.yml tried loadbalancer_deny_cidrs with 10.0.0.300/32; the preflight stopped it.
+    content = host.file("/etc/nginx/nginx.conf").content_string
+    assert "10.0.0.300" not in content and "deny 127.0.0.64/26;" in content
