@@ -106,7 +106,8 @@ def items(thresholds_path: str | Path | None = None) -> list[Item]:
         for group in content["groups"]:
             for rule in group["rules"]:
                 if "record" in rule:
-                    out.append(Item(f"record '{rule['record']}' ({rule['labels'].get('slo', '')})", rule["expr"],
+                    slo = rule.get("labels", {}).get("slo")  # the SLO records carry theirs; the analytics ones none
+                    out.append(Item(f"record '{rule['record']}'" + (f" ({slo})" if slo else ""), rule["expr"],
                                     False))
                 else:
                     out.append(Item(f"rule '{rule['alert']}' ({rule['labels']['severity']})", rule["expr"], False))

@@ -34,6 +34,7 @@ AM = {**ENV, "job": "alertmanager", "instance": "monitoring-1:9093"}
 BACKUP = {**ENV, "job": "node", "instance": "data-1:9100", "kind": "mongodb"}
 DATA_NODE = {**ENV, "job": "node", "instance": "data-1:9100"}
 VOLUME = {**DATA_NODE, "device": "/dev/vda1", "fstype": "ext4", "mountpoint": "/var/lib/ferretdb"}
+LB = {**ENV, "job": "lb-log", "instance": "lb-1:3903"}
 PROBE = {**ENV, "job": "blackbox", "probe": "shop-ready", "instance": "http://lb-1:80/health/ready"}
 DISK_SIZE = 100e9
 
@@ -384,6 +385,13 @@ def alerts() -> list[Alert]:
           "(threshold {threshold}/min).",
           fmt="rate", labels={"env": "test"},
           series=lambda v, m: [counter("scalemart_rate_limited_total", APP, v, m)]),
+        A("ScaleMartBalancerRateLimited", "scalemart-security", s.BALANCER_RATE_LIMITED,
+          "The load balancer is turning clients away with 429.",
+          "{value} requests per minute got 429 from the load balancer's per-address limit in {{{{ $labels.env }}}} "
+          "over 5m (threshold {threshold}/min).",
+          fmt="rate", labels={"env": "test"},
+          series=lambda v, m: [counter(s.LB_RESPONSES, {**LB, "code": "200"}, 600, m),
+                               counter(s.LB_RESPONSES, {**LB, "code": "429"}, v, m)]),
     ]
 
 
@@ -448,9 +456,9 @@ def rule_groups(t: Thresholds, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
     for alert in alerts():
         groups.setdefault(alert.group, []).extend(rule_entries(alert, t[alert.key], runbook_base))
     out = {name: {"groups": [{"name": name, "rules": rules}]} for name, rules in sorted(groups.items())}
-    from alert_rules import slo  # slo builds on this module
+    from alert_rules import records, slo  # slo builds on this module
 
-    return {**out, slo.GROUP: slo.rule_group(t, runbook_base)}
+    return {**out, slo.GROUP: slo.rule_group(t, runbook_base), records.GROUP: records.rule_group()}
 
 
 def alert_names() -> list[str]:

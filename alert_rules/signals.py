@@ -28,6 +28,9 @@ HTTP_REQUESTS = "scalemart_http_requests_total"
 HTTP_DURATION_BUCKET = "scalemart_http_request_duration_seconds_bucket"
 CACHE_HITS, CACHE_MISSES = "scalemart_cache_hits_total", "scalemart_cache_misses_total"
 NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
+# every answer nginx gave, by status `code`: mtail over the balancer's access log (roles/exporters, job `lb-log`)
+LB_RESPONSES = "scalemart_lb_responses_total"
+RATE_LIMITED_CODE = 'code="429"'
 SERVER_ERROR = 'status=~"5.."'
 IDLE = 'mode="idle"'
 # Mounts with space of their own: not memory-backed ones, not a container's overlay root, and not the
@@ -220,6 +223,18 @@ RATE_LIMITED = Signal("rate_limited", "requests the rate limiter rejected per mi
                       lambda sc: sc.per_minute("scalemart_rate_limited_total", by="env"),
                       "security.rate_limited_per_minute")
 
+
+def _balancer_rate_limited(sc: Scope) -> str:
+    # nginx's own refusals (limit_req, per client address), before the app sees the request; 0 rather than
+    # nothing while no client has been turned away yet (mtail has no code="429" series until the first one)
+    limited, answered = sc.sum_rate(LB_RESPONSES, RATE_LIMITED_CODE, by="env"), sc.sum_rate(LB_RESPONSES, by="env")
+    return f"({limited}\n or {answered} * 0) * 60"
+
+
+BALANCER_RATE_LIMITED = Signal("balancer_rate_limited",
+                               "requests the load balancer turned away with 429 per minute, per environment",
+                               _balancer_rate_limited, "security.balancer_rate_limited_per_minute")
+
 # ----- state signals: their alerts compare them with a constant (`== 0`, `> 0`) -----
 
 TARGET_UP = Signal("target_up", "1 while Prometheus scrapes a target, 0 when it cannot", lambda sc: sc.sel("up"))
@@ -247,7 +262,7 @@ SOLD_OUT = Signal("sold_out", "units left of each product, 0 once sold out",
 SIGNALS: tuple[Signal, ...] = (
     ERROR_RATIO, LATENCY_P95, LATENCY_P99, ACTIVE_USERS, CPU_USAGE, MEMORY_USAGE, DISK_USED, REDIS_MEMORY,
     TSDB_RETENTION, OPEN_CONNECTIONS, CACHE_HIT_RATIO, QUEUE_LENGTH, HEARTBEAT_AGE, STOCK_LEFT, BACKUP_AGE,
-    LOGIN_FAILURES, RATE_LIMITED, TARGET_UP, REDIS_UP, MONGODB_UP, RULE_EVALUATION_FAILURES,
+    LOGIN_FAILURES, RATE_LIMITED, BALANCER_RATE_LIMITED, TARGET_UP, REDIS_UP, MONGODB_UP, RULE_EVALUATION_FAILURES,
     PROMETHEUS_CONFIG_LOADED, ALERTMANAGER_CONFIG_LOADED, NOTIFICATION_FAILURES, DISK_FILLING, PROBE_SUCCESS,
     SOLD_OUT,
 )

@@ -18,14 +18,13 @@ from fractions import Fraction
 from typing import Any
 
 from alert_rules.rules import humanize_percentage
-from alert_rules.signals import HTTP_DURATION_BUCKET, Scope, number
+from alert_rules.signals import HTTP_DURATION_BUCKET, LB_RESPONSES, Scope, number
 from alert_rules.thresholds import EVALUATION_INTERVAL, Objective, Slos, Thresholds, duration_seconds
 
 GROUP = "scalemart-slo"
 RECORD = "slo:sli_error:ratio_rate{window}"
 # Contract with the exporters (roles/exporters): mtail on the lb hosts (job `lb-log`) counts every answer nginx
-# gave, by status code; the blackbox exporter probes the shop through the balancer.
-LB_RESPONSES = "scalemart_lb_responses_total"
+# gave, by status code (signals.LB_RESPONSES); the blackbox exporter probes the shop through the balancer.
 SERVER_ERROR_CODE = 'code=~"5.."'
 PROBE_SUCCESS = "probe_success"
 BLACKBOX = 'job="blackbox"'

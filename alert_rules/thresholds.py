@@ -91,6 +91,7 @@ SCHEMA: dict[str, Spec] = {
     "monitoring.tsdb_retention_ratio": Spec(("warning", "critical"), ratio=True),
     "security.login_failures_per_minute": Spec(("warning",)),
     "security.rate_limited_per_minute": Spec(("info",)),
+    "security.balancer_rate_limited_per_minute": Spec(("info",)),
     "loadtest.p95_ms": Spec(gate=True),
     "loadtest.error_ratio": Spec(gate=True, ratio=True),
     "loadtest.oversell_units": Spec(gate=True, integer=True),

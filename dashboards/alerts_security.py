@@ -33,6 +33,9 @@ def build(t: Thresholds) -> Dashboard:
     lay.row("Security")
     lay.add(watch("Failed logins per minute", s.LOGIN_FAILURES, t, "short", "failed logins"))
     lay.add(watch("Rate-limited requests per minute", s.RATE_LIMITED, t, "short", "rejected"))
+    lay.add(watch("Turned away by the balancer per minute", s.BALANCER_RATE_LIMITED, t, "short", "429 at the balancer",
+                  description="nginx's per-address limit (limit_req) answering 429 before the app sees the request; "
+                              "ScaleMartBalancerRateLimited fires above the line."))
     lay.add(timeseries("4xx by route", [target(s.http_requests(q, 'status=~"4.."', by="route, status"),
                                                "{{route}} {{status}}")], "reqps"))
     return dashboard(TITLE, UID, lay, "Firing alerts, health of the alerting pipeline, failed logins and abuse.",

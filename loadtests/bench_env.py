@@ -2,8 +2,9 @@
 
     python -m loadtests.bench_env --env dev [--seconds 10] [--connections 50,200,1000] [--threads 2]
 
-Drives three targets at each connection count: POST /api/buy (every request a new user and
-idempotency key, so each one is a real sale through balancer, app, Redis and the worker), a product
+Drives three targets at each connection count: POST /api/buy (every request a new idempotency key from
+the next of 2,000 buyers, each with its own buyer token, so each one is a real sale through balancer, app
+(the token verified), Redis and the worker), a product
 read, and GET /health/live (the trivial baseline). For each run it prints req/s, p50/p95/p99,
 non-2xx answers and socket errors, and the CPU of every host container (its cgroup's cumulative
 counter, the one the Docker engine's stats API reports, read before and after the run), of wrk
@@ -29,7 +30,7 @@ from typing import Any
 import docker
 import psutil
 
-from loadtests import wrk
+from loadtests import buyers, wrk
 from loadtests.run import Shop, check_answers, target, wait_drained
 from toolchain.common import BUILD
 
@@ -105,12 +106,13 @@ class CpuMeter:
 
 
 def run_one(url: str, tgt: Target, conns: int, seconds: int, threads: int, work: Path, product: str,
-            meter: CpuMeter) -> dict[str, Any]:
+            meter: CpuMeter, buyer_key: str) -> dict[str, Any]:
     buy = product if tgt.buy else None
-    wrk.run(url, tgt.path, min(conns, 50), 2, threads, work, buy)  # warm-up: connections, caches, JIT-free paths
+    # warm-up: connections, caches, JIT-free paths
+    wrk.run(url, tgt.path, min(conns, 50), 2, threads, work, buy, buyer_key)
     t0 = time.monotonic()
     before = meter.read()
-    res = wrk.run(url, tgt.path, conns, seconds, threads, work, buy)
+    res = wrk.run(url, tgt.path, conns, seconds, threads, work, buy, buyer_key)
     after = meter.read()
     wall = time.monotonic() - t0
     cpu = {k: 100 * max(after.get(k, 0.0) - v, 0.0) / wall for k, v in before.items()}
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-env: {exc}", file=sys.stderr)
         return 2
     base, token = target(args.env, None)
+    buyer_key = buyers.key_for(args.env)
     check_answers(args.env, base, None)
     outputs = json.loads((BUILD / args.env / "outputs.json").read_text())
     hosts = {name: h["container"] for name, h in sorted(outputs["hosts"].items())}
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="scalemart-bench-env-") as tmp:
         for conns in levels:
             for tgt in targets(product):
-                row = run_one(base, tgt, conns, args.seconds, args.threads, Path(tmp), product, meter)
+                row = run_one(base, tgt, conns, args.seconds, args.threads, Path(tmp), product, meter, buyer_key)
                 rows.append(row)
                 print(f"  measured {tgt.label} at {conns} connections: {row['rps']:.0f} req/s", file=sys.stderr,
                       flush=True)

@@ -19,12 +19,14 @@ from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
+from loadtests import buyers
 from loadtests.gates import Gates, gate_failures, generator_saturation, parse_think
 
 SCENARIO = os.environ.get("SCALEMART_SCENARIO", "normal")
 PRODUCTS = [p for p in os.environ.get("SCALEMART_PRODUCTS", "").split(",") if p]
 STAMPEDE_PRODUCT = os.environ.get("SCALEMART_STAMPEDE_PRODUCT", "")
 ADMIN_TOKEN = os.environ.get("SCALEMART_ADMIN_TOKEN", "")
+BUYER_KEY = os.environ.get(buyers.KEY_VAR, "")
 GATES = Gates.from_thresholds()
 P95_GATE_MS = GATES.p95_ms
 ERROR_GATE = GATES.error_ratio
@@ -41,9 +43,10 @@ def _popular_product() -> str:
     return random.choices(PRODUCTS, weights=_WEIGHTS, k=1)[0]
 
 
-def _buy(user: FastHttpUser, user_id: str, product: str) -> None:
-    body = {"user_id": user_id, "product_id": product, "quantity": 1, "idempotency_key": uuid.uuid4().hex}
-    with user.client.post("/api/buy", json=body, name="/api/buy", catch_response=True) as resp:
+def _buy(user: _ShopUser, product: str) -> None:
+    body = {"product_id": product, "quantity": 1, "idempotency_key": uuid.uuid4().hex}
+    with user.client.post("/api/buy", json=body, name="/api/buy", headers=user.buyer,
+                          catch_response=True) as resp:
         if resp.status_code in (200, 201) or resp.status_code in EXPECTED_REFUSALS:
             resp.success()
         else:
@@ -57,6 +60,11 @@ class _ShopUser(FastHttpUser):
     concurrency = 1
     network_timeout = 30.0
     connection_timeout = 10.0
+    buyer: dict[str, str]  # the Authorization header of this buyer's own token
+
+    def as_buyer(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.buyer = buyers.header(BUYER_KEY, user_id)  # as the shop's login hands one to each buyer
 
 
 class Shopper(_ShopUser):
@@ -65,7 +73,7 @@ class Shopper(_ShopUser):
     wait_time = between(*THINK)
 
     def on_start(self) -> None:
-        self.user_id = f"load-{uuid.uuid4().hex[:12]}"
+        self.as_buyer(f"load-{uuid.uuid4().hex[:12]}")
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     @task(30)
@@ -77,11 +85,11 @@ class Shopper(_ShopUser):
 
     @task(50)
     def buy(self) -> None:
-        _buy(self, self.user_id, _popular_product())
+        _buy(self, _popular_product())
 
     @task(10)
     def my_orders(self) -> None:
-        self.client.get(f"/api/users/{self.user_id}/orders", name="/api/users/{user_id}/orders")
+        self.client.get("/api/users/me/orders", name="/api/users/me/orders", headers=self.buyer)
 
     @task(10)
     def admin_stats(self) -> None:
@@ -94,11 +102,11 @@ class StampedeBuyer(_ShopUser):
     wait_time = between(0, 0.05)
 
     def on_start(self) -> None:
-        self.user_id = f"stampede-{uuid.uuid4().hex[:12]}"
+        self.as_buyer(f"stampede-{uuid.uuid4().hex[:12]}")
 
     @task
     def buy_once(self) -> None:
-        _buy(self, self.user_id, STAMPEDE_PRODUCT)
+        _buy(self, STAMPEDE_PRODUCT)
         # One attempt per buyer, as in a real stampede; the user leaves whatever the answer.
         raise StopUser()
 

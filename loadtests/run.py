@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import psutil
 
+from loadtests import buyers
 from loadtests.gates import Gates, LoadOptionError, generator_saturation, parse_think
 from toolchain.common import BUILD, VENV_BIN
 
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     check_answers(args.env, base, args.host)
     shop = Shop(base, token)
     run_id = uuid.uuid4().hex[:6]
-    extra: dict[str, str] = {}
+    extra: dict[str, str] = {buyers.KEY_VAR: buyers.key_for(args.env, args.host)}
     stampede_pid, stampede_stock = "", 0
     if opts.scenario == "stampede":
         stampede_stock = max(opts.users // 5, 1)

@@ -14,10 +14,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+# Each request is a purchase by the next buyer of the pool (TOKENS: one buyer token each, minted by
+# loadtests.buyers) with a new idempotency key; the buyers' per-user limit must cover their share.
 BUY_SCRIPT = r"""
 local counter = 0
 local prefix = ""
-local headers = {["Content-Type"] = "application/json"}
+local tokens = {TOKENS}
 local threads = 0
 function setup(thread)
   threads = threads + 1
@@ -28,12 +30,14 @@ function init(args)
 end
 function request()
   counter = counter + 1
-  local body = string.format(
-    '{"user_id":"b%s-%d","product_id":"PRODUCT","quantity":1,"idempotency_key":"k%s-%010d"}',
-    prefix, counter % 200000, prefix, counter)
+  local headers = {["Content-Type"] = "application/json",
+                   ["Authorization"] = "Bearer " .. tokens[counter % #tokens + 1]}
+  local body = string.format('{"product_id":"PRODUCT","quantity":1,"idempotency_key":"k%s-%010d"}',
+    prefix, counter)
   return wrk.format("POST", "/api/buy", headers, body)
 end
 """
+BUYERS = 2000
 
 REPORT_SCRIPT = r"""
 function done(summary, latency, requests)
@@ -56,15 +60,24 @@ def require() -> None:
 
 
 def run(url: str, path: str, connections: int, seconds: float, threads: int, work: Path,
-        buy_product: str | None = None) -> dict[str, Any]:
-    """One wrk run; `buy_product` makes it POST /api/buy sales of that product, else it GETs `path`.
+        buy_product: str | None = None, buyer_key: str = "") -> dict[str, Any]:
+    """One wrk run; `buy_product` makes it POST /api/buy sales of that product (by BUYERS buyers, their tokens
+    signed with `buyer_key`), else it GETs `path`.
 
     Returns requests, rps, p50/p95/p99 in µs, socket errors by kind, non-2xx (`status`), `errors`
     (their sum) and `cpu_s`, the CPU seconds wrk itself used.
     """
     script = work / ("buy.lua" if buy_product else "get.lua")
     # a fresh nonce per run: keys never repeat across runs, so every buy is a new sale, not a replay
-    body = BUY_SCRIPT.replace("NONCE", secrets.token_hex(4)).replace("PRODUCT", buy_product) if buy_product else ""
+    body = ""
+    if buy_product:
+        from loadtests import buyers
+
+        if not buyer_key:
+            raise WrkError("a buy run needs the buyer token key (loadtests.buyers.key_for)")
+        pool = ", ".join(f'"{token}"' for _, token in buyers.pool(buyer_key, f"wrk-{secrets.token_hex(3)}", BUYERS))
+        body = (BUY_SCRIPT.replace("NONCE", secrets.token_hex(4)).replace("PRODUCT", buy_product)
+                .replace("TOKENS", pool))
     script.write_text(body + REPORT_SCRIPT)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script),
            url + path]

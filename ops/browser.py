@@ -84,14 +84,16 @@ class DashboardView:
 
 
 @contextmanager
-def chromium() -> Iterator[webdriver.Chrome]:
+def chromium(*flags: str) -> Iterator[webdriver.Chrome]:
+    """One headless Chromium with FLAGS (plus `flags`) and a throwaway profile; the Perses tour, the analytics
+    console's browser test and its benchmark all start theirs here."""
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not path.exists():
             raise BrowserError(f"{path} is missing: run `make bootstrap` (installs the Debian package {package})")
     profile = tempfile.mkdtemp(prefix="scalemart-chromium-")
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
+    for flag in [*FLAGS, *flags, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     try:
         driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)

@@ -24,6 +24,8 @@ GENERATED = {
     # Perses encrypts the secrets in its database with exactly 32 bytes.
     "perses_encryption_key": 32,
     "scalemart_admin_token": 40,
+    # HS256 key of the buyer tokens (app/scalemart/tokens.py)
+    "scalemart_buyer_token_key": 48,
     "redis_password": 32,
     "mongodb_password": 32,
     "backups_encryption_key": 48,

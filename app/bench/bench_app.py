@@ -1,8 +1,9 @@
 """`make bench-app`: purchases/s and latency of the buy endpoint vs a trivial endpoint of the same app.
 
 Starts a throw-away redis-server and FerretDB on loopback ports, `scalemart serve` with N uvicorn
-workers, then runs wrk against POST /api/buy (every request a new user and idempotency key, so
-each one is a real sale) and GET /health/live at several connection counts. The order worker is
+workers, then runs wrk against POST /api/buy (every request a new idempotency key from the next of
+2,000 buyers, each with its own buyer token, so each one is a real sale) and GET /health/live at
+several connection counts. The order worker is
 not running while wrk measures (in an environment it has hosts of its own); it drains the queue
 afterwards and `scalemart reconcile` must come out clean. Everything shares this machine's cores
 with the load generator: the figures say so.
@@ -97,9 +98,10 @@ def main() -> int:
                "--telemetry=disable", "--log-level=WARN"], "ferretdb")
         wait_port(redis_port)
         wait_port(mongo_port)
-        token = secrets.token_urlsafe(32)
+        token, buyer_key = secrets.token_urlsafe(32), secrets.token_urlsafe(48)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALEMART_", "PROMETHEUS_MULTIPROC"))}
         env.update({"PYTHONPATH": str(APP_SRC), "SCALEMART_ENVIRONMENT": "dev", "SCALEMART_ADMIN_TOKEN": token,
+                    "SCALEMART_BUYER_TOKEN_KEY": buyer_key,
                     "SCALEMART_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
                     "SCALEMART_MONGO_URL": f"mongodb://127.0.0.1:{mongo_port}/", "SCALEMART_MONGO_DB": "bench",
                     # one client (wrk) sends everything: a limit it can never reach keeps the limiter's cost in
@@ -120,8 +122,8 @@ def main() -> int:
         for conns in levels:
             for label, path, post in (("POST /api/buy", "/api/buy", True), ("GET /health/live", "/health/live", False)):
                 product = "bench" if post else None
-                wrk.run(url, path, min(conns, 50), 2, args.threads, work, product)  # warm-up
-                res = wrk.run(url, path, conns, args.seconds, args.threads, work, product)
+                wrk.run(url, path, min(conns, 50), 2, args.threads, work, product, buyer_key)  # warm-up
+                res = wrk.run(url, path, conns, args.seconds, args.threads, work, product, buyer_key)
                 rows.append((label, conns, res))
                 print(f"  measured {label} at {conns} connections: {res['rps']:.0f} req/s", file=sys.stderr)
         sold = 1_000_000 - admin.get("/api/products/bench").json()["stock_left"]
@@ -139,7 +141,8 @@ def main() -> int:
         print(f"Server: `scalemart serve --workers {args.workers}` (uvicorn+uvloop+httptools), redis-server, FerretDB; "
               f"wrk and all of them share this machine's {cpu} cores (load average before: "
               f"{os.getloadavg()[0]:.1f}).")
-        print("POST /api/buy: each request is a new user + idempotency key, i.e. a real sale via the Lua script.\n")
+        print("POST /api/buy: each request is a new idempotency key from the next of 2,000 buyers (each its own buyer "
+              "token, verified), i.e. a real sale via the Lua script.\n")
         print(f"| {'endpoint':<17} | {'conns':>5} | {'req/s':>7} | {'p50 ms':>6} | {'p95 ms':>6} | {'p99 ms':>7} "
               f"| {'errors':>6} |")
         print(f"|{'-' * 19}|{'-' * 7}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 9}|{'-' * 8}|")

@@ -13,11 +13,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scalemart import errors, metrics
+from scalemart.analytics import api as analytics_api
+from scalemart.analytics import page as analytics_page
 from scalemart.routes import admin, catalogue, health, orders, purchase
 from scalemart.settings import Settings, load_settings
 from scalemart.state import State
@@ -26,12 +29,21 @@ log = logging.getLogger("scalemart.api")
 
 
 class ObserveMiddleware:
-    """Request metrics by route template (never the raw path, so ids do not explode the label set)."""
+    """Request metrics by route template (never the raw path, so ids do not explode the label set), the
+    security headers of every answer, and the API's refusals of bodies it will not read: not JSON (415,
+    a cross-site form cannot send application/json without a CORS preflight) or too large (413, counted)."""
 
     METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+    BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+    # What a JSON API answers a browser with; a route that sets one of them (the console's pages) keeps its own.
+    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+               (b"referrer-policy", b"no-referrer"),
+               (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+               (b"cross-origin-resource-policy", b"same-origin"))
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,19 +56,42 @@ class ObserveMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = message.setdefault("headers", [])
+                present = {name for name, _ in headers}
+                headers.extend(h for h in self.HEADERS if h[0] not in present)
             await send(message)
 
         in_progress = metrics.HTTP_IN_PROGRESS.labels(method)
         in_progress.inc()
         start = time.perf_counter()
         try:
-            await self.app(scope, receive, send_status)
+            refusal = self._refusal(scope) if method in self.BODY_METHODS else None
+            if refusal is not None:
+                await refusal(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
             metrics.HTTP_REQUESTS.labels(template, method, str(status)).inc()
             metrics.HTTP_DURATION.labels(template, method).observe(time.perf_counter() - start)
             in_progress.dec()
+
+    def _refusal(self, scope: Scope) -> ASGIApp | None:
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            metrics.OVERSIZED_BODIES.inc()
+            return errors.error_response(413, "body_too_large", f"the body is {int(length)} bytes; this API takes "
+                                         f"at most {self.max_body_bytes} (SCALEMART_MAX_BODY_BYTES)", field="body")
+        if not scope["path"].startswith("/api/"):
+            return None  # the console's login form is form-encoded
+        media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if media != b"application/json":
+            shown = media.decode("latin-1") or "none"
+            return errors.error_response(415, "unsupported_media_type", f"the body must be JSON sent as "
+                                         f"'Content-Type: application/json' (got {shown})", field="Content-Type")
+        return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,12 +120,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                       RequestValidationError: errors.validation_error_handler,
                                       StarletteHTTPException: errors.http_error_handler,
                                       Exception: errors.unhandled_error_handler})
-    app.add_middleware(ObserveMiddleware)
+    app.add_middleware(ObserveMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_allow_origins:  # the shop's own front end only; no CORS at all by default
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)
     # The routers' routes go onto the app itself rather than through include_router, which since
     # FastAPI 0.137 keeps each router as a node that every request is matched through again: +43 %
     # function calls on POST /api/buy. An APIRoute already carries its router's tags, dependencies
     # and responses, and the paths are written out in full, so nothing else changes (except that
     # app.dependency_overrides would not reach them: nothing here uses it).
-    for module in (health, catalogue, purchase, orders, admin):
+    for module in (health, catalogue, purchase, orders, admin, analytics_api, analytics_page):
         app.router.routes.extend(module.router.routes)
+    analytics_page.mount(app)
     return app

@@ -1,4 +1,4 @@
-"""`scalemart serve | worker | reconcile`."""
+"""`scalemart serve | worker | reconcile | token issue`."""
 
 from __future__ import annotations
 
@@ -70,6 +70,20 @@ def reconcile(args: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
+def token_issue(args: argparse.Namespace) -> int:
+    from scalemart import tokens
+
+    try:
+        ttl = tokens.parse_ttl(args.ttl)
+        issued = tokens.issue(_settings(args).buyer_token_key.get_secret_value(), args.user, ttl)
+    except ValueError as exc:
+        print(f"scalemart token issue: {exc}", file=sys.stderr)
+        return 2
+    print(issued.token)
+    print(f"token for {issued.user_id}, valid {ttl} s (until unix time {issued.expires_at})", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scalemart", description="ScaleMart flash-sale API")
     parser.add_argument("--env-file", help="read SCALEMART_* settings from this file as well as the environment")
@@ -86,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("reconcile", help="check stock taken == units ordered per product; exit 0 iff clean")
     p.add_argument("--require-drained", action="store_true", help="also fail while orders are still queued")
     p.set_defaults(func=reconcile)
+    p = sub.add_parser("token", help="buyer tokens")
+    token_sub = p.add_subparsers(dest="token_command", required=True)
+    p = token_sub.add_parser("issue", help="print a buyer token (JWT) for a user, for the shop's login service")
+    p.add_argument("--user", required=True, help="the buyer's user id (the token's sub)")
+    p.add_argument("--ttl", default="15m", help="how long it is valid: 15m, 2h, 900 (seconds); up to 30d")
+    p.set_defaults(func=token_issue)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -1,4 +1,4 @@
-"""Typed dependencies of the routes: the process state, the per-client rate limit, the admin token."""
+"""Typed dependencies of the routes: the process state, the per-client rate limit, the admin token, the buyer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from scalemart import metrics, store
+from scalemart import metrics, store, tokens
 from scalemart.errors import ApiError, rate_limited
 from scalemart.models import PRODUCT_ID, USER_ID
 from scalemart.state import State
@@ -65,6 +65,31 @@ async def require_admin(request: Request) -> None:
                        "time (SCALEMART_ADMIN_TOKEN) as 'Authorization: Bearer <token>'", field="Authorization",
                        headers={"WWW-Authenticate": "Bearer"})
 
+
+def buyer_of(request: Request) -> str:
+    """The user the request's buyer token names (`Authorization: Bearer <token>`); 401 with the reason, counted
+    in scalemart_token_failures_total, otherwise. Plain (not async): the buy route calls it inline."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    try:
+        if not header:
+            raise tokens.TokenError("missing", "buying and reading your orders need the header "
+                                    "'Authorization: Bearer <buyer token>' from the shop's login")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise tokens.TokenError("malformed", "the Authorization header must be 'Bearer <buyer token>'")
+        return tokens.verify(state_of(request).buyer_key, token.strip())
+    except tokens.TokenError as exc:
+        metrics.TOKEN_FAILURES.labels(exc.reason).inc()
+        raise ApiError(401, "missing_token" if exc.reason == "missing" else "invalid_token", f"Authorization: {exc}",
+                       field="Authorization", details={"reason": exc.reason},
+                       headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+async def _buyer(request: Request) -> str:
+    return buyer_of(request)
+
+
+BuyerDep = Annotated[str, Depends(_buyer)]
 
 # Route dependencies: every /api route but POST /api/buy is rate limited here (the buy script
 # applies the same budget itself); admin routes need the token as well, checked after the limit.

@@ -7,6 +7,7 @@ at fault and the fix.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import Request
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from scalemart import metrics
 from scalemart.models import ErrorOut
 
 log = logging.getLogger("scalemart.api")
@@ -37,6 +39,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 # Every /api route may answer 422 (bad input) and 429 (rate limit); 400 is malformed JSON.
 API_ERRORS = error_responses(400, 422, 429)
 ADMIN_ERRORS = error_responses(401)
+# A route that reads a body may also answer 413 (too large) and 415 (not sent as JSON): api.ObserveMiddleware.
+BODY_ERRORS = error_responses(413, 415)
 
 
 def redis_unavailable(what: str) -> ApiError:
@@ -81,7 +85,28 @@ async def api_error_handler(_: Request, exc: ApiError) -> JSONResponse:
     return error_response(exc.status, exc.error, exc.message, exc.field, exc.details, headers=exc.headers)
 
 
+# What injection looks like in an input the validation refused: a MongoDB operator as a key or a value, script
+# or SQL shapes, template expressions, path traversal. The refusal is already certain; this only counts it.
+_INJECTION = re.compile(r"^\$[a-z]+$|\$(where|ne|gt|gte|lt|lte|in|nin|regex|expr|function)\b|<\s*script|"
+                        r"\bunion\s+select\b|'\s*or\s*'?1'?\s*=\s*'?1|;\s*drop\s+table|\{\{.*\}\}|\.\./", re.I)
+
+
+def injection_in(value: Any, depth: int = 0) -> bool:
+    """Whether a refused input carries an injection pattern (in its keys, its strings, nested)."""
+    if depth > 8:
+        return False
+    if isinstance(value, str):
+        return bool(_INJECTION.search(value))
+    if isinstance(value, dict):
+        return any(injection_in(k, depth + 1) or injection_in(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(injection_in(v, depth + 1) for v in value)
+    return False
+
+
 async def validation_error_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if any(injection_in(err.get("input")) for err in exc.errors()):
+        metrics.INJECTION_ATTEMPTS.inc()
     errors = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]

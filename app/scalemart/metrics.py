@@ -33,6 +33,12 @@ PURCHASE_ATTEMPTS = Counter("scalemart_purchase_attempts_total", "Purchase attem
 CACHE_HITS = Counter("scalemart_cache_hits_total", "Product reads answered from the Redis cache")
 CACHE_MISSES = Counter("scalemart_cache_misses_total", "Product reads that had to go to MongoDB")
 LOGIN_FAILURES = Counter("scalemart_login_failures_total", "Admin requests with a missing or wrong credential")
+TOKEN_FAILURES = Counter("scalemart_token_failures_total", "Buyer requests refused for their token, by reason "
+                         "(missing, malformed, expired, bad_signature, bad_claims)", ["reason"])
+INJECTION_ATTEMPTS = Counter("scalemart_injection_attempts_total", "Refused requests whose input carried a "
+                             "MongoDB operator or another injection pattern")
+OVERSIZED_BODIES = Counter("scalemart_oversized_bodies_total", "Requests refused for a body over "
+                           "SCALEMART_MAX_BODY_BYTES")
 RATE_LIMITED = Counter("scalemart_rate_limited_total", "Requests rejected by the per-client rate limiter")
 APP_INFO = Gauge("scalemart_app_info", "Always 1; labels carry the version and environment",
                  ["version", "environment"], multiprocess_mode="max")
@@ -64,7 +70,8 @@ def render(snapshot: SnapshotCollector) -> bytes:
     else:
         registry = CollectorRegistry()
         for metric in (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_PROGRESS, ORDERS, REVENUE, PRODUCT_VIEWS,
-                       PURCHASE_ATTEMPTS, CACHE_HITS, CACHE_MISSES, LOGIN_FAILURES, RATE_LIMITED, APP_INFO):
+                       PURCHASE_ATTEMPTS, CACHE_HITS, CACHE_MISSES, LOGIN_FAILURES, TOKEN_FAILURES, INJECTION_ATTEMPTS,
+                       OVERSIZED_BODIES, RATE_LIMITED, APP_INFO):
             registry.register(metric)
     registry.register(snapshot)
     return generate_latest(registry)

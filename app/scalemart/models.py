@@ -83,11 +83,23 @@ class SaleIn(SaleWindow):
 
 
 class BuyIn(Strict):
-    user_id: str = Field(pattern=USER_ID)
+    user_id: str | None = Field(default=None, pattern=USER_ID,
+                                description="optional: the buyer is the token's user; a different one gets 403")
     product_id: str = Field(pattern=PRODUCT_ID)
     quantity: Int = Field(ge=1, le=MAX_QUANTITY)
     idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY,
                                  description="unique per purchase attempt; a replay returns the first answer")
+
+
+class TokenIn(Strict):
+    user_id: str = Field(pattern=USER_ID)
+    ttl_seconds: Int = Field(default=900, gt=0, le=30 * 86400, description="how long the token is valid")
+
+
+class TokenOut(BaseModel):
+    token: str
+    user_id: str
+    expires_at: datetime
 
 
 class SaleOut(BaseModel):

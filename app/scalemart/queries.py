@@ -15,7 +15,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from scalemart import metrics, store
-from scalemart.errors import mongo_unavailable, unknown_product
+from scalemart.errors import mongo_unavailable, redis_unavailable, unknown_product
 from scalemart.state import State
 
 
@@ -27,7 +27,8 @@ def _iso(epoch: int) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch else None
 
 
-def _sale_open_now(doc: dict[str, Any], now: float) -> bool:
+def sale_open_now(doc: dict[str, Any], now: float) -> bool:
+    """Whether a catalogue doc's sale is open at `now`: its flag and its window."""
     starts, ends = doc.get("starts_at", 0), doc.get("ends_at", 0)
     return bool(doc.get("sale_open")) and (not starts or now >= starts) and (not ends or now < ends)
 
@@ -40,7 +41,7 @@ def catalogue_doc(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def product_out(cat: dict[str, Any], stock: int | None, stocked: int | None, stale: bool) -> dict[str, Any]:
-    open_now = _sale_open_now(cat, time.time())
+    open_now = sale_open_now(cat, time.time())
     return {"id": cat["id"], "name": cat["name"], "price": store.cents_to_units(cat["price_cents"]),
             "per_user_limit": cat["per_user_limit"], "stock_left": stock, "stocked": stocked,
             "sale": {"open": cat["sale_open"], "starts_at": _iso(cat["starts_at"]), "ends_at": _iso(cat["ends_at"])},
@@ -144,6 +145,41 @@ async def list_catalogue(st: State) -> tuple[list[dict[str, Any]], bool]:
         except store.REDIS_DOWN:
             redis_down = True
     return docs, redis_down
+
+
+async def product_stats(st: State, what: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """The catalogue, each product's sale counters (admin stats, analytics) and the orders queued.
+
+    Orders and revenue are counted by the buy script with the sale itself: live, exact, and no scan of
+    the orders in MongoDB (`GET /api/admin/reconcile` checks MongoDB against them). The product list is
+    the cached catalogue, as for GET /api/products: a poll during a sale must not scan MongoDB's products.
+    """
+    products, redis_down = await list_catalogue(st)
+    if redis_down:
+        raise redis_unavailable(what)
+    try:
+        pipe = st.redis.pipeline(transaction=False)
+        for p in products:
+            pipe.hmget(store.product_key(p["id"]), ["stock", "stocked", "orders", "revenue_cents"])
+        pipe.hgetall(store.VIEWS)
+        pipe.xlen(store.STREAM)
+        *counters, views, queued = await pipe.execute()
+    except store.REDIS_DOWN:
+        raise redis_unavailable(what) from None
+    rows = []
+    for p, (stock, stocked, n_orders, revenue_cents) in zip(products, counters, strict=True):
+        stock_i, stocked_i = int_or_none(stock), int_or_none(stocked)
+        n_views = int(views.get(p["id"], 0))
+        n_orders = int(n_orders or 0)
+        rows.append({
+            "product_id": p["id"], "name": p["name"], "orders": n_orders,
+            "units_sold": stocked_i - stock_i if stocked_i is not None and stock_i is not None else 0,
+            "revenue": store.cents_to_units(int(revenue_cents or 0)), "stocked": stocked_i,
+            "stock_left": stock_i,
+            "sell_through": (round((stocked_i - stock_i) / stocked_i, 4)
+                             if stocked_i and stock_i is not None else None),
+            "views": n_views, "conversion": round(n_orders / n_views, 4) if n_views else None})
+    return products, rows, int(queued)
 
 
 async def invalidate(st: State, product_id: str) -> None:

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     mongo_db: str = "scalemart"
     # No default: the install generates one and passes it in the environment.
     admin_token: SecretStr = Field(min_length=16)
+    # The key buyer tokens are signed with (scalemart.tokens); generated per environment, in the vault.
+    buyer_token_key: SecretStr = Field(min_length=32)
+    # Origins of the shop's own front end allowed to call the API from a browser (CORS); none by default.
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=16384, ge=1024, le=10 * 1024 * 1024,
+                                description="larger request bodies get 413 (a purchase is ~150 bytes)")
 
     host: str = "0.0.0.0"  # noqa: S104 - a service host; the load balancer reaches it on the private address
     port: int = Field(default=8000, ge=1, le=65535)
@@ -56,6 +62,20 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=100, ge=1, le=10000)
     worker_claim_idle_seconds: float = Field(default=30.0, gt=0)
 
+    # The analytics console (scalemart.analytics): where it reads system figures and alerts, how long an
+    # answer is reused (N open browsers cost Prometheus one query per interval and process), the admin
+    # page's session, and the stock level it calls low (the site sets it from thresholds.yml).
+    prometheus_url: str = Field(default="", description="Prometheus' HTTP API; the analytics figures answer 503 "
+                                "when empty")
+    alertmanager_url: str = Field(default="", description="Alertmanager's HTTP API; /analytics/api/alerts "
+                                  "answers 503 when empty")
+    analytics_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    analytics_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    analytics_session_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 86400,
+                                           description="how long an admin page login lasts")
+    low_stock_units: int = Field(default=10, ge=0, description="a product on sale with this many units or "
+                                 "fewer is low on stock (the site passes thresholds.yml's business.stock_left)")
+
     sentry_dsn: str = ""
     sentry_traces_sample_rate: float = Field(default=0.1, ge=0, le=1)
 
@@ -73,15 +93,31 @@ class Settings(BaseSettings):
             raise ValueError("must start with mongodb://, e.g. mongodb://10.0.0.6:27017/")
         return v
 
+    @field_validator("prometheus_url", "alertmanager_url")
+    @classmethod
+    def _http_scheme(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://10.0.0.7:9090 (or be empty)")
+        return v.rstrip("/")
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if origin == "*" or not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin:
+                raise ValueError(f"{origin!r} is not an origin: list the front end's exact origins, e.g. "
+                                 '["https://shop.example.com"] (no wildcard, no trailing slash)')
+        return v
+
     @model_validator(mode="after")
     def _no_placeholder_outside_dev(self) -> Settings:
-        token = self.admin_token.get_secret_value()
         if self.environment in ("staging", "production"):
-            lowered = token.lower()
-            if len(token) < 24 or any(word in lowered for word in PLACEHOLDER_WORDS):
-                raise ValueError(
-                    f"{ENV_PREFIX}ADMIN_TOKEN looks like a placeholder; outside dev use the generated token "
-                    "(at least 24 random characters, e.g. from `openssl rand -hex 24`)")
+            for name, secret in (("ADMIN_TOKEN", self.admin_token), ("BUYER_TOKEN_KEY", self.buyer_token_key)):
+                value = secret.get_secret_value()
+                if len(value) < 24 or any(word in value.lower() for word in PLACEHOLDER_WORDS):
+                    raise ValueError(
+                        f"{ENV_PREFIX}{name} looks like a placeholder; outside dev use the generated value "
+                        "(at least 24 random characters, e.g. from `openssl rand -hex 24`)")
         return self
 
     @property
@@ -103,8 +139,8 @@ def load_settings(env_file: str | None = None) -> Settings:
             msg = err["msg"]
             if err["type"] == "missing":
                 msg = "is required and has no default; set it in the environment or the env file"
-                if field == "admin_token":
+                if field in ("admin_token", "buyer_token_key"):
                     msg += (" (the install generates it; for a dev shell: "
-                            "export SCALEMART_ADMIN_TOKEN=$(openssl rand -hex 24))")
+                            f"export {name}=$(openssl rand -hex 24))")
             lines.append(f"{name}: {msg}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from scalemart import store
+from scalemart.analytics.sources import Sources
 from scalemart.settings import Settings
 
 
@@ -26,12 +27,15 @@ class State:
         self.local: dict[str, tuple[float, dict[str, Any]]] = {}
         self.local_list: tuple[float, list[dict[str, Any]]] | None = None
         self.last_stock: dict[str, tuple[int | None, int | None]] = {}
+        self.buyer_key = settings.buyer_token_key.get_secret_value()
         self.rate_limit = settings.rate_limit_requests
         self.rate_window = settings.rate_limit_window_seconds
         self.idem_ttl = settings.idempotency_ttl_seconds
+        self.analytics = Sources(settings)  # the analytics console's Prometheus and Alertmanager clients
         self.buyer = store.BuyBatcher(self.scripts.buy, self.idem_ttl, self.rate_limit, self.rate_window,
                                       settings.user_orders_kept, settings.user_orders_ttl_days * 86400)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+        await self.analytics.aclose()
         await self.mongo.close()

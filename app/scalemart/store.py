@@ -44,6 +44,25 @@ def cache_key(product_id: str) -> str:
     return f"{PREFIX}cache:p:{product_id}"
 
 
+def sales_minute_key(minute: int) -> str:
+    """Orders and revenue_cents of one minute (unix time // 60), kept two hours."""
+    return f"{PREFIX}sales:m:{minute}"
+
+
+def sales_day_key(day: int) -> str:
+    """Orders, revenue_cents and first_time_buyers of one UTC day (unix time // 86400), kept two days."""
+    return f"{PREFIX}sales:d:{day}"
+
+
+def buyers_day_key(day: int) -> str:
+    """The users who bought on one UTC day."""
+    return f"{PREFIX}buyers:d:{day}"
+
+
+# every buyer's first purchase (unix ms): whether a buyer is new or returning
+BUYERS = PREFIX + "buyers"
+# users seen (a buy, their orders read) are kept a day in ACTIVE_USERS, scored by when they were last seen
+ACTIVE_RETENTION_MS = 24 * 3600 * 1000
 CATALOGUE_CACHE = PREFIX + "cache:catalogue"
 PRODUCTS = PREFIX + "products"
 
@@ -111,6 +130,23 @@ local function buy(user, product, qty_s, order_id, key, client)
         unit_price_cents=price, total_cents=price * qty, created_at_ms=now_ms}))
       redis.call('LTRIM', uk, 0, kept - 1)
       if history_ttl > 0 then redis.call('EXPIRE', uk, history_ttl) else redis.call('PERSIST', uk) end
+      -- the analytics console's time buckets: orders and revenue per minute (the last hour) and per
+      -- UTC day, with the day's buyers and how many of them bought for the first time
+      local mk = P .. 'sales:m:' .. math.floor(now_s / 60)
+      redis.call('HINCRBY', mk, 'orders', 1)
+      redis.call('HINCRBY', mk, 'revenue_cents', price * qty)
+      redis.call('EXPIRE', mk, 7200)
+      local day = math.floor(now_s / 86400)
+      local dk = P .. 'sales:d:' .. day
+      redis.call('HINCRBY', dk, 'orders', 1)
+      redis.call('HINCRBY', dk, 'revenue_cents', price * qty)
+      if redis.call('HSETNX', P .. 'buyers', user, now_ms) == 1 then
+        redis.call('HINCRBY', dk, 'first_time_buyers', 1)
+      end
+      redis.call('EXPIRE', dk, 172800)
+      local bdk = P .. 'buyers:d:' .. day
+      redis.call('SADD', bdk, user)
+      redis.call('EXPIRE', bdk, 172800)
       redis.call('XADD', KEYS[1], '*', 'order_id', order_id, 'user_id', user, 'product_id', product,
         'quantity', qty, 'unit_price_cents', price, 'total_cents', price * qty, 'created_at_ms', now_ms,
         'idempotency_key', key)

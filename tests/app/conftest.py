@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.app.monitoring import monitoring  # noqa: F401 - the analytics tests' Prometheus + Alertmanager
 from tests.net import free_port, wait_port  # noqa: F401 - re-exported to this area
 from toolchain.common import TOOLS_BIN
 
@@ -33,6 +34,14 @@ if str(APP_SRC) not in sys.path:
     sys.path.insert(0, str(APP_SRC))
 
 ADMIN_TOKEN = "tests-" + secrets.token_hex(16)
+BUYER_KEY = "tests-buyer-" + secrets.token_hex(24)
+
+
+def as_buyer(user: str, ttl: int = 3600) -> dict[str, str]:
+    """The header a buyer sends: a token for `user` signed with the tests' key, as the shop's login mints it."""
+    from scalemart import tokens
+
+    return {"Authorization": f"Bearer {tokens.issue(BUYER_KEY, user, ttl).token}"}
 
 
 def stop(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
@@ -125,7 +134,8 @@ class Env:
         self.vars = {
             "SCALEMART_ENVIRONMENT": "test", "SCALEMART_REDIS_URL": f"{redis_base}/{n}",
             "SCALEMART_MONGO_URL": mongo_base, "SCALEMART_MONGO_DB": f"scalemart_test_{n}_{secrets.token_hex(3)}",
-            "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_RATE_LIMIT_REQUESTS": "0",
+            "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_BUYER_TOKEN_KEY": BUYER_KEY,
+            "SCALEMART_RATE_LIMIT_REQUESTS": "0",
             "SCALEMART_LOG_LEVEL": "warning", "SCALEMART_WORKER_NAME": f"worker-{n}",
         }
         self.vars.update({f"SCALEMART_{k.upper()}": str(v) for k, v in overrides.items()})
@@ -248,7 +258,8 @@ def shared_app(redis_server: RedisServer, ferretdb: FerretDB,
 def buy(client: httpx.Client, product: str, user: str = "alice", qty: int = 1,
         key: str | None = None) -> httpx.Response:
     return client.post("/api/buy", json={"user_id": user, "product_id": product, "quantity": qty,
-                                         "idempotency_key": key or uuid.uuid4().hex})
+                                         "idempotency_key": key or uuid.uuid4().hex},
+                       headers=as_buyer(user))
 
 
 def assert_error(r: httpx.Response, status: int, error: str, field: str | None = None) -> dict[str, Any]:

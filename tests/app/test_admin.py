@@ -7,13 +7,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.conftest import AppServer, assert_error, buy, create_product, wait_drained
+from tests.app.conftest import AppServer, as_buyer, assert_error, buy, create_product, wait_drained
 
 # --- auth
 ADMIN_CALLS = [("POST", "/api/admin/products", {"id": "x", "name": "x", "price": 1, "stock": 1}),
                ("POST", "/api/admin/products/x/restock", {"quantity": 1}),
                ("POST", "/api/admin/products/x/sale", {"action": "open"}),
-               ("GET", "/api/admin/stats", None), ("GET", "/api/admin/reconcile", None)]
+               ("GET", "/api/admin/stats", None), ("GET", "/api/admin/reconcile", None),
+               ("POST", "/api/admin/tokens", {"user_id": "x"}), ("GET", "/api/users/x/orders", None)]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS)
@@ -33,7 +34,8 @@ def test_admin_with_wrong_credential_is_401(anon: httpx.Client, method: str, pat
 
 @pytest.mark.parametrize("path", ["/api/buy", *(path for method, path, _ in ADMIN_CALLS if method == "POST")])
 def test_post_with_malformed_json_is_400_naming_body(admin: httpx.Client, path: str) -> None:
-    r = admin.post(path, content=b'{"quantity": 1,', headers={"content-type": "application/json"})
+    buyer = as_buyer("alice") if path == "/api/buy" else {}  # a purchase needs a buyer token first
+    r = admin.post(path, content=b'{"quantity": 1,', headers={"content-type": "application/json", **buyer})
     assert_error(r, 400, "malformed_json", "body")
 
 

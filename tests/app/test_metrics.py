@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.conftest import AppServer, WorkerProc, create_product, free_port, wait_drained
+from tests.app.conftest import AppServer, WorkerProc, as_buyer, create_product, free_port, wait_drained
 
 API_METRICS = {
     "scalemart_http_requests_total": "counter", "scalemart_http_request_duration_seconds": "histogram",
@@ -69,8 +69,9 @@ def test_every_contract_metric_is_exposed_after_a_session(make_env: Any, running
     for i, (user, product, qty) in enumerate([("ann", "m-a", 2), ("ben", "m-a", 1), ("ann", "m-b", 1),
                                               ("cid", "m-b", 1)]):
         c.post("/api/buy", json={"user_id": user, "product_id": product, "quantity": qty,
-                                 "idempotency_key": f"metrics-{i}-{uuid.uuid4().hex[:8]}"})
-    c.post("/api/buy", json={"user_id": "ben", "product_id": "m-a", "quantity": 5, "idempotency_key": "m-limit-1"})
+                                 "idempotency_key": f"metrics-{i}-{uuid.uuid4().hex[:8]}"}, headers=as_buyer(user))
+    c.post("/api/buy", json={"user_id": "ben", "product_id": "m-a", "quantity": 5, "idempotency_key": "m-limit-1"},
+           headers=as_buyer("ben"))
     c.get("/api/admin/stats", headers={"Authorization": "Bearer nope"})
     c.get("/api/admin/stats")
     limited = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.9"))
@@ -119,7 +120,7 @@ def test_worker_reports_queue_length_and_age_while_orders_wait(make_env: Any, ru
         create_product(c, "m-q", stock=10)
         for i in range(3):
             c.post("/api/buy", json={"user_id": f"q{i}", "product_id": "m-q", "quantity": 1,
-                                     "idempotency_key": f"queue-wait-{i}"})
+                                     "idempotency_key": f"queue-wait-{i}"}, headers=as_buyer(f"q{i}"))
     time.sleep(1.2)
     from scalemart.worker import Worker, WorkerMetrics
 

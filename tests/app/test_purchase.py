@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.conftest import assert_error, buy, create_product
+from tests.app.conftest import as_buyer, assert_error, buy, create_product
 
 
 def test_buy_takes_stock_and_returns_the_order(admin: httpx.Client, anon: httpx.Client) -> None:
@@ -65,15 +65,16 @@ def test_buy_when_sale_closed_is_409_sale_closed(admin: httpx.Client, anon: http
                                               ("product_id", "UPPER"), ("idempotency_key", "short")])
 def test_buy_bad_field_is_422_naming_the_field(anon: httpx.Client, field: str, value: Any) -> None:
     body = {"user_id": "alice", "product_id": "buy-a", "quantity": 1, "idempotency_key": uuid.uuid4().hex, field: value}
-    assert_error(anon.post("/api/buy", json=body), 422, "validation_error", field)
+    assert_error(anon.post("/api/buy", json=body, headers=as_buyer("alice")), 422, "validation_error", field)
 
 
 def test_buy_missing_field_is_422_saying_required(anon: httpx.Client) -> None:
-    body = assert_error(anon.post("/api/buy", json={"user_id": "alice", "product_id": "buy-a", "quantity": 1}),
+    body = assert_error(anon.post("/api/buy", json={"user_id": "alice", "product_id": "buy-a", "quantity": 1},
+                                  headers=as_buyer("alice")),
                         422, "validation_error", "idempotency_key")
     assert "required" in body["message"]
 
 
 def test_buy_unknown_field_is_422(anon: httpx.Client) -> None:
     body = {"user_id": "alice", "product_id": "buy-a", "quantity": 1, "idempotency_key": uuid.uuid4().hex, "px": 1}
-    assert_error(anon.post("/api/buy", json=body), 422, "validation_error", "px")
+    assert_error(anon.post("/api/buy", json=body, headers=as_buyer("alice")), 422, "validation_error", "px")

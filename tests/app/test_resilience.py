@@ -12,7 +12,16 @@ import httpx
 import pymongo
 import redis
 
-from tests.app.conftest import AppServer, Env, FerretDB, RedisServer, WorkerProc, create_product, wait_drained
+from tests.app.conftest import (
+    AppServer,
+    Env,
+    FerretDB,
+    RedisServer,
+    WorkerProc,
+    as_buyer,
+    create_product,
+    wait_drained,
+)
 
 
 def orders_collection(env: Env) -> Any:
@@ -25,7 +34,7 @@ async def buy_many(url: str, product: str, n: int) -> list[str]:
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as c:
         async def one(i: int) -> str:
             r = await c.post("/api/buy", json={"user_id": f"u{i}", "product_id": product, "quantity": 1,
-                                               "idempotency_key": f"crash-{i:06d}"})
+                                               "idempotency_key": f"crash-{i:06d}"}, headers=as_buyer(f"u{i}"))
             assert r.status_code == 201, r.text
             return str(r.json()["order_id"])
 
@@ -108,14 +117,14 @@ def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: Ferret
     admin, c = server.client(admin=True), server.client()
     create_product(admin, "outage-a", stock=10, price=5)
     assert c.post("/api/buy", json={"user_id": "u1", "product_id": "outage-a", "quantity": 1,
-                                    "idempotency_key": "before-outage-1"}).status_code == 201
+                                    "idempotency_key": "before-outage-1"}, headers=as_buyer("u1")).status_code == 201
     for _ in range(4):  # warm both uvicorn workers' in-process caches
         assert c.get("/api/products/outage-a").status_code == 200
         assert c.get("/api/products").status_code == 200
     wait_drained(env, expected_orders=1)
 
     own_redis.stop()
-    r = c.get("/api/users/u1/orders")  # persisted orders, from MongoDB
+    r = c.get("/api/users/me/orders", headers=as_buyer("u1"))  # persisted orders, from MongoDB
     assert r.status_code == 200 and r.json()["source"] == "mongodb", r.text
     assert [o["product_id"] for o in r.json()["orders"]] == ["outage-a"]
     for _ in range(4):
@@ -129,7 +138,7 @@ def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: Ferret
     assert r.status_code == 200 and r.json()["stale"] is True
     for i in range(4):
         r = c.post("/api/buy", json={"user_id": "u2", "product_id": "outage-a", "quantity": 1,
-                                     "idempotency_key": f"during-outage-{i}"})
+                                     "idempotency_key": f"during-outage-{i}"}, headers=as_buyer("u2"))
         assert r.status_code == 503, r.text
         assert r.headers["content-type"].startswith("application/json")
         assert r.json()["error"] == "stock_store_unavailable" and r.headers["Retry-After"]
@@ -142,7 +151,8 @@ def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: Ferret
     while c.get("/health/ready").status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     r = c.post("/api/buy", json={"user_id": "u2", "product_id": "outage-a", "quantity": 1,
-                                 "idempotency_key": "during-outage-0"})  # the client's retry of a 503
+                                 "idempotency_key": "during-outage-0"},
+               headers=as_buyer("u2"))  # the client's retry of a 503
     assert r.status_code == 201, r.text
     assert r.json()["stock_left"] == 8
     for _ in range(4):
@@ -161,7 +171,7 @@ def test_reconcile_reports_a_mismatch_and_exits_nonzero(make_env: Any, running: 
     with server.client(admin=True) as c:
         create_product(c, "rec-a", stock=10)
         c.post("/api/buy", json={"user_id": "u1", "product_id": "rec-a", "quantity": 2,
-                                 "idempotency_key": uuid.uuid4().hex})
+                                 "idempotency_key": uuid.uuid4().hex}, headers=as_buyer("u1"))
     wait_drained(env, expected_orders=1)
     ok = env.run_cli("reconcile")
     assert ok.returncode == 0 and "rec-a" in ok.stdout

@@ -65,6 +65,10 @@ def test_wheel_has_console_entry_point_and_exactly_pinned_deps_matching_the_tool
     assert "scalemart = scalemart.cli:main" in entry_points
     assert "scalemart/api.py" in names and "scalemart/py.typed" in names
     assert {f"scalemart/routes/{m}.py" for m in ("health", "catalogue", "purchase", "orders", "admin")} <= set(names)
+    # the analytics console works from the wheel alone: its templates and static files ship in it
+    shipped = {"scalemart/analytics/templates/dashboard.html", "scalemart/analytics/templates/login.html",
+               "scalemart/analytics/static/analytics.js", "scalemart/analytics/static/analytics.css"}
+    assert shipped <= set(names), sorted(shipped - set(names))
     requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.M)
     assert requires and all("==" in r for r in requires), requires
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

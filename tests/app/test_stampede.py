@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.app.conftest import ADMIN_TOKEN, AppServer, create_product, wait_drained
+from tests.app.conftest import ADMIN_TOKEN, AppServer, as_buyer, create_product, wait_drained
 
 BUYERS = 2000
 
@@ -29,10 +29,11 @@ async def fire(url: str, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[s
         start = asyncio.Event()
 
         async def one(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            headers = as_buyer(body["user_id"])  # a token per simulated buyer, minted before the start
             await start.wait()
             for attempt in range(8):
                 try:
-                    r = await client.post("/api/buy", json=body)
+                    r = await client.post("/api/buy", json=body, headers=headers)
                     if r.status_code != 503 or attempt == 7:
                         return r.status_code, r.json()
                     retries["503"] += 1

@@ -105,7 +105,8 @@ def host(tmp_path: Path, redis_srv: servers.RedisServer, ferret: servers.Ferret)
     # What the app role's env file holds; the reconcile hook reads it like on a real host.
     env_file.write_text("\n".join([
         f"SCALEMART_REDIS_URL={redis_srv.url}", f"SCALEMART_MONGO_URL={ferret.url}", f"SCALEMART_MONGO_DB={database}",
-        f"SCALEMART_ADMIN_TOKEN=tests-{secrets.token_hex(16)}", "SCALEMART_ENVIRONMENT=dev",
+        f"SCALEMART_ADMIN_TOKEN=tests-{secrets.token_hex(16)}",
+        f"SCALEMART_BUYER_TOKEN_KEY=tests-{secrets.token_hex(24)}", "SCALEMART_ENVIRONMENT=dev",
         f"PYTHONPATH={ROOT / 'app'}", ""]))
     env_file.chmod(0o600)
     log = root / "hooks.log"

@@ -38,7 +38,8 @@ def test_backups_count_what_the_app_wrote(host: Host) -> None:
     from scalemart.worker import Worker
 
     worker = Worker(Settings(redis_url=host.redis.url, mongo_url=host.ferret.url, mongo_db=host.database,
-                             admin_token=SecretStr("layout-test-" + "t" * 16)))
+                             admin_token=SecretStr("layout-test-" + "t" * 16),
+                             buyer_token_key=SecretStr("layout-test-buyer-" + "k" * 32)))
     try:
         assert worker.step(block_ms=10) == 1
         assert worker.orders.name == LAYOUT.orders_collection

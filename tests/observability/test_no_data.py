@@ -56,6 +56,13 @@ from tests.observability.conftest import (
 )
 
 ADMIN_TOKEN = "obs-" + secrets.token_hex(16)
+BUYER_KEY = "obs-buyer-" + secrets.token_hex(24)
+
+
+def as_buyer(user: str) -> dict[str, str]:
+    from scalemart import tokens
+
+    return {"Authorization": f"Bearer {tokens.issue(BUYER_KEY, user, 3600).token}"}
 PERSES_PASSWORD = "obs-" + secrets.token_hex(16)
 
 
@@ -169,13 +176,15 @@ def _traffic(shop: str, direct: str) -> None:
             c.get("/api/products/obs-2").raise_for_status()
         for user, qty in (("u1", 1), ("u2", 2), ("u3", 1)):  # the last one finds obs-1 sold out
             c.post("/api/buy", json={"user_id": user, "product_id": "obs-1", "quantity": qty,
-                                     "idempotency_key": uuid.uuid4().hex})
+                                     "idempotency_key": uuid.uuid4().hex}, headers=as_buyer(user))
         key = uuid.uuid4().hex
         for _ in range(2):  # the replay is a duplicate
-            c.post("/api/buy", json={"user_id": "u4", "product_id": "obs-2", "quantity": 1, "idempotency_key": key})
+            c.post("/api/buy", json={"user_id": "u4", "product_id": "obs-2", "quantity": 1, "idempotency_key": key},
+                   headers=as_buyer("u4"))
         c.post("/api/buy", json={"user_id": "u5", "product_id": "obs-2", "quantity": 40,
-                                 "idempotency_key": uuid.uuid4().hex})  # over the per-user limit
-        c.get("/api/users/u1/orders")
+                                 "idempotency_key": uuid.uuid4().hex},
+               headers=as_buyer("u5"))  # over the per-user limit
+        c.get("/api/users/me/orders", headers=as_buyer("u1"))
         assert c.get("/api/admin/stats", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
         assert c.get("/api/admin/stats", headers=admin).status_code == 200
         c.get("/api/products/does-not-exist")
@@ -192,7 +201,7 @@ def _second_round(shop: str) -> None:
             c.get("/api/products/obs-2").raise_for_status()
         for user in ("u6", "u7"):
             r = c.post("/api/buy", json={"user_id": user, "product_id": "obs-2", "quantity": 1,
-                                         "idempotency_key": uuid.uuid4().hex})
+                                         "idempotency_key": uuid.uuid4().hex}, headers=as_buyer(user))
             assert r.status_code == 201, r.text
 
 
@@ -241,7 +250,7 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
         "PYTHONPATH": str(ROOT / "app"), "SCALEMART_ENVIRONMENT": "test",
         "SCALEMART_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
         "SCALEMART_MONGO_URL": f"mongodb://127.0.0.1:{ports['mongo']}/", "SCALEMART_MONGO_DB": "obs",
-        "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_LOG_LEVEL": "warning",
+        "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_BUYER_TOKEN_KEY": BUYER_KEY, "SCALEMART_LOG_LEVEL": "warning",
         "SCALEMART_RATE_LIMIT_REQUESTS": "40", "SCALEMART_RATE_LIMIT_WINDOW_SECONDS": "60",
         "SCALEMART_WORKER_NAME": "obs-worker", "SCALEMART_WORKER_METRICS_HOST": "127.0.0.1",
     })

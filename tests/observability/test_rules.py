@@ -12,7 +12,7 @@ import yaml
 from alert_rules import thresholds
 from alert_rules.build import build
 from alert_rules.rules import WATCHDOG, alert_names, alerts
-from alert_rules.signals import ERROR_RATIO, OPEN_CONNECTIONS
+from alert_rules.signals import BALANCER_RATE_LIMITED, ERROR_RATIO, OPEN_CONNECTIONS
 from tests.observability.conftest import ROOT
 
 RUNBOOKS = ROOT / "docs" / "runbooks"
@@ -169,6 +169,24 @@ def test_the_error_ratio_is_zero_without_5xx_and_one_when_every_request_fails(tm
              for series, value in cases]
     (tmp_path / "ratio.test.yml").write_text(yaml.safe_dump({"rule_files": ["empty.yml"], "tests": tests}))
     proc = subprocess.run([promtool, "test", "rules", "ratio.test.yml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_balancer_refusals_are_zero_before_the_first_429(tmp_path: Path, promtool: str) -> None:
+    """ScaleMartBalancerRateLimited's expression (and its panel's) on real PromQL: mtail has no code="429" series
+    until nginx turns someone away, and the panel shows 0 then, not nothing; after that, 429s per minute."""
+    lb = 'env="test",job="lb-log",instance="lb-1:3903"'
+    cases = [([(f'scalemart_lb_responses_total{{{lb},code="200"}}', "0+600x10")], 0),
+             ([(f'scalemart_lb_responses_total{{{lb},code="200"}}', "0+600x10"),
+               (f'scalemart_lb_responses_total{{{lb},code="429"}}', "0+90x10")], 90)]
+    (tmp_path / "empty.yml").write_text("groups: []\n")
+    tests = [{"interval": "1m", "input_series": [{"series": s, "values": v} for s, v in series],
+              "promql_expr_test": [{"expr": BALANCER_RATE_LIMITED.expr(), "eval_time": "10m",
+                                    "exp_samples": [{"labels": '{env="test"}', "value": value}]}]}
+             for series, value in cases]
+    (tmp_path / "lb.test.yml").write_text(yaml.safe_dump({"rule_files": ["empty.yml"], "tests": tests}))
+    proc = subprocess.run([promtool, "test", "rules", "lb.test.yml"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

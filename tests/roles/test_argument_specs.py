@@ -10,7 +10,8 @@ import yaml
 from tests.roles.conftest import ROLES, ROOT
 
 # The environment's generated secrets keep their vault names (ops/secrets.py) in every role that needs them.
-VAULT_NAMES = {"perses_admin_password", "perses_encryption_key", "scalemart_admin_token", "redis_password",
+VAULT_NAMES = {"perses_admin_password", "perses_encryption_key", "scalemart_admin_token",
+               "scalemart_buyer_token_key", "redis_password",
                "mongodb_password", "backups_encryption_key", "sms_notifier_token"}
 
 TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "path": str}

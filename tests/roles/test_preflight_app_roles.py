@@ -13,6 +13,7 @@ from tests.roles.conftest import ROOT
 from tests.roles.test_preflight import test_preflight_stops_the_play_naming_the_variable as run_case
 
 SECRETS = {"scalemart_admin_token": "a-long-enough-admin-token-0123456789",
+           "scalemart_buyer_token_key": "a-long-enough-buyer-token-key-0123456789",
            "redis_password": "a-long-enough-redis-password", "mongodb_password": "a-long-enough-mongo-password"}
 PERSES = {"perses_admin_password": "a-long-perses-password", "perses_encryption_key": "k" * 32}
 
@@ -42,6 +43,10 @@ CASES = [
     # The release role alone: its own release_* names in the messages.
     ("release-token-missing", "release", {k: v for k, v in SECRETS.items() if k != "scalemart_admin_token"},
      "scalemart_admin_token"),
+    ("release-buyer-key-missing", "release", {k: v for k, v in SECRETS.items() if k != "scalemart_buyer_token_key"},
+     "scalemart_buyer_token_key"),
+    ("release-buyer-key-short", "release", {**SECRETS, "scalemart_buyer_token_key": "short-key"},
+     "scalemart_buyer_token_key must be"),
     ("release-environment-unknown", "release", {**SECRETS, "release_environment": "prod"},
      "release_environment must be one of"),
     ("release-keep-zero", "release", {**SECRETS, "release_keep_releases": 0},

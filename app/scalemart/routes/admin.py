@@ -1,4 +1,5 @@
-"""Admin: create, restock and open or close products; live stats; reconcile. Rate limited, then the token."""
+"""Admin: create, restock and open or close products; live stats; reconcile; buyer tokens. Rate limited, then the
+token."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from scalemart import queries, reconcile, store
+from scalemart import queries, reconcile, store, tokens
 from scalemart.deps import ADMIN, ProductId, StateDep
 from scalemart.errors import (
     ADMIN_ERRORS,
     API_ERRORS,
+    BODY_ERRORS,
     ApiError,
     error_responses,
     mongo_unavailable,
@@ -32,12 +34,15 @@ from scalemart.models import (
     SaleIn,
     StatsOut,
     StatsTotals,
+    TokenIn,
+    TokenOut,
 )
 
 router = APIRouter(tags=["admin"], dependencies=ADMIN, responses={**API_ERRORS, **ADMIN_ERRORS})
 
 
-@router.post("/api/admin/products", response_model=ProductOut, status_code=201, responses=error_responses(409, 503))
+@router.post("/api/admin/products", response_model=ProductOut, status_code=201,
+             responses={**BODY_ERRORS, **error_responses(409, 503)})
 async def create_product(st: StateDep, body: ProductCreate) -> Any:
     starts, ends = body.epochs()
     limit = body.per_user_limit or st.settings.default_per_user_limit
@@ -69,7 +74,7 @@ async def create_product(st: StateDep, body: ProductCreate) -> Any:
 
 
 @router.post("/api/admin/products/{product_id}/restock", response_model=ProductOut,
-             responses=error_responses(404, 503))
+             responses={**BODY_ERRORS, **error_responses(404, 503)})
 async def restock(st: StateDep, body: RestockIn, product_id: ProductId) -> Any:
     doc = await queries.product_or_404(st, product_id)
     try:
@@ -83,7 +88,7 @@ async def restock(st: StateDep, body: RestockIn, product_id: ProductId) -> Any:
 
 
 @router.post("/api/admin/products/{product_id}/sale", response_model=ProductOut,
-             responses=error_responses(404, 409, 503))
+             responses={**BODY_ERRORS, **error_responses(404, 409, 503)})
 async def sale(st: StateDep, body: SaleIn, product_id: ProductId) -> Any:
     await queries.product_or_404(st, product_id)
     starts, ends = body.epochs()
@@ -101,41 +106,14 @@ async def sale(st: StateDep, body: SaleIn, product_id: ProductId) -> Any:
 
 @router.get("/api/admin/stats", response_model=StatsOut, responses=error_responses(503))
 async def stats(st: StateDep) -> dict[str, Any]:
-    # Orders and revenue are counted by the buy script with the sale itself: live, exact, and no
-    # scan of the orders in MongoDB (`GET /api/admin/reconcile` checks MongoDB against them).
-    # The product list is the cached catalogue, as for GET /api/products: a stats poll during a
-    # sale must not scan MongoDB's products each time.
-    products, redis_down = await queries.list_catalogue(st)
-    if redis_down:
-        raise redis_unavailable("computing stats")
-    try:
-        pipe = st.redis.pipeline(transaction=False)
-        for p in products:
-            pipe.hmget(store.product_key(p["id"]), ["stock", "stocked", "orders", "revenue_cents"])
-        pipe.hgetall(store.VIEWS)
-        pipe.xlen(store.STREAM)
-        *counters, views, queued = await pipe.execute()
-    except store.REDIS_DOWN:
-        raise redis_unavailable("computing stats") from None
-    rows = []
-    for p, (stock, stocked, n_orders, revenue_cents) in zip(products, counters, strict=True):
-        stock_i, stocked_i = queries.int_or_none(stock), queries.int_or_none(stocked)
-        n_views = int(views.get(p["id"], 0))
-        n_orders = int(n_orders or 0)
-        rows.append({
-            "product_id": p["id"], "name": p["name"], "orders": n_orders,
-            "units_sold": stocked_i - stock_i if stocked_i is not None and stock_i is not None else 0,
-            "revenue": store.cents_to_units(int(revenue_cents or 0)), "stocked": stocked_i,
-            "stock_left": stock_i,
-            "sell_through": (round((stocked_i - stock_i) / stocked_i, 4)
-                             if stocked_i and stock_i is not None else None),
-            "views": n_views, "conversion": round(n_orders / n_views, 4) if n_views else None})
+    # live counters from Redis, never a scan of MongoDB (see queries.product_stats)
+    _, rows, queued = await queries.product_stats(st, "computing stats")
     total_orders = sum(r["orders"] for r in rows)
     total_views = sum(r["views"] for r in rows)
     totals = StatsTotals(orders=total_orders, units_sold=sum(r["units_sold"] for r in rows),
                          revenue=round(sum(r["revenue"] for r in rows), 2), views=total_views,
                          conversion=round(total_orders / total_views, 4) if total_views else None,
-                         queued_orders=int(queued))
+                         queued_orders=queued)
     return {"products": [ProductStats(**r) for r in rows], "totals": totals}
 
 
@@ -151,3 +129,11 @@ async def reconcile_endpoint(st: StateDep, product_id: str | None = Query(defaul
         raise mongo_unavailable("reconciling") from None
     out = [{**dataclasses.asdict(r), "taken": r.taken, "problems": r.problems(require_drained)} for r in rows]
     return {"clean": not any(r["problems"] for r in out), "products": out}
+
+
+@router.post("/api/admin/tokens", response_model=TokenOut, status_code=201, responses=BODY_ERRORS)
+async def issue_token(st: StateDep, body: TokenIn) -> dict[str, Any]:
+    """A buyer token for `user_id`, valid `ttl_seconds`: what the shop's own login service hands a buyer."""
+    issued = tokens.issue(st.buyer_key, body.user_id, body.ttl_seconds)
+    return {"token": issued.token, "user_id": issued.user_id,
+            "expires_at": datetime.fromtimestamp(issued.expires_at, UTC)}

@@ -69,8 +69,9 @@ async def metrics_endpoint(st: StateDep) -> Response:
         pipe = st.redis.pipeline(transaction=False)
         for pid in ids:
             pipe.hget(store.product_key(pid), "stock")
-        pipe.zremrangebyscore(store.ACTIVE_USERS, 0, time.time() * 1000 - store.ACTIVE_WINDOW_MS)
-        pipe.zcard(store.ACTIVE_USERS)
+        now_ms = time.time() * 1000
+        pipe.zremrangebyscore(store.ACTIVE_USERS, 0, now_ms - store.ACTIVE_RETENTION_MS)
+        pipe.zcount(store.ACTIVE_USERS, now_ms - store.ACTIVE_WINDOW_MS, "+inf")
         values = await pipe.execute()
         stock = {pid: int(v) for pid, v in zip(ids, values[:-2], strict=True) if v is not None}
         active = int(values[-1])

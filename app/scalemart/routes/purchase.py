@@ -13,8 +13,16 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from scalemart import metrics, store
-from scalemart.deps import client_id, state_of
-from scalemart.errors import API_ERRORS, ApiError, error_responses, rate_limited, redis_unavailable, unknown_product
+from scalemart.deps import buyer_of, client_id, state_of
+from scalemart.errors import (
+    API_ERRORS,
+    BODY_ERRORS,
+    ApiError,
+    error_responses,
+    rate_limited,
+    redis_unavailable,
+    unknown_product,
+)
 from scalemart.models import BuyIn, BuyOut
 
 router = APIRouter(tags=["purchase"])
@@ -25,20 +33,25 @@ BUY_REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/j
 
 
 @router.post("/api/buy", response_model=BuyOut, status_code=201,
-             responses={**API_ERRORS, **error_responses(404, 409, 503)}, openapi_extra=BUY_REQUEST_BODY)
+             responses={**API_ERRORS, **BODY_ERRORS, **error_responses(401, 403, 404, 409, 503)},
+             openapi_extra=BUY_REQUEST_BODY)
 async def buy(request: Request) -> Any:
     # The hot path: the body is validated straight from bytes by pydantic-core (FastAPI's generic
     # body handling costs more than the sale itself), the answer is built by hand (no response-model
     # validation), there are no dependencies to resolve, and rate limiting happens inside the buy
-    # script, so a purchase is one Redis round trip.
+    # script, so a purchase is one Redis round trip. The buyer is the token's user, checked first.
+    user = buyer_of(request)
     try:
         body = BuyIn.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
+    if body.user_id is not None and body.user_id != user:
+        raise ApiError(403, "user_mismatch", f"user_id '{body.user_id}' is not the user of the buyer token; leave "
+                       "user_id out (the token names the buyer) or send that user's own token", field="user_id")
     st = state_of(request)
     fingerprint = f"{body.product_id}|{body.quantity}"
     try:
-        kind, raw = await st.buyer.buy(body.user_id, body.product_id, body.quantity, uuid.uuid4().hex,
+        kind, raw = await st.buyer.buy(user, body.product_id, body.quantity, uuid.uuid4().hex,
                                        body.idempotency_key, client_id(request))
     except store.REDIS_DOWN:
         raise redis_unavailable("buying") from None
@@ -63,7 +76,7 @@ async def buy(request: Request) -> Any:
             metrics.ORDERS.labels(body.product_id).inc()
             metrics.REVENUE.inc(res["total_cents"] / 100)
     if result == "success":
-        out = {"order_id": res["order_id"], "status": "accepted", "user_id": body.user_id,
+        out = {"order_id": res["order_id"], "status": "accepted", "user_id": user,
                "product_id": body.product_id, "quantity": body.quantity,
                "unit_price": store.cents_to_units(res["unit_price_cents"]),
                "total": store.cents_to_units(res["total_cents"]), "stock_left": res["stock_left"],

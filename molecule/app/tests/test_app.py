@@ -101,10 +101,13 @@ def test_buy_takes_stock_atomically(host):
         status, body = request(host, "POST", "/api/admin/products",
                                {"id": pid, "name": "Molecule mug", "price": 9.5, "stock": 3, "open": True})
         assert status == 201, body
-        status, body = request(host, "POST", "/api/buy",
-                               {"user_id": "u1", "product_id": pid, "quantity": 2, "idempotency_key": f"{pid}-1"},
-                               token=None)
+        buy = {"product_id": pid, "quantity": 2, "idempotency_key": f"{pid}-1"}
+        status, body = request(host, "POST", "/api/buy", buy, token=None)
+        assert status == 401, body  # no buyer token, no purchase
+        status, body = request(host, "POST", "/api/admin/tokens", {"user_id": "u1"})
         assert status == 201, body
+        status, body = request(host, "POST", "/api/buy", buy, token=json.loads(body)["token"])
+        assert status == 201 and json.loads(body)["user_id"] == "u1", body
         status, body = request(host, "GET", f"/api/products/{pid}", token=None)
         assert status == 200 and json.loads(body)["stock_left"] == 1, body
 
