@@ -23,6 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from ops import build as artifacts
 from ops import converge, secrets
 from ops.inventory import Inventory
@@ -135,9 +137,13 @@ def summary(env: str, timings: dict[str, float]) -> None:
     print()
     print(f"ScaleMart {env} is up and verified "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; total {sum(timings.values()):.0f} s)")
+    site = yaml.safe_load(secrets.SITE_VARS.read_text())
     for name, url in urls(env).items():
-        note = (f"  (dashboards: log in as admin, password perses_admin_password from `make credentials ENV={env}`)"
-                if name == "perses" else "")
+        note = ""
+        if name == "perses":
+            note = f"  (dashboards: log in as admin, password perses_admin_password from `make credentials ENV={env}`)"
+        elif name in ("prometheus", "alertmanager"):
+            note = f"  (log in as {site[f'{name}_web_user']}, password {name}_web_password from `make credentials`)"
         print(f"  {name:<13} {url}{note}")
     print(f"  credentials   {secrets.describe(env)}")
     print(f"  inventory     {inventory(env)}")

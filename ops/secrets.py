@@ -17,6 +17,8 @@ from ansible.constants import DEFAULT_VAULT_ID_MATCH
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the site names the users of Prometheus's and Alertmanager's basic auth (their passwords are here).
+SITE_VARS = ROOT / "playbooks" / "group_vars" / "all" / "site.yml"
 
 # Ansible variable name -> length of the random value. The names are the roles' public inputs.
 GENERATED = {
@@ -30,6 +32,9 @@ GENERATED = {
     "mongodb_password": 32,
     "backups_encryption_key": 48,
     "sms_notifier_token": 32,
+    # basic auth of Prometheus's and Alertmanager's UI and API (only bcrypt hashes land on the hosts)
+    "prometheus_web_password": 24,
+    "alertmanager_web_password": 24,
 }
 
 
@@ -87,3 +92,12 @@ def ansible_args(env: str) -> list[str]:
 def describe(env: str) -> str:
     return (f"{vault_file(env).relative_to(ROOT)} (ansible-vault, key in "
             f"{vault_password_file(env).relative_to(ROOT)}); show with `make credentials ENV={env}`")
+
+
+def web_credential(env: str, service: str) -> tuple[str, str]:
+    """(user, password) Prometheus's or Alertmanager's UI and API ask for in `env`."""
+    user = yaml.safe_load(SITE_VARS.read_text())[f"{service}_web_user"]
+    password = load(env).get(f"{service}_web_password")
+    if not password:
+        raise SystemExit(f"no {service}_web_password in {vault_file(env)}: run `make up ENV={env}` first")
+    return str(user), password

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # The analytics console (scalemart.analytics): where it reads system figures and alerts, how long an
     # answer is reused (N open browsers cost Prometheus one query per interval and process), the admin
     # page's session, and the stock level it calls low (the site sets it from thresholds.yml).
+    # With the credential their web config asks for in the URL (http://user:password@host:9090), sent as
+    # basic auth and never echoed in an error.
     prometheus_url: str = Field(default="", description="Prometheus' HTTP API; the analytics figures answer 503 "
                                 "when empty")
     alertmanager_url: str = Field(default="", description="Alertmanager's HTTP API; /analytics/api/alerts "

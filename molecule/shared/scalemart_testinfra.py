@@ -77,6 +77,13 @@ def private_address(host: Any) -> str:
     return out[0]
 
 
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The Authorization header of a basic-auth credential."""
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
 def http_get(host: Any, url: str, unit: str, headers: dict[str, str] | None = None,
              timeout: float = 30, request_timeout: float = 5, body: str | None = None) -> tuple[int, str]:
     """GET `url` (POST `body` when given) from inside the host with python3 (present on every host);

@@ -6,6 +6,8 @@ every figure the console derives (rates, ratios, quantiles) has one right answer
 project's own rules are loaded (the console reads their recorded series), plus one alert the tests turn
 on and off to leave a resolved alert in Prometheus' history. Alertmanager starts empty and holds what a
 test posts (`post_alert`); Prometheus does not send it anything, so its alerts are exactly those.
+Both ask for a credential (basic auth, bcrypt, as the roles set them up): `prometheus_url` and
+`alertmanager_url` carry it, as the site's settings do; `auth` is it for the tests' own calls.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tests.net import free_port
 ENV = "test"  # tests/app/conftest.Env runs the app with SCALEMART_ENVIRONMENT=test
 MIB, GIB = 1 << 20, 1 << 30
 FIXTURE_ALERT = "AnalyticsFixtureAlert"
+USER, PASSWORD = "analytics", "known-data-password-0123"
 
 
 @dataclass(frozen=True)
@@ -244,28 +247,44 @@ class Monitoring:
         if done.returncode != 0:
             pytest.fail(f"promtool could not backfill the known data:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         self.data.serve()
+        from passlib.hash import bcrypt
+
+        users = {USER: bcrypt.using(rounds=10).hash(PASSWORD)}
+        (work / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": users}))
+        self.auth = httpx.BasicAuth(USER, PASSWORD)
         (work / "prometheus.yml").write_text(yaml.safe_dump(conf))
         self.prometheus_port, self.alertmanager_port = free_port(), free_port()
         self._start(work, "prometheus", [_binary("prometheus", "prometheus"),
                                          f"--config.file={work / 'prometheus.yml'}",
                                          f"--storage.tsdb.path={work / 'tsdb'}",
-                                         f"--web.listen-address=127.0.0.1:{self.prometheus_port}"],
-                    f"{self.prometheus_url}/-/ready")
+                                         f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                                         f"--web.config.file={work / 'web.yml'}"],
+                    f"{self.prometheus_base}/-/ready")
         (work / "alertmanager.yml").write_text(yaml.safe_dump(
             {"route": {"receiver": "nobody", "group_wait": "1h"}, "receivers": [{"name": "nobody"}]}))
         self._start(work, "alertmanager", [_binary("prometheus-alertmanager", "prometheus-alertmanager"),
                                            f"--config.file={work / 'alertmanager.yml'}",
                                            f"--storage.path={work / 'am'}", "--cluster.listen-address=",
-                                           f"--web.listen-address=127.0.0.1:{self.alertmanager_port}"],
-                    f"{self.alertmanager_url}/-/ready")
+                                           f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
+                                           f"--web.config.file={work / 'web.yml'}"],
+                    f"{self.alertmanager_base}/-/ready")
 
     @property
-    def prometheus_url(self) -> str:
+    def prometheus_base(self) -> str:
         return f"http://127.0.0.1:{self.prometheus_port}"
 
     @property
-    def alertmanager_url(self) -> str:
+    def alertmanager_base(self) -> str:
         return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """The app's SCALEMART_PROMETHEUS_URL: with the credential."""
+        return f"http://{USER}:{PASSWORD}@127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://{USER}:{PASSWORD}@127.0.0.1:{self.alertmanager_port}"
 
     def _start(self, work: Path, name: str, argv: list[str], ready: str) -> None:
         log = work / f"{name}.log"
@@ -277,7 +296,7 @@ class Monitoring:
             if proc.poll() is not None:
                 pytest.fail(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             try:
-                if httpx.get(ready, timeout=2).status_code == 200:
+                if httpx.get(ready, auth=self.auth, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -285,7 +304,7 @@ class Monitoring:
         pytest.fail(f"{name} did not get ready within 60 s:\n{log.read_text()[-3000:]}")
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        r = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
+        r = httpx.get(f"{self.prometheus_base}/api/v1/query", params={"query": expr}, auth=self.auth, timeout=10)
         r.raise_for_status()
         return r.json()["data"]["result"]  # type: ignore[no-any-return]
 
@@ -302,13 +321,15 @@ class Monitoring:
         alert = {"labels": {"alertname": name, "severity": severity, **labels},
                  "annotations": {"summary": summary, "runbook_url": f"docs/runbooks/{name}.md"},
                  "startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=1)).isoformat()}
-        httpx.post(f"{self.alertmanager_url}/api/v2/alerts", json=[alert], timeout=10).raise_for_status()
+        r = httpx.post(f"{self.alertmanager_base}/api/v2/alerts", json=[alert], auth=self.auth, timeout=10)
+        r.raise_for_status()
         return alert
 
     def resolve_alert(self, alert: dict[str, Any]) -> None:
         """Post it again ending now: Alertmanager no longer lists it as active."""
         ended = {**alert, "endsAt": datetime.now(UTC).isoformat()}
-        httpx.post(f"{self.alertmanager_url}/api/v2/alerts", json=[ended], timeout=10).raise_for_status()
+        r = httpx.post(f"{self.alertmanager_base}/api/v2/alerts", json=[ended], auth=self.auth, timeout=10)
+        r.raise_for_status()
 
     def stop(self) -> None:
         for proc, _ in reversed(self.procs):

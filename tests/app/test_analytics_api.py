@@ -21,6 +21,7 @@ from tests.app.monitoring import (
     DB_CLOSED,
     FIXTURE_ALERT,
     HOSTS,
+    PASSWORD,
     QUEUE_AGE,
     QUEUE_LENGTH,
     REDIS_MAX,
@@ -211,7 +212,7 @@ def _unix(iso: str) -> float:
 def test_the_answers_are_cached_so_many_browsers_cost_prometheus_one_round(monitoring: Monitoring,
                                                                             console: AppServer) -> None:
     def queries_served() -> float:  # Prometheus' own count of the queries it answered
-        text = httpx.get(monitoring.prometheus_url + "/metrics", timeout=10).text
+        text = httpx.get(monitoring.prometheus_base + "/metrics", auth=monitoring.auth, timeout=10).text
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query' in line)
 
@@ -254,6 +255,25 @@ def test_an_unreachable_source_answers_503_naming_it_and_the_others_keep_working
         assert body["details"] == {"source": "alertmanager"} and "is not set" in body["message"], body
         for path in ENDPOINTS[:-1]:
             assert c.get(API + path).status_code == 200, path
+
+
+def test_a_wrong_monitoring_credential_answers_503_naming_the_setting_and_never_echoes_it(
+        redis_server: Any, ferretdb: Any, monitoring: Monitoring, tmp_path: Any, running: list[Any]) -> None:
+    wrong = monitoring.prometheus_url.replace(PASSWORD, "not-the-password-0123")
+    bare = monitoring.prometheus_base
+    server = AppServer(Env(redis_server.url, ferretdb.url, tmp_path, prometheus_url=wrong,
+                           alertmanager_url=monitoring.alertmanager_base), workers=1).start()
+    running.append(server)
+    with server.client(admin=True) as c:
+        body = assert_error(c.get(API + "/metrics/realtime"), 503, "source_unavailable",
+                            field="SCALEMART_PROMETHEUS_URL")
+        assert "401" in body["message"] and "wrong credential" in body["message"], body
+        assert "not-the-password" not in body["message"] and bare in body["message"], body
+        # the alerts read both sources: whichever it asks first refuses
+        body = assert_error(c.get(API + "/alerts"), 503, "source_unavailable")
+        assert "401" in body["message"], body
+    # the fixture's Prometheus refuses anonymous queries: the console's answers elsewhere prove it sends the credential
+    assert httpx.get(bare + "/api/v1/query", params={"query": "up"}, timeout=10).status_code == 401
 
 
 def test_every_series_the_console_reads_is_recorded_by_the_projects_rules(monitoring: Monitoring) -> None:

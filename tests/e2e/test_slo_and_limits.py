@@ -22,6 +22,7 @@ import pytest
 
 from alert_rules import thresholds
 from alert_rules.build import TEST_COMPRESS_VAR
+from ops import secrets
 from ops.__main__ import playbook_cmd
 from ops.inventory import Inventory
 from tests.e2e.conftest import ENV, ENV_BUILD, Dev, _docker, _run
@@ -52,7 +53,8 @@ def prometheus() -> str:
 
 
 def query(expr: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prometheus()}/api/v1/query", params={"query": expr}, timeout=10).json()
+    body = httpx.get(f"{prometheus()}/api/v1/query", params={"query": expr},
+                     auth=secrets.web_credential(ENV, "prometheus"), timeout=10).json()
     assert body["status"] == "success", body
     return body["data"]["result"]  # type: ignore[no-any-return]
 
@@ -144,7 +146,8 @@ def wait_rule_loaded(compressed: bool, timeout: float = 120) -> None:
     window = "[30s]" if compressed else "[5m]"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        groups = httpx.get(f"{prometheus()}/api/v1/rules", params={"type": "record"}, timeout=10).json()
+        groups = httpx.get(f"{prometheus()}/api/v1/rules", params={"type": "record"},
+                           auth=secrets.web_credential(ENV, "prometheus"), timeout=10).json()
         exprs = [r["query"] for g in groups["data"]["groups"] for r in g["rules"]
                  if r["name"] == "slo:sli_error:ratio_rate5m" and r["labels"].get("slo") == "availability"]
         if exprs and window in exprs[0]:

@@ -11,9 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import testinfra
 
+from ops import secrets
 from ops.inventory import Inventory
 from toolchain.common import BUILD
 
@@ -67,6 +69,10 @@ class Environment:
         hosts = self.group(group)
         assert hosts, f"no {group} host in the inventory"
         return f"http://{self.hostvars(hosts[0])['private_address']}:{self.port(service)}"
+
+    def auth(self, service: str) -> httpx.BasicAuth:
+        """The credential Prometheus's or Alertmanager's web config asks for (the vault's password)."""
+        return httpx.BasicAuth(*secrets.web_credential(self.name, service))
 
     def host(self, name: str) -> Any:
         return testinfra.get_host(f"docker://{self.hostvars(name).get('ansible_host', name)}")

@@ -11,6 +11,7 @@ CHECKS = {
     "lb": ["nginx -t", "mtail --compile_only --logtostderr --address 127.0.0.1 --port 0 "
                        "--progs /etc/mtail/scalemart_lb.mtail"],
     "monitoring": ["promtool check config /etc/prometheus/prometheus.yml",
+                   "promtool check web-config /etc/prometheus/web.yml /etc/prometheus/alertmanager-web.yml",
                    "amtool check-config /etc/prometheus/alertmanager.yml",
                    "prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml"],
 }

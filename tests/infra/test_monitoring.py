@@ -21,7 +21,8 @@ def test_prometheus_scrapes_every_target_up(environment: Environment) -> None:
     down: list[str] = []
     deadline = time.monotonic() + 90  # a fresh environment needs a scrape interval or two
     while time.monotonic() < deadline:
-        targets = httpx.get(f"{base}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        r = httpx.get(f"{base}/api/v1/targets", auth=environment.auth("prometheus"), timeout=10)
+        targets = r.json()["data"]["activeTargets"]
         down = [f"{t['labels'].get('job')}/{t['labels'].get('instance')}: {t.get('lastError')}"
                 for t in targets if t["health"] != "up"]
         if targets and not down:
@@ -37,7 +38,8 @@ def test_prometheus_scrapes_every_target_up(environment: Environment) -> None:
 
 def test_every_app_host_is_scraped(environment: Environment) -> None:
     base = environment.url_of("monitoring", "prometheus")
-    result = httpx.get(f"{base}/api/v1/query", params={"query": "up"}, timeout=10).json()["data"]["result"]
+    result = httpx.get(f"{base}/api/v1/query", params={"query": "up"}, auth=environment.auth("prometheus"),
+                       timeout=10).json()["data"]["result"]
     scraped = {r["metric"]["instance"].split(":")[0] for r in result if r["value"][1] == "1"}
     for host in environment.group("app"):
         address = environment.hostvars(host)["private_address"]
@@ -46,7 +48,7 @@ def test_every_app_host_is_scraped(environment: Environment) -> None:
 
 def _query(environment: Environment, promql: str) -> list[dict]:
     base = environment.url_of("monitoring", "prometheus")
-    r = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=10)
+    r = httpx.get(f"{base}/api/v1/query", params={"query": promql}, auth=environment.auth("prometheus"), timeout=10)
     assert r.status_code == 200, f"{promql}: {r.status_code} {r.text[:300]}"
     return list(r.json()["data"]["result"])
 
@@ -98,7 +100,7 @@ def test_every_rule_group_is_loaded(environment: Environment) -> None:
     expected = sum(len(yaml.safe_load(host.file(f"/etc/prometheus/rules/{name}").content_string)["groups"])
                    for name in files)
     base = environment.url_of("monitoring", "prometheus")
-    groups = httpx.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    groups = httpx.get(f"{base}/api/v1/rules", auth=environment.auth("prometheus"), timeout=10).json()["data"]["groups"]
     assert expected > 0, "no rule groups installed in /etc/prometheus/rules"
     assert len(groups) == expected, f"{len(groups)} rule groups loaded, {expected} in the rule files"
     assert all(g.get("lastError", "") == "" for r in groups for g in r.get("rules", [])), "a rule failed"
@@ -107,11 +109,23 @@ def test_every_rule_group_is_loaded(environment: Environment) -> None:
 def test_alertmanager_cluster_is_ready(environment: Environment) -> None:
     base = environment.url_of("monitoring", "alertmanager")
     deadline = time.monotonic() + 90  # a fresh Alertmanager settles its gossip first
-    status = httpx.get(f"{base}/api/v2/status", timeout=10).json()
+    auth = environment.auth("alertmanager")
+    status = httpx.get(f"{base}/api/v2/status", auth=auth, timeout=10).json()
     while status["cluster"]["status"] == "settling" and time.monotonic() < deadline:
         time.sleep(3)
-        status = httpx.get(f"{base}/api/v2/status", timeout=10).json()
+        status = httpx.get(f"{base}/api/v2/status", auth=auth, timeout=10).json()
     assert status["cluster"]["status"] == "ready", status["cluster"]
+
+
+def test_prometheus_and_alertmanager_ask_every_client_for_the_credential(environment: Environment) -> None:
+    for service, path in (("prometheus", "/api/v1/query?query=up"), ("alertmanager", "/api/v2/status")):
+        url = environment.url_of("monitoring", service) + path
+        assert httpx.get(url, timeout=10).status_code == 401, f"anonymous GET {url}"
+        user, _ = secrets.web_credential(environment.name, service)
+        assert httpx.get(url, auth=(user, "not-the-password"), timeout=10).status_code == 401, f"wrong password {url}"
+        assert httpx.get(url, auth=environment.auth(service), timeout=10).status_code == 200, url
+        # the health checks too: a scanner learns nothing from them
+        assert httpx.get(environment.url_of("monitoring", service) + "/-/healthy", timeout=10).status_code == 401
 
 
 def _perses(environment: Environment) -> tuple[str, str]:

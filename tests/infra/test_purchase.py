@@ -50,7 +50,7 @@ def test_purchase_reaches_mongodb_and_the_metrics(environment: Environment) -> N
     seen = 0.0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        result = httpx.get(f"{prom}/api/v1/query", timeout=10,
+        result = httpx.get(f"{prom}/api/v1/query", timeout=10, auth=environment.auth("prometheus"),
                            params={"query": f'sum(scalemart_orders_total{{product="{pid}"}})'}).json()
         series = result["data"]["result"]
         seen = float(series[0]["value"][1]) if series else 0.0

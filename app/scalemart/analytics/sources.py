@@ -80,12 +80,23 @@ def number(text: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def split_credential(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """A source URL without its user:password (for messages) and that credential as basic auth."""
+    if not url:
+        return url, None
+    u = httpx.URL(url)
+    if not u.username:
+        return url, None
+    return str(u.copy_with(username=None, password=None)).rstrip("/"), httpx.BasicAuth(u.username, u.password)
+
+
 class Sources:
     """The HTTP clients of one API process (closed with its state)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.prometheus_url = settings.prometheus_url
-        self.alertmanager_url = settings.alertmanager_url
+        self.prometheus_url, prometheus_auth = split_credential(settings.prometheus_url)
+        self.alertmanager_url, alertmanager_auth = split_credential(settings.alertmanager_url)
+        self._auth = {PROMETHEUS: prometheus_auth, ALERTMANAGER: alertmanager_auth}
         self.cache = TtlCache(settings.analytics_cache_seconds)
         self.http = httpx.AsyncClient(timeout=settings.analytics_timeout_seconds,
                                       headers={"Accept": "application/json"})
@@ -93,10 +104,15 @@ class Sources:
     async def _get(self, source: str, base: str, path: str, params: dict[str, Any]) -> Any:
         if not base:
             raise unavailable(source, base, "no URL is configured")
+        auth = self._auth[source]
         try:
-            r = await self.http.get(base + path, params=params)
+            r = await self.http.get(base + path, params=params, auth=auth or httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as exc:
             raise unavailable(source, base, f"{type(exc).__name__} {exc}".strip()) from None
+        if r.status_code == 401:
+            given = "a wrong credential" if auth else "no credential"
+            raise unavailable(source, base, f"{path} answered HTTP 401: {source} asks for basic auth and got "
+                              f"{given}; put it in the URL as http://user:password@host:port")
         if r.status_code != 200:
             raise unavailable(source, base, f"{path} answered HTTP {r.status_code}: {r.text[:200]}")
         try:

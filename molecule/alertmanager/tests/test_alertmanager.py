@@ -1,12 +1,16 @@
 """The alertmanager role: routing from alert_rules/, recipients from vars, API answering."""
 
 import json
+import re
+from pathlib import Path
 
+import yaml
 from scalemart_testinfra import (
     assert_active,
     assert_enabled,
     assert_file,
     assert_listening,
+    basic_auth,
     http_get,
     journal_on_failure,
     private_address,
@@ -29,8 +33,42 @@ def test_config_with_smtp_password_is_not_world_readable(host):
     assert_file(host, "/etc/prometheus/alertmanager.yml", "root", "prometheus", 0o640)
 
 
+def _credential():
+    play = yaml.safe_load((Path(__file__).resolve().parents[1] / "converge.yml").read_text())[0]["vars"]
+    return play["alertmanager_web_user"], play["alertmanager_web_password"]
+
+
+def test_the_api_asks_for_the_credential(host):
+    url = f"http://{private_address(host)}:9093/api/v2/status"
+    user, password = _credential()
+    with journal_on_failure(host, "prometheus-alertmanager"):
+        assert http_get(host, url, "prometheus-alertmanager")[0] == 401
+        assert http_get(host, url, "prometheus-alertmanager", basic_auth(user, "wrong-password-0123"))[0] == 401
+        assert http_get(host, url, "prometheus-alertmanager", basic_auth(user, password))[0] == 200
+
+
+def test_only_a_bcrypt_hash_of_the_password_lands_in_the_web_config(host):
+    assert_file(host, "/etc/prometheus/alertmanager-web.yml", "root", "prometheus", 0o640)
+    user, password = _credential()
+    text = host.file("/etc/prometheus/alertmanager-web.yml").content_string
+    assert password not in text
+    assert re.search(rf"^  {user}: \$2b\$10\$", text, re.M), text
+
+
+def test_amtool_on_the_host_queries_with_the_credential(host):
+    # root's amtool config names the URL and the credential file (root only)
+    assert_file(host, "/etc/amtool/http.yml", "root", "root", 0o600)
+    out = host.run("amtool alert query -o json")
+    assert out.rc == 0, out.stderr
+    assert isinstance(json.loads(out.stdout), list), out.stdout
+    # the same query without the credential file is refused
+    anonymous = host.run("amtool --http.config.file=/dev/null alert query -o json")
+    assert anonymous.rc != 0 and "401" in anonymous.stdout + anonymous.stderr, anonymous.stdout + anonymous.stderr
+
+
 def test_status_reports_the_rendered_routing(host):
-    status, body = http_get(host, f"http://{private_address(host)}:9093/api/v2/status", "prometheus-alertmanager")
+    status, body = http_get(host, f"http://{private_address(host)}:9093/api/v2/status", "prometheus-alertmanager",
+                            basic_auth(*_credential()))
     with journal_on_failure(host, "prometheus-alertmanager"):
         assert status == 200, body
         data = json.loads(body)

@@ -10,6 +10,7 @@ from scalemart_testinfra import (
     assert_enabled,
     assert_file,
     assert_listening,
+    basic_auth,
     fail_with_journal,
     http_get,
     journal_on_failure,
@@ -24,8 +25,11 @@ SCENARIO_VARS = yaml.safe_load((ROOT / "molecule/prometheus/vars.yml").read_text
 ROLE_DEFAULTS = yaml.safe_load((ROOT / "roles/prometheus/defaults/main.yml").read_text())
 
 
+CREDENTIAL = basic_auth(SCENARIO_VARS["prometheus_web_user"], SCENARIO_VARS["prometheus_web_password"])
+
+
 def api(host, path):
-    status, body = http_get(host, f"http://{private_address(host)}:9090{path}", "prometheus")
+    status, body = http_get(host, f"http://{private_address(host)}:9090{path}", "prometheus", CREDENTIAL)
     with journal_on_failure(host, "prometheus", ValueError):
         assert status == 200, body
         return json.loads(body)["data"]
@@ -43,8 +47,25 @@ def test_prometheus_listens_on_the_private_address(host):
     assert_listening(host, "prometheus", f"tcp://{private_address(host)}:9090")
 
 
-def test_config_is_root_owned_and_readable_by_prometheus(host):
-    assert_file(host, "/etc/prometheus/prometheus.yml", "root", "prometheus", 0o644)
+def test_config_holding_the_scrape_credentials_is_readable_by_prometheus_only(host):
+    assert_file(host, "/etc/prometheus/prometheus.yml", "root", "prometheus", 0o640)
+
+
+def test_the_ui_and_api_ask_for_the_credential(host):
+    base = f"http://{private_address(host)}:9090"
+    user = SCENARIO_VARS["prometheus_web_user"]
+    with journal_on_failure(host, "prometheus"):
+        for path in ("/-/ready", "/api/v1/query?query=up", "/graph"):
+            assert http_get(host, base + path, "prometheus")[0] == 401, path
+        assert http_get(host, base + "/-/ready", "prometheus", basic_auth(user, "wrong-password-0123"))[0] == 401
+        assert http_get(host, base + "/-/ready", "prometheus", CREDENTIAL)[0] == 200
+
+
+def test_only_a_bcrypt_hash_of_the_password_lands_in_the_web_config(host):
+    assert_file(host, "/etc/prometheus/web.yml", "root", "prometheus", 0o640)
+    text = host.file("/etc/prometheus/web.yml").content_string
+    assert SCENARIO_VARS["prometheus_web_password"] not in text
+    assert f"  {SCENARIO_VARS['prometheus_web_user']}: $2b$10$" in text, text
 
 
 def test_retention_comes_from_the_variable(host):
@@ -100,6 +121,8 @@ def test_query_answers_with_the_env_label(host):
         fail_with_journal(host, "prometheus", "up{job=prometheus} is empty: the self-scrape has not happened")
     with journal_on_failure(host, "prometheus"):
         assert result[0]["metric"]["env"] == SCENARIO_VARS["prometheus_environment"]
+        # 1: the self-scrape sends the job's basic_auth (without it the target answers 401 and is down)
+        assert result[0]["value"][1] == "1", result
 
 
 def test_every_built_rule_file_is_installed(host):
