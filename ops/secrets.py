@@ -35,6 +35,8 @@ GENERATED = {
     # basic auth of Prometheus's and Alertmanager's UI and API (only bcrypt hashes land on the hosts)
     "prometheus_web_password": 24,
     "alertmanager_web_password": 24,
+    # ... and of the exporters that take a web config (node, blackbox, mongodb)
+    "exporters_web_password": 24,
 }
 
 

@@ -24,6 +24,7 @@ RECIPIENTS_OK = {"smtp": {"smarthost": "127.0.0.1:25", "from": "alerts@scalemart
 PROMETHEUS_OK = {"prometheus_web_user": "scalemart", "prometheus_web_password": "a-long-enough-prometheus-password"}
 ALERTMANAGER_OK = {"alertmanager_web_user": "scalemart",
                    "alertmanager_web_password": "a-long-enough-alertmanager-password"}
+EXPORTERS_OK = {"exporters_web_user": "scalemart", "exporters_web_password": "a-long-enough-exporters-password"}
 BACKUPS_OK = {"backups_encryption_key": "a-long-enough-backups-encryption-key-0123", **REDIS_OK, **MONGO_OK}
 
 CASES = [
@@ -59,9 +60,14 @@ CASES = [
     ("lb-rate-negative", "loadbalancer", {"loadbalancer_upstream_hosts": ["10.0.0.2"],
                                           "loadbalancer_rate_limit_per_second": -5},
      "loadbalancer_rate_limit_per_second"),
-    ("exporters-redis-password-missing", "exporters", {"exporters_redis_enabled": True}, "exporters_redis_password"),
-    ("exporters-same-ports", "exporters", {"exporters_mtail_port": 9100}, "exporters_mtail_port must differ"),
-    ("exporters-host-limits-interval", "exporters", {"exporters_host_limits_interval": "often"},
+    ("exporters-redis-password-missing", "exporters", {**EXPORTERS_OK, "exporters_redis_enabled": True},
+     "exporters_redis_password"),
+    ("exporters-same-ports", "exporters", {**EXPORTERS_OK, "exporters_mtail_port": 9100},
+     "exporters_mtail_port must differ"),
+    ("exporters-password-missing", "exporters", {"exporters_web_user": "scalemart"}, "exporters_web_password"),
+    ("exporters-password-short", "exporters", {**EXPORTERS_OK, "exporters_web_password": "short"},
+     "exporters_web_password (16 characters or more) must be set"),
+    ("exporters-host-limits-interval", "exporters", {**EXPORTERS_OK, "exporters_host_limits_interval": "often"},
      "exporters_host_limits_interval must be"),
     ("prometheus-retention-size", "prometheus", {**PROMETHEUS_OK, "prometheus_retention_size": "2 gigs"},
      "prometheus_retention_size must be"),

@@ -14,6 +14,7 @@ from scalemart_testinfra import (
     assert_enabled,
     assert_file,
     assert_listening,
+    basic_auth,
     fail_with_journal,
     http_get,
     journal_on_failure,
@@ -32,6 +33,14 @@ EXPORTERS = {
 }
 TEXTFILE = "/var/lib/prometheus/node-exporter/scalemart_host.prom"
 ROOT = Path(__file__).resolve().parents[3]
+# The exporters whose bookworm build takes a web config ask for the credential; the others have no such setting.
+SCENARIO_VARS = yaml.safe_load((ROOT / "molecule/exporters/vars.yml").read_text())
+WITH_CREDENTIAL = {"prometheus-node-exporter", "prometheus-mongodb-exporter", "prometheus-blackbox-exporter"}
+CREDENTIAL = basic_auth(SCENARIO_VARS["exporters_web_user"], SCENARIO_VARS["exporters_web_password"])
+
+
+def credential(unit):
+    return CREDENTIAL if unit in WITH_CREDENTIAL else {}
 
 
 @pytest.mark.parametrize("unit", EXPORTERS)
@@ -58,7 +67,7 @@ def test_exporter_config_is_root_only(host, unit):
 def test_exporter_reads_its_service(host, unit):
     port, sample = EXPORTERS[unit]
     url = f"http://{private_address(host)}:{port}/metrics"
-    status, body = http_get(host, url, unit, timeout=30, request_timeout=25)
+    status, body = http_get(host, url, unit, credential(unit), timeout=30, request_timeout=25)
     with journal_on_failure(host, unit):
         assert status == 200, body
     name, _, value = sample.partition(" ")
@@ -72,8 +81,20 @@ def test_exporter_reads_its_service(host, unit):
         fail_with_journal(host, unit, f"{unit} metrics lack {sample!r}{hint}")
 
 
+@pytest.mark.parametrize("unit", sorted(WITH_CREDENTIAL))
+def test_exporter_with_a_web_config_asks_for_the_credential(host, unit):
+    url = f"http://{private_address(host)}:{EXPORTERS[unit][0]}/metrics"
+    wrong = basic_auth(SCENARIO_VARS["exporters_web_user"], "not-the-password-0123")
+    with journal_on_failure(host, unit):
+        assert http_get(host, url, unit)[0] == 401
+        assert http_get(host, url, unit, wrong)[0] == 401
+    text = host.file("/etc/prometheus/exporters-web.yml").content_string
+    assert SCENARIO_VARS["exporters_web_password"] not in text
+    assert_file(host, "/etc/prometheus/exporters-web.yml", "root", "prometheus", 0o640)
+
+
 def metrics(host, unit, port):
-    status, body = http_get(host, f"http://{private_address(host)}:{port}/metrics", unit)
+    status, body = http_get(host, f"http://{private_address(host)}:{port}/metrics", unit, credential(unit))
     with journal_on_failure(host, unit):
         assert status == 200, body
     return body
@@ -93,7 +114,7 @@ def sample(body, name, labels=""):
 def test_blackbox_probe_succeeds(host, module, target):
     target = target.format(address=private_address(host))
     url = f"http://{private_address(host)}:9115/probe?module={module}&target={target}"
-    status, body = http_get(host, url, "prometheus-blackbox-exporter")
+    status, body = http_get(host, url, "prometheus-blackbox-exporter", CREDENTIAL)
     with journal_on_failure(host, "prometheus-blackbox-exporter"):
         assert status == 200, body
         assert sample(body, "probe_success") == 1, body
@@ -101,7 +122,7 @@ def test_blackbox_probe_succeeds(host, module, target):
 
 def test_blackbox_probe_of_a_closed_port_fails(host):
     url = f"http://{private_address(host)}:9115/probe?module=tcp_connect&target={private_address(host)}:1"
-    status, body = http_get(host, url, "prometheus-blackbox-exporter")
+    status, body = http_get(host, url, "prometheus-blackbox-exporter", CREDENTIAL)
     with journal_on_failure(host, "prometheus-blackbox-exporter"):
         assert status == 200, body
         assert sample(body, "probe_success") == 0, body
