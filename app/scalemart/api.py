@@ -7,9 +7,11 @@ their MongoDB access in `queries`, their errors in `errors`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -26,12 +28,15 @@ from scalemart.settings import Settings, load_settings
 from scalemart.state import State
 
 log = logging.getLogger("scalemart.api")
+_OPERATOR_NAME = re.compile(r"[\[\]$]")
 
 
 class ObserveMiddleware:
     """Request metrics by route template (never the raw path, so ids do not explode the label set), the
-    security headers of every answer, and the API's refusals of bodies it will not read: not JSON (415,
-    a cross-site form cannot send application/json without a CORS preflight) or too large (413, counted)."""
+    security headers of every answer, and the API's refusals of what it will not read: a body not sent as
+    JSON (415, a cross-site form cannot send application/json without a CORS preflight), a body too large
+    (413, counted; a chunked body, which declares no length, is read up to the limit first) and a query
+    parameter named like a MongoDB operator (422, counted as an injection attempt)."""
 
     METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
     BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -66,8 +71,12 @@ class ObserveMiddleware:
         start = time.perf_counter()
         try:
             refusal = self._refusal(scope) if method in self.BODY_METHODS else None
+            if refusal is None and scope["query_string"]:
+                refusal = self._query_refusal(scope)
             if refusal is not None:
                 await refusal(scope, receive, send_status)
+            elif method in self.BODY_METHODS and not any(name == b"content-length" for name, _ in scope["headers"]):
+                await self._bounded(scope, receive, send_status)
             else:
                 await self.app(scope, receive, send_status)
         finally:
@@ -81,9 +90,7 @@ class ObserveMiddleware:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body_bytes:
-            metrics.OVERSIZED_BODIES.inc()
-            return errors.error_response(413, "body_too_large", f"the body is {int(length)} bytes; this API takes "
-                                         f"at most {self.max_body_bytes} (SCALEMART_MAX_BODY_BYTES)", field="body")
+            return self._too_large(f"{int(length)} bytes")
         if not scope["path"].startswith("/api/"):
             return None  # the console's login form is form-encoded
         media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
@@ -91,6 +98,48 @@ class ObserveMiddleware:
             shown = media.decode("latin-1") or "none"
             return errors.error_response(415, "unsupported_media_type", f"the body must be JSON sent as "
                                          f"'Content-Type: application/json' (got {shown})", field="Content-Type")
+        return None
+
+    def _too_large(self, size: str) -> ASGIApp:
+        metrics.OVERSIZED_BODIES.inc()
+        return errors.error_response(413, "body_too_large", f"the body is {size}; this API takes at most "
+                                     f"{self.max_body_bytes} bytes (SCALEMART_MAX_BODY_BYTES)", field="body")
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Without Content-Length nothing stops a chunked body from growing without end in the route's
+        # memory: read it here up to the limit, then hand the app the same messages.
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                await self._too_large(f"over {self.max_body_bytes} bytes (sent chunked)")(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _query_refusal(scope: Scope) -> ASGIApp | None:
+        # No parameter of this API is named with brackets or `$`: `user_id[$ne]=x` is what a query-string parser
+        # of the qs kind turns into {"user_id": {"$ne": "x"}}, so it is refused, not silently ignored.
+        query = scope["query_string"].decode("latin-1")
+        for name, _ in parse_qsl(query, keep_blank_values=True):
+            if _OPERATOR_NAME.search(name):
+                metrics.INJECTION_ATTEMPTS.inc()
+                message = (f"query parameter {name!r} is not a parameter of this API (brackets and '$' operators "
+                           "are refused); send plain name=value parameters as /openapi.json lists them")
+                return errors.error_response(422, "validation_error", message, field=name,
+                                             errors=[{"field": name, "message": "is not a known parameter"}])
         return None
 
 

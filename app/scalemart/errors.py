@@ -86,9 +86,11 @@ async def api_error_handler(_: Request, exc: ApiError) -> JSONResponse:
 
 
 # What injection looks like in an input the validation refused: a MongoDB operator as a key or a value, script
-# or SQL shapes, template expressions, path traversal. The refusal is already certain; this only counts it.
+# or SQL shapes, Lua and Redis commands (and the CRLF that would smuggle one into the protocol), template
+# expressions, path traversal. The refusal is already certain; this only counts it.
 _INJECTION = re.compile(r"^\$[a-z]+$|\$(where|ne|gt|gte|lt|lte|in|nin|regex|expr|function)\b|<\s*script|"
-                        r"\bunion\s+select\b|'\s*or\s*'?1'?\s*=\s*'?1|;\s*drop\s+table|\{\{.*\}\}|\.\./", re.I)
+                        r"\bunion\s+select\b|'\s*or\s*'?1'?\s*=\s*'?1|;\s*drop\s+table|\{\{.*\}\}|\.\./|"
+                        r"\bredis\.p?call\b|\bflush(all|db)\b|\r\n", re.I)
 
 
 def injection_in(value: Any, depth: int = 0) -> bool:
@@ -105,7 +107,9 @@ def injection_in(value: Any, depth: int = 0) -> bool:
 
 
 async def validation_error_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
-    if any(injection_in(err.get("input")) for err in exc.errors()):
+    # an operator may be the key itself ({"$where": ...} as an unknown field): that is in the error's location
+    if any(injection_in(err.get("input")) or injection_in([str(p) for p in err.get("loc", ())])
+           for err in exc.errors()):
         metrics.INJECTION_ATTEMPTS.inc()
     errors = []
     for err in exc.errors():
@@ -129,6 +133,9 @@ async def validation_error_handler(_: Request, exc: RequestValidationError) -> J
 
 
 async def http_error_handler(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:  # FastAPI could not read the body at all: not UTF-8, or nested past the parser
+        return error_response(400, "malformed_body", f"the request body could not be read ({exc.detail}); send "
+                              "a JSON object encoded as UTF-8", field="body")
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 

@@ -24,7 +24,15 @@ def _json_integer(v: Any) -> Any:
     return v
 
 
+def _json_number(v: Any) -> Any:
+    # JSON numbers only: `true` would otherwise be a price of 1.00 and "9.99" a string the client meant as one.
+    if isinstance(v, str | bool):
+        raise ValueError("must be a JSON number, not a string or boolean")
+    return v
+
+
 Int = Annotated[int, BeforeValidator(_json_integer)]
+Number = Annotated[float, BeforeValidator(_json_number)]
 
 
 class Strict(BaseModel):
@@ -56,7 +64,7 @@ class SaleWindow(Strict):
 class ProductCreate(SaleWindow):
     id: str = Field(pattern=PRODUCT_ID, description="lowercase slug, e.g. `tv-55`")
     name: str = Field(pattern=NAME)
-    price: float = Field(ge=0.01, le=MAX_PRICE, description="in currency units, at most 2 decimals")
+    price: Number = Field(ge=0.01, le=MAX_PRICE, description="in currency units, at most 2 decimals")
     stock: Int = Field(ge=0, le=MAX_STOCK, description="initial units")
     per_user_limit: Int | None = Field(default=None, ge=1, le=1000,
                                        description="units one user may buy; the server default when omitted")

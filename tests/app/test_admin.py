@@ -47,8 +47,8 @@ def test_create_product_twice_is_409_naming_id(admin: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [("id", "Bad Id"), ("price", 0), ("price", -1), ("price", 0.001),
-                                              ("stock", -1), ("stock", "5"), ("name", ""), ("name", "a\nb"),
-                                              ("per_user_limit", 0)])
+                                              ("price", True), ("price", "9.99"), ("stock", -1), ("stock", "5"),
+                                              ("stock", True), ("name", ""), ("name", "a\nb"), ("per_user_limit", 0)])
 def test_create_product_bad_field_is_422_naming_the_field(admin: httpx.Client, field: str, value: Any) -> None:
     body = {"id": "bad-create", "name": "n", "price": 1.0, "stock": 1, field: value}
     assert_error(admin.post("/api/admin/products", json=body), 422, "validation_error", field)

@@ -162,6 +162,47 @@ def test_oversized_bodies_and_injection_shapes_are_refused_and_counted(admin: ht
         "an ordinary bad value is not an injection attempt"
 
 
+def test_a_chunked_oversized_body_is_413_and_sells_nothing(admin: httpx.Client, anon: httpx.Client) -> None:
+    # no Content-Length to refuse it by: the middleware reads it up to the limit instead of letting it grow
+    create_product(admin, "tok-h", stock=5)
+    big = json.dumps({**_body("tok-h"), "pad": "x" * 20000}).encode()
+    chunks = iter([big[i:i + 4096] for i in range(0, len(big), 4096)])
+    before = value(samples(anon.get("/metrics").text), "scalemart_oversized_bodies_total")
+    r = anon.post("/api/buy", content=chunks, headers={**as_buyer("olga"), "Content-Type": "application/json"})
+    assert_error(r, 413, "body_too_large", field="body")
+    assert value(samples(anon.get("/metrics").text), "scalemart_oversized_bodies_total") == before + 1
+    small = iter([json.dumps(_body("tok-h")).encode()])  # a chunked body under the limit still buys
+    ok = anon.post("/api/buy", content=small, headers={**as_buyer("olga"), "Content-Type": "application/json"})
+    assert ok.status_code == 201, ok.text
+    assert anon.get("/api/products/tok-h").json()["stock_left"] == 4
+
+
+@pytest.mark.parametrize("query", ["user_id[$ne]=x", "limit%5B%24gt%5D=", "$where=sleep(1000)"])
+def test_a_query_parameter_named_like_an_operator_is_422_naming_it_and_counted(anon: httpx.Client,
+                                                                              query: str) -> None:
+    before = value(samples(anon.get("/metrics").text), "scalemart_injection_attempts_total")
+    r = anon.get(f"/api/users/me/orders?{query}", headers=as_buyer("olga"))
+    name = query.split("=")[0].replace("%5B%24gt%5D", "[$gt]")
+    body = assert_error(r, 422, "validation_error")
+    assert body["field"] == name and name in body["message"], body
+    assert value(samples(anon.get("/metrics").text), "scalemart_injection_attempts_total") == before + 1
+    assert anon.get("/api/users/me/orders?limit=1", headers=as_buyer("olga")).status_code == 200
+
+
+def test_an_operator_as_an_unknown_key_is_counted(anon: httpx.Client) -> None:
+    before = value(samples(anon.get("/metrics").text), "scalemart_injection_attempts_total")
+    r = anon.post("/api/buy", json={**_body("tok-g"), "$where": "sleep(1000)"}, headers=as_buyer("olga"))
+    assert r.status_code == 422 and r.json()["field"] == "$where" and "$where" in r.json()["message"], r.text
+    assert value(samples(anon.get("/metrics").text), "scalemart_injection_attempts_total") == before + 1
+
+
+@pytest.mark.parametrize("content", [b'{"quantity": "\xff\xfe"}', b"[" * 3000 + b"]" * 3000],
+                         ids=["not-utf8", "nested-3000"])
+def test_an_unreadable_body_is_400_naming_the_body(admin: httpx.Client, content: bytes) -> None:
+    r = admin.post("/api/admin/products/tok-g/restock", content=content, headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "malformed_body", field="body")
+
+
 def test_answers_carry_the_security_headers_and_no_cors_by_default(anon: httpx.Client) -> None:
     r = anon.get("/api/products", headers={"Origin": "https://evil.example"})
     assert r.headers["X-Content-Type-Options"] == "nosniff"

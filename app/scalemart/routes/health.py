@@ -12,9 +12,12 @@ from pymongo.errors import PyMongoError
 
 from scalemart import metrics, store
 from scalemart.deps import StateDep
+from scalemart.errors import error_responses
 from scalemart.models import Health
 
 router = APIRouter()
+# a query parameter named like an operator is refused before any route (api.ObserveMiddleware)
+QUERY_ERRORS = error_responses(422)
 
 
 async def oldest_queued_age(r: Any) -> float:
@@ -26,12 +29,13 @@ async def oldest_queued_age(r: Any) -> float:
     return max(time.time() - first_ms / 1000, 0.0)
 
 
-@router.get("/health/live", response_model=Health, tags=["health"])
+@router.get("/health/live", response_model=Health, responses=QUERY_ERRORS, tags=["health"])
 async def live() -> dict[str, Any]:
     return {"status": "live"}
 
 
-@router.get("/health/ready", response_model=Health, responses={503: {"model": Health}}, tags=["health"])
+@router.get("/health/ready", response_model=Health, responses={**QUERY_ERRORS, 503: {"model": Health}},
+            tags=["health"])
 async def ready(st: StateDep) -> Any:
     checks: dict[str, str] = {}
 
