@@ -35,6 +35,8 @@ BACKUP = {**ENV, "job": "node", "instance": "data-1:9100", "kind": "mongodb"}
 DATA_NODE = {**ENV, "job": "node", "instance": "data-1:9100"}
 VOLUME = {**DATA_NODE, "device": "/dev/vda1", "fstype": "ext4", "mountpoint": "/var/lib/ferretdb"}
 LB = {**ENV, "job": "lb-log", "instance": "lb-1:3903"}
+# client addresses of the load balancer's log (documentation ranges, RFC 5737)
+SCANNER, SHOPPER = "203.0.113.7", "198.51.100.20"
 PROBE = {**ENV, "job": "blackbox", "probe": "shop-ready", "instance": "http://lb-1:80/health/ready"}
 DISK_SIZE = 100e9
 
@@ -392,6 +394,40 @@ def alerts() -> list[Alert]:
           fmt="rate", labels={"env": "test"},
           series=lambda v, m: [counter(s.LB_RESPONSES, {**LB, "code": "200"}, 600, m),
                                counter(s.LB_RESPONSES, {**LB, "code": "429"}, v, m)]),
+        A("ScaleMartTokenFailureBurst", "scalemart-security", s.TOKEN_FAILURES,
+          "A burst of refused buyer tokens: forged tokens, a rotated key or clock skew.",
+          "{value} buyer requests per minute were refused with 401 for a token that is {{{{ $labels.reason }}}} in "
+          "{{{{ $labels.env }}}} over 5m (threshold {threshold}/min).",
+          fmt="rate", labels={"env": "test", "reason": "bad_signature"},
+          series=lambda v, m: [counter("scalemart_http_requests_total", {**APP, "route": "/api/buy", "method": "POST",
+                                                                         "status": "201"}, 600, m),
+                               counter("scalemart_token_failures_total", {**APP, "reason": "bad_signature"}, v, m),
+                               # another reason below the line fires nothing of its own
+                               counter("scalemart_token_failures_total", {**APP, "reason": "expired"}, v / 10, m)]),
+        A("ScaleMartInjectionAttempts", "scalemart-security", s.INJECTION_ATTEMPTS,
+          "Requests carrying injection shapes keep coming.",
+          "{{{{ $value | printf \"%.1f\" }}}} requests per minute carrying a MongoDB operator or another injection "
+          "shape were refused in {{{{ $labels.env }}}} over 5m, for {for_}: someone is probing the API's inputs.",
+          when="> 0", key="security.injection_attempts", labels={"env": "test"},
+          fire=lambda f: _counter_flip("scalemart_injection_attempts_total", APP, f, True, f + 10),
+          quiet=lambda f: _counter_flip("scalemart_injection_attempts_total", APP, f, False, f + 10)),
+        A("ScaleMartOversizedBodies", "scalemart-security", s.OVERSIZED_BODIES,
+          "Requests with oversized bodies are being refused.",
+          "{value} requests per minute were refused with 413 (body over SCALEMART_MAX_BODY_BYTES) in "
+          "{{{{ $labels.env }}}} over 5m (threshold {threshold}/min).",
+          fmt="rate", labels={"env": "test"},
+          series=lambda v, m: [counter("scalemart_oversized_bodies_total", APP, v, m)]),
+        A("ScaleMartClientScanning", "scalemart-security", s.CLIENT_ERRORS,
+          "A client address is collecting 401/403/404 answers: scanning.",
+          "{{{{ $labels.client }}}} got {value} answers per minute with 401, 403 or 404 from the load balancer in "
+          "{{{{ $labels.env }}}} over 5m (threshold {threshold}/min).",
+          fmt="rate", labels={"env": "test", "client": SCANNER},
+          series=lambda v, m: [counter(s.LB_RESPONSES, {**LB, "code": "200"}, 600, m),
+                               counter(s.LB_CLIENT_ERRORS, {**LB, "client": SCANNER, "code": "404"}, v / 2, m),
+                               counter(s.LB_CLIENT_ERRORS, {**LB, "client": SCANNER, "code": "401"}, v / 4, m),
+                               counter(s.LB_CLIENT_ERRORS, {**LB, "client": SCANNER, "code": "403"}, v / 4, m),
+                               # a shopper's stray 404s, counted apart from the scanner's
+                               counter(s.LB_CLIENT_ERRORS, {**LB, "client": SHOPPER, "code": "404"}, v / 10, m)]),
     ]
 
 

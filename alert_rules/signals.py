@@ -31,6 +31,9 @@ NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
 # every answer nginx gave, by status `code`: mtail over the balancer's access log (roles/exporters, job `lb-log`)
 LB_RESPONSES = "scalemart_lb_responses_total"
 RATE_LIMITED_CODE = 'code="429"'
+# 401, 403 and 404 answers of nginx by client address and `code` (mtail; only those codes, so only an erring
+# address has a series)
+LB_CLIENT_ERRORS = "scalemart_lb_client_errors_total"
 SERVER_ERROR = 'status=~"5.."'
 IDLE = 'mode="idle"'
 # Mounts with space of their own: not memory-backed ones, not a container's overlay root, and not the
@@ -235,6 +238,31 @@ BALANCER_RATE_LIMITED = Signal("balancer_rate_limited",
                                "requests the load balancer turned away with 429 per minute, per environment",
                                _balancer_rate_limited, "security.balancer_rate_limited_per_minute")
 
+
+def _token_failures(sc: Scope) -> str:
+    # by reason; 0 per environment rather than nothing before the first refusal (a labelled counter has no series
+    # until then). `on (env)`: the 0 only where no reason has a series, never beside them
+    refused, answered = sc.sum_rate("scalemart_token_failures_total", by="env, reason"), http_requests(sc, by="env")
+    return f"({refused}\n or on (env) {answered} * 0) * 60"
+
+
+TOKEN_FAILURES = Signal("token_failures", "buyer requests refused for their token (401) per minute, per "
+                        "environment and reason", _token_failures, "security.token_failures_per_minute")
+OVERSIZED_BODIES = Signal("oversized_bodies", "requests refused with 413 for their body size per minute, per "
+                          "environment", lambda sc: sc.per_minute("scalemart_oversized_bodies_total", by="env"),
+                          "security.oversized_bodies_per_minute")
+
+
+def _client_errors(sc: Scope) -> str:
+    # per client address over every balancer and code; 0 per environment rather than nothing while no address
+    # has erred (mtail creates a client's series with its first 401/403/404)
+    erred, answered = sc.sum_rate(LB_CLIENT_ERRORS, by="env, client"), sc.sum_rate(LB_RESPONSES, by="env")
+    return f"({erred}\n or on (env) {answered} * 0) * 60"
+
+
+CLIENT_ERRORS = Signal("client_errors", "401, 403 and 404 answers of the load balancer per minute, per environment "
+                       "and client address", _client_errors, "security.client_errors_per_minute")
+
 # ----- state signals: their alerts compare them with a constant (`== 0`, `> 0`) -----
 
 TARGET_UP = Signal("target_up", "1 while Prometheus scrapes a target, 0 when it cannot", lambda sc: sc.sel("up"))
@@ -258,11 +286,14 @@ PROBE_SUCCESS = Signal("probe_success", "1 while a black-box probe succeeds, per
                        lambda sc: f"max by (env, probe, instance) ({sc.sel('probe_success')})")
 SOLD_OUT = Signal("sold_out", "units left of each product, 0 once sold out",
                   lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')})")
+INJECTION_ATTEMPTS = Signal("injection_attempts", "requests refused for an injection shape per minute, per "
+                            "environment", lambda sc: sc.per_minute("scalemart_injection_attempts_total", by="env"))
 
 SIGNALS: tuple[Signal, ...] = (
     ERROR_RATIO, LATENCY_P95, LATENCY_P99, ACTIVE_USERS, CPU_USAGE, MEMORY_USAGE, DISK_USED, REDIS_MEMORY,
     TSDB_RETENTION, OPEN_CONNECTIONS, CACHE_HIT_RATIO, QUEUE_LENGTH, HEARTBEAT_AGE, STOCK_LEFT, BACKUP_AGE,
-    LOGIN_FAILURES, RATE_LIMITED, BALANCER_RATE_LIMITED, TARGET_UP, REDIS_UP, MONGODB_UP, RULE_EVALUATION_FAILURES,
+    LOGIN_FAILURES, RATE_LIMITED, BALANCER_RATE_LIMITED, TOKEN_FAILURES, OVERSIZED_BODIES, CLIENT_ERRORS,
+    INJECTION_ATTEMPTS, TARGET_UP, REDIS_UP, MONGODB_UP, RULE_EVALUATION_FAILURES,
     PROMETHEUS_CONFIG_LOADED, ALERTMANAGER_CONFIG_LOADED, NOTIFICATION_FAILURES, DISK_FILLING, PROBE_SUCCESS,
     SOLD_OUT,
 )

@@ -36,6 +36,21 @@ def build(t: Thresholds) -> Dashboard:
     lay.add(watch("Turned away by the balancer per minute", s.BALANCER_RATE_LIMITED, t, "short", "429 at the balancer",
                   description="nginx's per-address limit (limit_req) answering 429 before the app sees the request; "
                               "ScaleMartBalancerRateLimited fires above the line."))
+    lay.add(watch("Buyer token refusals per minute", s.TOKEN_FAILURES, t, "short", "{{reason}}",
+                  description="Buyer requests refused with 401 for their token, by reason (missing, malformed, "
+                              "expired, bad_signature, bad_claims); ScaleMartTokenFailureBurst fires for a reason "
+                              "above the line."))
+    lay.add(watch("401/403/404 per client address per minute", s.CLIENT_ERRORS, t, "short", "{{client}}",
+                  description="The load balancer's 401, 403 and 404 answers to each client address (mtail; only "
+                              "addresses that got one have a line); ScaleMartClientScanning fires for an address "
+                              "above the line."))
+    injections = t["security.injection_attempts"]
+    lay.add(timeseries("Injection attempts per minute", [target(s.INJECTION_ATTEMPTS.panel(), "refused")], "short",
+                       description="Requests refused for a MongoDB operator or another injection shape in their "
+                                   f"input; ScaleMartInjectionAttempts fires above 0 for {injections.for_}."))
+    lay.add(watch("Oversized bodies per minute", s.OVERSIZED_BODIES, t, "short", "413",
+                  description="Requests refused with 413 for a body over SCALEMART_MAX_BODY_BYTES; "
+                              "ScaleMartOversizedBodies fires above the line."))
     lay.add(timeseries("4xx by route", [target(s.http_requests(q, 'status=~"4.."', by="route, status"),
                                                "{{route}} {{status}}")], "reqps"))
     return dashboard(TITLE, UID, lay, "Firing alerts, health of the alerting pipeline, failed logins and abuse.",

@@ -55,6 +55,12 @@ from tests.observability.conftest import (
     wait_port,
 )
 
+# The buyers' tokens are minted by the app's own module, as the shop's login service does: app/ must be importable
+# when this area runs alone too (tests/app/conftest.py puts it on sys.path only when that area is collected).
+APP_SRC = ROOT / "app"
+if str(APP_SRC) not in sys.path:
+    sys.path.insert(0, str(APP_SRC))
+
 ADMIN_TOKEN = "obs-" + secrets.token_hex(16)
 BUYER_KEY = "obs-buyer-" + secrets.token_hex(24)
 
@@ -188,8 +194,13 @@ def _traffic(shop: str, direct: str) -> None:
         assert c.get("/api/admin/stats", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
         assert c.get("/api/admin/stats", headers=admin).status_code == 200
         c.get("/api/products/does-not-exist")
+        # the attack counters: a refused buyer token, an injection shape (an oversized body below)
+        assert c.get("/api/users/me/orders", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
+        assert c.get("/api/products/$where").status_code == 422
     # the limiter allows few requests per window in this test: the burst trips it
     with httpx.Client(base_url=direct, timeout=30) as c:
+        # to the app itself: nginx, run as root here, buffers a body that large in a folder its workers cannot write
+        assert c.post("/api/buy", json={"pad": "x" * 20000}, headers=as_buyer("u1")).status_code == 413
         statuses = {c.get("/api/products").status_code for _ in range(50)}
     assert 429 in statuses, f"the rate limiter never answered 429: {statuses}"
 
@@ -553,6 +564,16 @@ def test_the_slo_inputs_come_from_the_balancer_log_and_the_probes(stack: Stack) 
     assert probes == {("shop-ready", "1"), ("shop-product", "1"), ("tcp", "1")}, probes
     sli = _query(stack.prometheus, 'slo:sli_error:ratio_rate5m{slo="availability"}')
     assert [r["value"][1] for r in sli] == ["0"], f"no 5xx and no failed probe, yet the error ratio is {sli}"
+
+
+def test_mtail_counts_each_client_addresses_401_403_404_only(stack: Stack) -> None:
+    """The 401s (the wrong admin token, the refused buyer token) and the 404 (a missing product) of the traffic, all
+    from 127.0.0.1 through nginx, by client and code; the 200s and the 422 make no series."""
+    found = {(r["metric"]["client"], r["metric"]["code"]): float(r["value"][1])
+             for r in _query(stack.prometheus, "scalemart_lb_client_errors_total")}
+    assert {client for client, _ in found} == {"127.0.0.1"}, found
+    assert {code for _, code in found} <= {"401", "403", "404"}, found
+    assert found.get(("127.0.0.1", "401"), 0) >= 2 and found.get(("127.0.0.1", "404"), 0) >= 1, found
 
 
 def test_the_host_limits_textfile_is_scraped(stack: Stack) -> None:

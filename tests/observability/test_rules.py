@@ -12,7 +12,7 @@ import yaml
 from alert_rules import thresholds
 from alert_rules.build import build
 from alert_rules.rules import WATCHDOG, alert_names, alerts
-from alert_rules.signals import BALANCER_RATE_LIMITED, ERROR_RATIO, OPEN_CONNECTIONS
+from alert_rules.signals import BALANCER_RATE_LIMITED, CLIENT_ERRORS, ERROR_RATIO, OPEN_CONNECTIONS, TOKEN_FAILURES
 from tests.observability.conftest import ROOT
 
 RUNBOOKS = ROOT / "docs" / "runbooks"
@@ -189,6 +189,48 @@ def test_the_balancer_refusals_are_zero_before_the_first_429(tmp_path: Path, pro
     proc = subprocess.run([promtool, "test", "rules", "lb.test.yml"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _expression_cases(tmp_path: Path, promtool: str, expr: str, cases: list[tuple[list[tuple[str, str]], list[str]]],
+                      ) -> None:
+    """`expr` at 10m on each case's input series must give exactly its samples (promtool's `labels value`)."""
+    (tmp_path / "empty.yml").write_text("groups: []\n")
+    tests = [{"interval": "1m", "input_series": [{"series": s, "values": v} for s, v in series],
+              "promql_expr_test": [{"expr": expr, "eval_time": "10m",
+                                    "exp_samples": [{"labels": lab, "value": float(val)}
+                                                    for lab, val in (x.rsplit(" ", 1) for x in samples)]}]}
+             for series, samples in cases]
+    (tmp_path / "expr.test.yml").write_text(yaml.safe_dump({"rule_files": ["empty.yml"], "tests": tests}))
+    proc = subprocess.run([promtool, "test", "rules", "expr.test.yml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_token_refusals_are_zero_before_the_first_and_then_per_reason(tmp_path: Path, promtool: str) -> None:
+    """ScaleMartTokenFailureBurst's expression (and its panel's): no reason has a series until the app refuses a
+    token, and the panel shows 0 per environment then, not nothing; after that one series per reason and no 0 beside
+    them (the `or on (env)`)."""
+    app = 'env="test",job="scalemart-app",instance="app-1:8000"'
+    ok = (f'scalemart_http_requests_total{{{app},route="/api/buy",method="POST",status="201"}}', "0+600x10")
+    _expression_cases(tmp_path, promtool, TOKEN_FAILURES.expr(), [
+        ([ok], ['{env="test"} 0']),
+        ([ok, (f'scalemart_token_failures_total{{{app},reason="expired"}}', "0+6x10"),
+          (f'scalemart_token_failures_total{{{app},reason="bad_signature"}}', "0+90x10")],
+         ['{env="test",reason="expired"} 6', '{env="test",reason="bad_signature"} 90'])])
+
+
+def test_client_errors_are_per_address_over_codes_and_balancers(tmp_path: Path, promtool: str) -> None:
+    """ScaleMartClientScanning's expression (and its panel's): 0 per environment while no address has erred; then
+    one series per client address, its 401, 403 and 404 summed over the codes and the lb hosts."""
+    lb1, lb2 = ('env="test",job="lb-log",instance="lb-1:3903"', 'env="test",job="lb-log",instance="lb-2:3903"')
+    answered = (f'scalemart_lb_responses_total{{{lb1},code="200"}}', "0+600x10")
+    _expression_cases(tmp_path, promtool, CLIENT_ERRORS.expr(), [
+        ([answered], ['{env="test"} 0']),
+        ([answered, (f'scalemart_lb_client_errors_total{{{lb1},client="203.0.113.7",code="404"}}', "0+40x10"),
+          (f'scalemart_lb_client_errors_total{{{lb2},client="203.0.113.7",code="404"}}', "0+30x10"),
+          (f'scalemart_lb_client_errors_total{{{lb1},client="203.0.113.7",code="401"}}', "0+5x10"),
+          (f'scalemart_lb_client_errors_total{{{lb1},client="198.51.100.20",code="403"}}', "0+2x10")],
+         ['{env="test",client="203.0.113.7"} 75', '{env="test",client="198.51.100.20"} 2'])])
 
 
 @pytest.mark.parametrize("name", alert_names())

@@ -154,6 +154,32 @@ def test_mtail_counts_nginx_answers_by_status(host):
         assert not [line for line in ours if "prog=" in line], "a prog label: --emit_prog_label=false is missing"
 
 
+def _client_errors(body):
+    """scalemart_lb_client_errors_total as {(client, code): value}."""
+    series = re.finditer(r'^scalemart_lb_client_errors_total\{client="([^"]+)",code="(\d+)"\} (\S+)$', body,
+                         re.MULTILINE)
+    return {(m.group(1), m.group(2)): float(m.group(3)) for m in series}
+
+
+def test_mtail_counts_401_403_404_by_client_address_and_nothing_else(host):
+    # stub_status' server answers 404 to any other path; the request comes from the private address itself.
+    # The dead upstream's 502 and stub_status' 200 must not create client series.
+    client = private_address(host)
+    before = _client_errors(metrics(host, "mtail", 3903)).get((client, "404"), 0)
+    http_get(host, "http://127.0.0.1:80/", "nginx")
+    status, _ = http_get(host, f"http://{client}:8081/.env", "nginx")
+    assert status == 404
+    deadline = time.monotonic() + 20  # nginx flushes its log buffer every second, mtail polls every 250 ms
+    while True:
+        found = _client_errors(metrics(host, "mtail", 3903))
+        if found.get((client, "404"), 0) > before or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    with journal_on_failure(host, "mtail"):
+        assert found.get((client, "404"), 0) == before + 1, f"before {before}, after {found}"
+        assert {code for _, code in found} <= {"401", "403", "404"}, found
+
+
 def _mtail_check(host, path):
     """The role's own `validate:` command for the mtail program, run on `path`."""
     command = yaml.safe_load((ROOT / "roles/exporters/vars/main.yml").read_text())["_exporters_mtail_check"]
