@@ -40,7 +40,7 @@ SECRET_FILES = [
     ("monitoring", "/etc/prometheus/web.yml", "root", "prometheus", 0o640),
     ("monitoring", "/etc/prometheus/alertmanager.yml", "root", "prometheus", 0o640),
     ("monitoring", "/etc/prometheus/alertmanager-web.yml", "root", "prometheus", 0o640),
-    ("monitoring", "/etc/amtool/http.yml", "root", "root", 0o600),
+    ("monitoring", "/etc/prometheus/amtool-http.yml", "root", "root", 0o600),
     ("monitoring", "/etc/perses/config.yaml", "root", "perses", 0o640),
     ("all", "/etc/prometheus/exporters-web.yml", "root", "prometheus", 0o640),
 ]
