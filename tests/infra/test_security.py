@@ -20,7 +20,8 @@ from tests.infra.conftest import SERVICES, Environment
 INTERNAL: dict[str, list[tuple[str, str, tuple[str, ...], str]]] = {
     "monitoring": [("alertmanager_cluster", "private", ("tcp", "udp"), "Alertmanager's gossip with its peers"),
                    ("sms_notifier", "loopback", ("tcp",), "optional: the SMS notifier, called by Alertmanager only")],
-    "data": [("ferretdb_metrics", "private", ("tcp",), "FerretDB's debug handler, where Prometheus scrapes it")],
+    "data": [("ferretdb_metrics", "private", ("tcp",), "FerretDB's debug handler, where Prometheus scrapes it"),
+             ("redis", "loopback", ("tcp",), "Redis on loopback too: its exporter and the backups read it there")],
     "lb": [("lb_status", "private", ("tcp",), "nginx's stub_status, read by the nginx exporter")],
 }
 # Docker's embedded DNS answers inside every container on this address (its ports are random).
