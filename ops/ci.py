@@ -80,6 +80,7 @@ def scenarios() -> list[str]:
 
 # --- the stages ---------------------------------------------------------------------------------------------------
 
+
 def lint(ctx: Context) -> None:
     sh("make", "--no-print-directory", "lint")
 
@@ -133,8 +134,10 @@ def wheelhouse(bundle: Path) -> dict[str, str]:
 def audit(ctx: Context) -> None:
     """The dependency audit: the control machine's pins and the app's wheelhouse against known vulnerabilities."""
     if not online() and not ctx.vuln_data:
-        raise Skip(f"no vulnerability data (set {VULN_DATA_VAR}=<OSV JSON file, folder or zip>; "
-                   "CI audits online with pip-audit)")
+        raise Skip(
+            f"no vulnerability data (set {VULN_DATA_VAR}=<OSV JSON file, folder or zip>; "
+            "CI audits online with pip-audit)"
+        )
     from ops import vulns
 
     try:
@@ -143,10 +146,14 @@ def audit(ctx: Context) -> None:
         raise Fail(str(exc)) from None
     sources = {"control machine": installed(), "app wheelhouse": wheelhouse(app_bundle(ctx))}
     if ctx.vuln_data:
-        findings = [f"{line} [{where}]" for where, packages in sources.items()
-                    for line in vulns.match(packages, records)]
-        print(f"audit: {', '.join(f'{len(p)} packages of the {w}' for w, p in sources.items())} against "
-              f"{len(records)} records of {ctx.vuln_data}", flush=True)
+        findings = [
+            f"{line} [{where}]" for where, packages in sources.items() for line in vulns.match(packages, records)
+        ]
+        print(
+            f"audit: {', '.join(f'{len(p)} packages of the {w}' for w, p in sources.items())} against "
+            f"{len(records)} records of {ctx.vuln_data}",
+            flush=True,
+        )
         if findings:
             for line in findings:
                 print(f"  {line}", flush=True)
@@ -159,8 +166,19 @@ def audit(ctx: Context) -> None:
             reqs = Path(tmp) / f"{where.replace(' ', '-')}.txt"
             reqs.write_text("".join(f"{name}=={version}\n" for name, version in sorted(packages.items())))
             try:
-                sh(sys.executable, "-m", "pip_audit", "--no-deps", "--disable-pip", "--progress-spinner", "off",
-                   "--vulnerability-service", "osv", "-r", reqs)
+                sh(
+                    sys.executable,
+                    "-m",
+                    "pip_audit",
+                    "--no-deps",
+                    "--disable-pip",
+                    "--progress-spinner",
+                    "off",
+                    "--vulnerability-service",
+                    "osv",
+                    "-r",
+                    reqs,
+                )
             except Fail:
                 failed.append(where)
     if failed:
@@ -173,8 +191,13 @@ def codescan(ctx: Context) -> None:
 
 def tree_files(root: Path) -> list[str]:
     """The files of the tree as git would commit them: tracked and new ones, ignored ones and links left out."""
-    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise Fail(f"{root} is not a git work tree ({proc.stderr.strip()}): the secret scan reads the tree git sees")
     return sorted(f for f in set(proc.stdout.split("\0")) if f and (root / f).is_file() and not (root / f).is_symlink())
@@ -187,14 +210,20 @@ def secret_scan(root: Path, baseline: Path) -> list[str]:
         copy = Path(tmp) / "baseline"
         copy.write_bytes(baseline.read_bytes())
         files = [f for f in tree_files(root) if (root / f).resolve() != baseline.resolve()]
-        proc = subprocess.run([sys.executable, "-m", "detect_secrets.pre_commit_hook", "--baseline", str(copy),
-                               *files], cwd=root, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "detect_secrets.pre_commit_hook", "--baseline", str(copy), *files],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if proc.returncode == 0:
         return []
     found = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith(("Secret Type", "Location"))]
-    pairs = [f"{loc.split(':', 1)[1].strip()}: {kind.split(':', 1)[1].strip()}" for kind, loc in zip(found[::2],
-                                                                                                    found[1::2],
-                                                                                                    strict=False)]
+    pairs = [
+        f"{loc.split(':', 1)[1].strip()}: {kind.split(':', 1)[1].strip()}"
+        for kind, loc in zip(found[::2], found[1::2], strict=False)
+    ]
     return pairs or [proc.stdout.strip() or proc.stderr.strip()]
 
 
@@ -203,9 +232,11 @@ def secrets(ctx: Context) -> None:
     for line in findings:
         print(f"  {line}", flush=True)
     if findings:
-        raise Fail(f"{len(findings)} possible secrets not in .secrets.baseline: {findings[0]} (a real secret: remove "
-                   "it and rotate it; a false positive: `detect-secrets scan --baseline .secrets.baseline` and "
-                   "`detect-secrets audit .secrets.baseline`)")
+        raise Fail(
+            f"{len(findings)} possible secrets not in .secrets.baseline: {findings[0]} (a real secret: remove "
+            "it and rotate it; a false positive: `detect-secrets scan --baseline .secrets.baseline` and "
+            "`detect-secrets audit .secrets.baseline`)"
+        )
 
 
 def image_tag() -> str:
@@ -240,8 +271,18 @@ def images(ctx: Context) -> None:
         (context / "bundle").mkdir()
         os.link(bundle / release["tarball"], context / "bundle" / release["tarball"])
         (context / "Dockerfile").write_text(APP_DOCKERFILE.format(base=base, **release))
-        sh("docker", "build", "--quiet", "--label", f"org.opencontainers.image.version={release['version']}",
-           "-t", ref, "-t", f"{APP_IMAGE}:latest", context)
+        sh(
+            "docker",
+            "build",
+            "--quiet",
+            "--label",
+            f"org.opencontainers.image.version={release['version']}",
+            "-t",
+            ref,
+            "-t",
+            f"{APP_IMAGE}:latest",
+            context,
+        )
     ctx.images = {"scalemart-base": base, APP_IMAGE: ref}
     print(f"images: {base}, {ref}", flush=True)
 
@@ -259,12 +300,15 @@ def image_scan(ctx: Context) -> None:
 
 def versions() -> dict[str, list[str]]:
     """Each image's tags besides the commit SHA: its project's version, and the git tag on a tag build."""
+
     def project_version(path: str) -> str:
         return str(tomllib.loads((ROOT / path).read_text())["project"]["version"])
 
     tag = [os.environ["GITHUB_REF_NAME"]] if os.environ.get("GITHUB_REF_TYPE") == "tag" else []
-    return {"scalemart-base": [project_version("pyproject.toml"), *tag],
-            APP_IMAGE: [project_version("app/pyproject.toml"), *tag]}
+    return {
+        "scalemart-base": [project_version("pyproject.toml"), *tag],
+        APP_IMAGE: [project_version("app/pyproject.toml"), *tag],
+    }
 
 
 def push(ctx: Context) -> None:
@@ -273,8 +317,12 @@ def push(ctx: Context) -> None:
     registry = os.environ.get(REGISTRY_VAR, "").rstrip("/").lower()
     if not registry:
         raise Fail(f"{REGISTRY_VAR} is not set: release.yml sets it from the repository variable IMAGE_REGISTRY")
-    sha = os.environ.get("GITHUB_SHA") or subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                                         text=True, check=True).stdout.strip()
+    sha = (
+        os.environ.get("GITHUB_SHA")
+        or subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     for name, ref in built_images(ctx).items():
         for tag in [sha, *versions()[name]]:
             remote = f"{registry}/{name}:{tag}"
@@ -284,8 +332,10 @@ def push(ctx: Context) -> None:
 
 def deploy(ctx: Context) -> None:
     if not online() or not os.environ.get("DOCKER_HOST"):
-        raise Skip("deploys staging from release.yml only, to the engine its secrets name (DOCKER_HOST), after "
-                   "approval; from here: DOCKER_HOST=… make up ENV=staging")
+        raise Skip(
+            "deploys staging from release.yml only, to the engine its secrets name (DOCKER_HOST), after "
+            "approval; from here: DOCKER_HOST=… make up ENV=staging"
+        )
     sh("make", "--no-print-directory", "up", "ENV=staging")
 
 
@@ -318,8 +368,10 @@ def select(names: Sequence[str]) -> list[Stage]:
     known = {s.name for s in STAGES} | {s.group for s in STAGES if s.group}
     unknown = sorted(wanted - known)
     if unknown:
-        raise SystemExit(f"ci: no stage {', '.join(unknown)}; the stages are "
-                         f"{', '.join(s.name for s in STAGES)} (groups: security, images, release)")
+        raise SystemExit(
+            f"ci: no stage {', '.join(unknown)}; the stages are "
+            f"{', '.join(s.name for s in STAGES)} (groups: security, images, release)"
+        )
     return [s for s in STAGES if not wanted or s.name in wanted or s.group in wanted]
 
 

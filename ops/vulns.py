@@ -26,8 +26,10 @@ def _records(value: Any, source: str) -> Iterator[dict[str, Any]]:
     items = value if isinstance(value, list) else [value]
     for item in items:
         if not isinstance(item, dict) or "id" not in item:
-            raise VulnDataError(f"{source}: not an OSV record (an object with `id` and `affected`) — fix: give "
-                                "OSV JSON records, e.g. from the ecosystem export PyPI/all.zip")
+            raise VulnDataError(
+                f"{source}: not an OSV record (an object with `id` and `affected`) — fix: give "
+                "OSV JSON records, e.g. from the ecosystem export PyPI/all.zip"
+            )
         yield item
 
 
@@ -82,8 +84,11 @@ def affects(affected: dict[str, Any], version: str) -> bool:
     parsed = _version(version)
     if parsed is None:
         return False
-    return any(in_range(parsed, r.get("events", [])) for r in affected.get("ranges", [])
-               if r.get("type") in {"ECOSYSTEM", "SEMVER"})
+    return any(
+        in_range(parsed, r.get("events", []))
+        for r in affected.get("ranges", [])
+        if r.get("type") in {"ECOSYSTEM", "SEMVER"}
+    )
 
 
 def match(packages: dict[str, str], records: Iterable[dict[str, Any]]) -> list[str]:

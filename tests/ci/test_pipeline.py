@@ -27,8 +27,14 @@ def offline_env(**extra: str) -> dict[str, str]:
 
 
 def run_ci(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ops.ci", *args], cwd=ROOT, env=offline_env(**env),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ops.ci", *args],
+        cwd=ROOT,
+        env=offline_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def row(output: str, stage: str) -> list[str]:
@@ -40,25 +46,33 @@ def row(output: str, stage: str) -> list[str]:
 
 # --- workflows --------------------------------------------------------------------------------------------------
 
+
 def test_the_workflows_exist_and_call_make_ci_per_stage() -> None:
     assert [w.name for w in WORKFLOWS] == ["ci.yml", "release.yml"]
     text = "\n".join(w.read_text() for w in WORKFLOWS)
-    named = {s for line in text.splitlines() if "make ci STAGES=" in line
-             for s in line.split("STAGES=")[1].split()[0].split(",")}
+    named = {
+        s
+        for line in text.splitlines()
+        if "make ci STAGES=" in line
+        for s in line.split("STAGES=")[1].split()[0].split(",")
+    }
     assert named == {"lint", "unit", "molecule", "e2e", "security", "images", "push", "deploy"}
     assert named <= {s.name for s in ci.STAGES} | {s.group for s in ci.STAGES}
 
 
 def test_actionlint_is_clean_on_the_workflows() -> None:
-    proc = subprocess.run([str(TOOLS_BIN / "actionlint"), *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [str(TOOLS_BIN / "actionlint"), *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
-                   "      - run: echo ${{ github.nonexistent_context_key }}\n        shell: bassh\n")
+    bad.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.nonexistent_context_key }}\n        shell: bassh\n"
+    )
     proc = subprocess.run([str(TOOLS_BIN / "actionlint"), str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stdout
     assert "bassh" in proc.stdout
@@ -71,6 +85,7 @@ def test_the_molecule_matrix_is_the_scenarios() -> None:
 
 
 # --- the stage script -------------------------------------------------------------------------------------------
+
 
 def test_online_stages_skip_with_one_line_each_and_the_run_passes() -> None:
     proc = run_ci("--stage", "image-scan,push", "--stage", "deploy", CI="true")
@@ -89,12 +104,16 @@ def test_an_unknown_stage_is_refused_naming_the_stages() -> None:
 
 
 def _format_stage(path: Path) -> ci.Stage:
-    return ci.Stage(f"format-{path.stem}", lambda _ctx: ci.sh(sys.executable, "-m", "ruff", "format", "--check",
-                                                              "--no-cache", path), "ruff format --check")
+    return ci.Stage(
+        f"format-{path.stem}",
+        lambda _ctx: ci.sh(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", path),
+        "ruff format --check",
+    )
 
 
-def test_a_failing_stage_fails_the_run_and_the_others_still_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_stage_fails_the_run_and_the_others_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     good, bad = tmp_path / "good.py", tmp_path / "bad.py"
     good.write_text('x = {"a": 1}\n')
     bad.write_text("x = {  'a':1 }\n")
@@ -107,6 +126,7 @@ def test_a_failing_stage_fails_the_run_and_the_others_still_run(tmp_path: Path, 
 
 
 # --- security ---------------------------------------------------------------------------------------------------
+
 
 def test_the_tree_passes_the_secret_scan_with_its_reviewed_baseline() -> None:
     baseline = json.loads(ci.BASELINE.read_text())
@@ -142,14 +162,28 @@ def test_the_audit_fails_naming_a_pinned_package_the_user_data_lists(tmp_path: P
     version = pinned("pyyaml")
     data = tmp_path / "osv"
     data.mkdir()
-    (data / "PYSEC-0000-1.json").write_text(json.dumps({
-        "id": "PYSEC-0000-1",
-        "affected": [{"package": {"ecosystem": "PyPI", "name": "PyYAML"}, "versions": [version]}]}))
+    (data / "PYSEC-0000-1.json").write_text(
+        json.dumps(
+            {
+                "id": "PYSEC-0000-1",
+                "affected": [{"package": {"ecosystem": "PyPI", "name": "PyYAML"}, "versions": [version]}],
+            }
+        )
+    )
     # A range that the installed version is past: not a finding.
-    (data / "PYSEC-0000-2.json").write_text(json.dumps({
-        "id": "PYSEC-0000-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "pyyaml"},
-                                             "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"},
-                                                                                         {"fixed": "5.4"}]}]}]}))
+    (data / "PYSEC-0000-2.json").write_text(
+        json.dumps(
+            {
+                "id": "PYSEC-0000-2",
+                "affected": [
+                    {
+                        "package": {"ecosystem": "PyPI", "name": "pyyaml"},
+                        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "5.4"}]}],
+                    }
+                ],
+            }
+        )
+    )
     proc = run_ci("--stage", "audit", "--artifacts", str(tmp_path / "artifacts"), **{ci.VULN_DATA_VAR: str(data)})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"PyYAML {version}: PYSEC-0000-1" in proc.stdout
@@ -162,9 +196,15 @@ def test_the_wheelhouse_counts_in_the_audit(tmp_path: Path) -> None:
     from ops import vulns
 
     names = ["redis-8.1.0-py3-none-any.whl", "scalemart-1.0.0-py3-none-any.whl", "pip-23.2.1-py3-none-any.whl"]
-    record = {"id": "GHSA-test", "affected": [{"package": {"ecosystem": "PyPI", "name": "redis"},
-                                               "ranges": [{"type": "ECOSYSTEM",
-                                                           "events": [{"introduced": "8.0"}, {"fixed": "8.1.1"}]}]}]}
+    record = {
+        "id": "GHSA-test",
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": "redis"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "8.0"}, {"fixed": "8.1.1"}]}],
+            }
+        ],
+    }
     assert vulns.match(vulns.wheel_versions(names), [record]) == ["redis 8.1.0: GHSA-test (fixed in 8.1.1)"]
     assert vulns.match({"redis": "8.1.1"}, [record]) == []
 
