@@ -131,8 +131,8 @@ def test_groups(t: Thresholds, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list
                             "exp_labels": {"severity": "info"},
                             "exp_annotations": {
                                 "summary": "Always firing: proves the alerting pipeline is alive.",
-                                "description": "This alert fires all the time on purpose. If the heartbeat receiver stops "
-                                "getting it, Prometheus, rule evaluation or Alertmanager is broken.",
+                                "description": "This alert fires all the time on purpose. If the heartbeat receiver "
+                                "stops getting it, Prometheus, rule evaluation or Alertmanager is broken.",
                                 "runbook_url": f"{runbook_base}/{WATCHDOG}.md",
                             },
                         }

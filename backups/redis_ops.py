@@ -80,8 +80,8 @@ def bgsave_and_wait(r: redis.Redis, timeout: float) -> float:
         info = _persistence(r)
         saves = int(info.get("rdb_saves", -1))  # type: ignore[call-overload]
         done = not info.get("rdb_bgsave_in_progress") and (
-            saves > saves_before if saves_before >= 0 else int(info.get("rdb_last_save_time", 0)) >= started
-        )  # type: ignore[call-overload]
+            saves > saves_before if saves_before >= 0 else int(info.get("rdb_last_save_time", 0)) >= started  # type: ignore[call-overload]
+        )
         if done:
             if info.get("rdb_last_bgsave_status") != "ok":
                 raise RedisBackupError(

@@ -93,7 +93,8 @@ class DataHost:
                             "mongodb_password": MONGO_PASSWORD,
                             "redis_appendfsync": "everysec",
                             "redis_maxmemory": "64mb",
-                            # what the site wires from the build phase's artifacts (playbooks/group_vars/all/artifacts.yml)
+                            # what the site wires from the build phase's artifacts
+                            # (playbooks/group_vars/all/artifacts.yml)
                             "mongodb_binary_src": str(self.artifacts / "tools" / "bin" / "ferretdb"),
                             "backups_tools_dir": str(self.artifacts / "tools" / "bin"),
                             "backups_release_dir": str(self.artifacts / "backups"),

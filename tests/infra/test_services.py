@@ -24,8 +24,8 @@ def test_service_listens_on_its_address(environment: Environment, service_case) 
     address = {
         "private": environment.hostvars(host_name)["private_address"],
         "loopback": "127.0.0.1",
-        "published": "0.0.0.0",
-    }[bind]  # noqa: S104 - checking, not binding
+        "published": "0.0.0.0",  # noqa: S104 - checking, not binding
+    }[bind]
     host = environment.host(host_name)
     assert host.socket(f"tcp://{address}:{port}").is_listening, (
         f"{unit} does not listen on {address}:{port} on {host_name}:\n{_journal(host, unit)}"
