@@ -117,7 +117,10 @@ def app_bundle(ctx: Context) -> Path:
     root = ctx.artifacts or build.artifacts_dir(ctx.env)
     app = next(a for a in build.artifacts(f"scalemart-base:{image_tag()}") if a.name == "app")
     root.mkdir(parents=True, exist_ok=True)
-    build.build_one(app, root)
+    try:
+        build.build_one(app, root)
+    except build.BuildError as exc:
+        raise Fail(f"the app bundle: {exc}") from None
     return root / "app"
 
 
