@@ -63,7 +63,8 @@ endif
 # rules and an Alertmanager config rendered from dev's recipients, and the workflows.
 LINT_OUT := build/lint
 LINT_RECIPIENTS := {"smtp": {"smarthost": "127.0.0.1:25", "from": "alertmanager@localhost", "require_tls": false}, \
-	"email": {"critical": ["oncall@localhost"], "warning": ["team@localhost"], "info": ["team@localhost"]}}
+	"email": {"critical": ["oncall@localhost"], "warning": ["team@localhost"], "info": ["team@localhost"]}, \
+	"sms_notifier_url": "http://127.0.0.1:9095/alertmanager"}
 lint: bootstrap
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
