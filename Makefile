@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(call SETTING,ANSIBLE_CONFIG)
 export PULUMI_SKIP_UPDATE_CHECK := $(call SETTING,PULUMI_SKIP_UPDATE_CHECK)
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := $(call SETTING,PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION)
 
-.PHONY: help bootstrap up verify restart down credentials test lint roles-test build bench-app bench-env load backup restore
+.PHONY: help bootstrap up verify restart down credentials test lint ci roles-test build bench-app bench-env load backup restore
 
 help:
 	@echo "make up ENV=dev|staging|production   create, configure and verify an environment [FORCE=1]"
@@ -21,6 +21,8 @@ help:
 	@echo "make load ENV=... [SCENARIO=...]     Locust through the balancer (loadtests/README.md)"
 	@echo "make bench-env ENV=...               wrk through the balancer, with each host's CPU"
 	@echo "make test                            the whole test suite"
+	@echo "make lint                            every static check (ruff, mypy, yamllint, ansible-lint, promtool, amtool, actionlint)"
+	@echo "make ci [STAGES=lint,security]       the CI pipeline's stages here, with a table of their durations"
 	@echo "make bootstrap                       install the toolchain (idempotent)"
 
 # A warm up skips the playbooks when nothing they depend on changed (ops/converge.py); FORCE=1 runs them.
@@ -57,9 +59,28 @@ else
 	$(PYTEST) tests/e2e || status=1; exit $$status
 endif
 
+# Every static check, as ci.yml's lint job runs it (make ci STAGES=lint): Python, YAML, Ansible, the built alert
+# rules and an Alertmanager config rendered from dev's recipients, and the workflows.
+LINT_OUT := build/lint
+LINT_RECIPIENTS := {"smtp": {"smarthost": "127.0.0.1:25", "from": "alertmanager@localhost", "require_tls": false}, \
+	"email": {"critical": ["oncall@localhost"], "warning": ["team@localhost"], "info": ["team@localhost"]}, \
+	"sms_notifier_url": "http://127.0.0.1:9095/alertmanager"}
 lint: bootstrap
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m yamllint --strict -c .yamllint roles playbooks molecule .github .yamllint .ansible-lint
+	ansible-lint --profile production --nocolor roles playbooks molecule
+	@rm -rf $(LINT_OUT) && $(PY) -m alert_rules build --out $(LINT_OUT)/alerting >/dev/null
+	promtool check rules $(LINT_OUT)/alerting/rules/*.yml
+	@echo '$(LINT_RECIPIENTS)' | $(PY) -m alert_rules alertmanager --recipients - --out $(LINT_OUT)/alertmanager.yml >/dev/null
+	amtool check-config $(LINT_OUT)/alertmanager.yml
+	actionlint
+
+# The CI pipeline's stages here, as the workflows run them (ops/ci.py): every stage, or STAGES=lint,security;
+# MOLECULE_SCENARIOS=redis,app for some scenarios. Internet-only stages are skipped with the reason.
+ci: bootstrap
+	@$(PY) -m ops.ci $(if $(STAGES),--stage $(STAGES),) $(if $(MOLECULE_SCENARIOS),--scenario $(MOLECULE_SCENARIOS),)
 
 # Role scenarios one after another, argument specs, preflight, ansible-lint + yamllint (molecule/README.md).
 # One scenario: make roles-test SCENARIO_K=redis

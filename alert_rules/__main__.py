@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="write rule files and their promtool tests")
     b.add_argument("--out", required=True, type=Path, help="output folder (rules/ and tests/ go under it)")
     b.add_argument("--thresholds", type=Path, default=None, help="thresholds file (default: the shipped one)")
-    b.add_argument("--runbook-base-url", default=None,
-                   help="prefix of runbook_url annotations (default: docs/runbooks)")
+    b.add_argument(
+        "--runbook-base-url", default=None, help="prefix of runbook_url annotations (default: docs/runbooks)"
+    )
     a = sub.add_parser("alertmanager", help="render alertmanager.yml from recipients")
     a.add_argument("--recipients", required=True, help="recipients YAML/JSON file, or - for stdin")
     a.add_argument("--out", required=True, type=Path, help="where to write alertmanager.yml")

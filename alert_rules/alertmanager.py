@@ -95,8 +95,9 @@ def _addresses(value: Any) -> list[str]:
 
 def _token(value: Any) -> str:
     if not isinstance(value, str) or len(value) < 16:
-        raise _Invalid("must be a string of at least 16 characters",
-                       "use the generated sms_notifier_token from the vault")
+        raise _Invalid(
+            "must be a string of at least 16 characters", "use the generated sms_notifier_token from the vault"
+        )
     return value
 
 
@@ -136,8 +137,10 @@ class _Section(BaseModel):
 
 class _Smtp(_Section):
     NOT_MAPPING = ("is missing", "add smtp.smarthost and smtp.from")
-    REQUIRED = {"smarthost": "set smtp.smarthost in the alertmanager vault variables",
-                "from": "set smtp.from in the alertmanager vault variables"}
+    REQUIRED = {
+        "smarthost": "set smtp.smarthost in the alertmanager vault variables",
+        "from": "set smtp.from in the alertmanager vault variables",
+    }
 
     smarthost: str
     from_: str = Field(alias="from")
@@ -236,12 +239,15 @@ def _webhook_configs(urls: list[str]) -> dict[str, list[dict[str, Any]]]:
     for url in urls:
         kind = webhook_kind(url)
         if kind == "slack":
-            out.setdefault("slack_configs", []).append({
-                "api_url": url, "send_resolved": True,
-                "title": '{{ template "slack.default.title" . }}',
-                "text": "{{ range .Alerts }}*{{ .Labels.severity }}* {{ .Annotations.description }} "
-                        "<{{ .Annotations.runbook_url }}|runbook>\n{{ end }}",
-            })
+            out.setdefault("slack_configs", []).append(
+                {
+                    "api_url": url,
+                    "send_resolved": True,
+                    "title": '{{ template "slack.default.title" . }}',
+                    "text": "{{ range .Alerts }}*{{ .Labels.severity }}* {{ .Annotations.description }} "
+                    "<{{ .Annotations.runbook_url }}|runbook>\n{{ end }}",
+                }
+            )
         elif kind == "discord":
             out.setdefault("discord_configs", []).append({"webhook_url": url, "send_resolved": True})
         else:
@@ -250,9 +256,14 @@ def _webhook_configs(urls: list[str]) -> dict[str, list[dict[str, Any]]]:
 
 
 def _email(to: list[str]) -> dict[str, Any]:
-    return {"to": ", ".join(to), "send_resolved": True,
-            "headers": {"Subject": '[{{ .Status | toUpper }}] {{ .CommonLabels.severity }}: '
-                                   '{{ .CommonLabels.alertname }} {{ .CommonLabels.instance }}'}}
+    return {
+        "to": ", ".join(to),
+        "send_resolved": True,
+        "headers": {
+            "Subject": "[{{ .Status | toUpper }}] {{ .CommonLabels.severity }}: "
+            "{{ .CommonLabels.alertname }} {{ .CommonLabels.instance }}"
+        },
+    }
 
 
 def _sms_webhook(r: _Recipients) -> dict[str, Any]:
@@ -276,11 +287,16 @@ def config(recipients: dict[str, Any]) -> dict[str, Any]:
         glob["smtp_auth_password"] = r.smtp.auth_password
     timing = {**DEFAULT_TIMING, **r.timing}
     receivers: list[dict[str, Any]] = [
-        {"name": "critical", "email_configs": [_email(r.email.critical)],
-         **_merge(_webhook_configs(r.webhooks.get("critical", [])),
-                  {"webhook_configs": [_sms_webhook(r)]})},
-        {"name": "warning", "email_configs": [_email(r.email.warning)],
-         **_webhook_configs(r.webhooks.get("warning", []))},
+        {
+            "name": "critical",
+            "email_configs": [_email(r.email.critical)],
+            **_merge(_webhook_configs(r.webhooks.get("critical", [])), {"webhook_configs": [_sms_webhook(r)]}),
+        },
+        {
+            "name": "warning",
+            "email_configs": [_email(r.email.warning)],
+            **_webhook_configs(r.webhooks.get("warning", [])),
+        },
         {"name": "info", "email_configs": [_email(r.email.info)]},
     ]
     heartbeat: dict[str, Any] = {"name": "heartbeat"}
@@ -295,16 +311,24 @@ def config(recipients: dict[str, Any]) -> dict[str, Any]:
             **timing,
             "routes": [
                 # the dead-man's switch: re-sent every minute so the far end notices when it stops
-                {"receiver": "heartbeat", "matchers": ['alertname="Watchdog"'],
-                 "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"},
+                {
+                    "receiver": "heartbeat",
+                    "matchers": ['alertname="Watchdog"'],
+                    "group_wait": "0s",
+                    "group_interval": "1m",
+                    "repeat_interval": "1m",
+                },
                 {"receiver": "critical", "matchers": ['severity="critical"'], "repeat_interval": "1h"},
                 {"receiver": "warning", "matchers": ['severity="warning"']},
                 {"receiver": "info", "matchers": ['severity="info"'], "repeat_interval": "24h"},
             ],
         },
         "inhibit_rules": [
-            {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
-             "equal": ["alertname", "instance"]},
+            {
+                "source_matchers": ['severity="critical"'],
+                "target_matchers": ['severity="warning"'],
+                "equal": ["alertname", "instance"],
+            },
         ],
         "receivers": receivers,
     }

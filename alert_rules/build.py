@@ -50,15 +50,22 @@ def compress_for_tests(t: thresholds_mod.Thresholds, out: Path) -> None:
         return
     env = environment_of(out)
     if env is not None and env not in TEST_ENVIRONMENTS:
-        raise thresholds_mod.ThresholdsError(TEST_COMPRESS_VAR, f"compresses the SLO windows of {env!r}",
-                                             f"unset it: only {' and '.join(TEST_ENVIRONMENTS)} may be compressed")
-    data = {**t.slos.model_dump(exclude_defaults=True), "compress_windows_for_tests": int(factor)} \
-        if factor.isdigit() else {**t.slos.model_dump(), "compress_windows_for_tests": factor}
+        raise thresholds_mod.ThresholdsError(
+            TEST_COMPRESS_VAR,
+            f"compresses the SLO windows of {env!r}",
+            f"unset it: only {' and '.join(TEST_ENVIRONMENTS)} may be compressed",
+        )
+    data = (
+        {**t.slos.model_dump(exclude_defaults=True), "compress_windows_for_tests": int(factor)}
+        if factor.isdigit()
+        else {**t.slos.model_dump(), "compress_windows_for_tests": factor}
+    )
     try:
         t.slos = thresholds_mod.validate_slos(data)
     except thresholds_mod.ThresholdsError as exc:
-        raise thresholds_mod.ThresholdsError(TEST_COMPRESS_VAR, str(exc), "use a smaller whole factor such as 60") \
-            from None
+        raise thresholds_mod.ThresholdsError(
+            TEST_COMPRESS_VAR, str(exc), "use a smaller whole factor such as 60"
+        ) from None
 
 
 def build(out: Path, thresholds_path: Path | None = None, runbook_base: str | None = None) -> list[Path]:

@@ -43,8 +43,24 @@ EMPTY_WHEN_HEALTHY = {
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
-             "offset", "inf", "nan", "atan2", "start", "end"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
+    "start",
+    "end",
+}
 _NAME_MATCHER = re.compile(r'__name__\s*=\s*"([^"]+)"')
 
 
@@ -60,7 +76,7 @@ def metric_names(expr: str) -> set[str]:
         prev = s[m.start() - 1] if m.start() else " "
         if token.lower() in _KEYWORDS or prev.isdigit() or prev == ".":
             continue
-        if s[m.end():].lstrip().startswith("("):
+        if s[m.end() :].lstrip().startswith("("):
             continue  # a function or an aggregation
         names.add(token)
     return names
@@ -99,16 +115,14 @@ def items(thresholds_path: str | Path | None = None) -> list[Item]:
         for var in data.get("templating", {}).get("list", []):
             m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", str(var.get("query") or ""))
             if m:
-                out.append(Item(f"dashboard '{title}' variable '{var['name']}'", f"count by ({m[2]}) ({m[1]})",
-                                False))
+                out.append(Item(f"dashboard '{title}' variable '{var['name']}'", f"count by ({m[2]}) ({m[1]})", False))
     t = thresholds_mod.load(thresholds_path)
     for content in rule_groups(t, DEFAULT_RUNBOOK_BASE).values():
         for group in content["groups"]:
             for rule in group["rules"]:
                 if "record" in rule:
                     slo = rule.get("labels", {}).get("slo")  # the SLO records carry theirs; the analytics ones none
-                    out.append(Item(f"record '{rule['record']}'" + (f" ({slo})" if slo else ""), rule["expr"],
-                                    False))
+                    out.append(Item(f"record '{rule['record']}'" + (f" ({slo})" if slo else ""), rule["expr"], False))
                 else:
                     out.append(Item(f"rule '{rule['alert']}' ({rule['labels']['severity']})", rule["expr"], False))
     return out
@@ -149,15 +163,16 @@ def _get(client: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-def check(prometheus_url: str, environment_only: dict[str, str] | None = None,
-          selected: Iterable[Item] | None = None) -> Report:
+def check(
+    prometheus_url: str, environment_only: dict[str, str] | None = None, selected: Iterable[Item] | None = None
+) -> Report:
     env_only = environment_only if environment_only is not None else {}
     with httpx.Client(base_url=prometheus_url.rstrip("/"), timeout=30) as client:
         names = _get(client, "/api/v1/label/__name__/values")
         if names.get("status") != "success":
             raise RuntimeError(f"cannot list metric names from {prometheus_url}: {names}")
         report = Report(exposed=set(names["data"]))
-        for item in (selected if selected is not None else items()):
+        for item in selected if selected is not None else items():
             report.checked += 1
             expr = substitute(item.expr)
             body = _get(client, "/api/v1/query", query=expr)

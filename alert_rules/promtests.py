@@ -81,18 +81,23 @@ def _probe_values(th: Threshold) -> list[tuple[float, list[str]]]:
     return cases
 
 
-def _exp_alert(alert: Alert, th: Threshold, severity: str, labels: dict[str, str], value: float,
-               runbook_base: str) -> dict[str, Any]:
+def _exp_alert(
+    alert: Alert, th: Threshold, severity: str, labels: dict[str, str], value: float, runbook_base: str
+) -> dict[str, Any]:
     desc = render(render_description(alert, th, None if alert.is_state() else severity), labels, value)
     return {
         "exp_labels": {**labels, "severity": severity},
-        "exp_annotations": {"summary": alert.summary, "description": desc,
-                            "runbook_url": f"{runbook_base}/{alert.name}.md"},
+        "exp_annotations": {
+            "summary": alert.summary,
+            "description": desc,
+            "runbook_url": f"{runbook_base}/{alert.name}.md",
+        },
     }
 
 
-def _group(series: list[tuple[str, str]], alertname: str, minutes: int, exp: list[dict[str, Any]],
-           comment: str) -> dict[str, Any]:
+def _group(
+    series: list[tuple[str, str]], alertname: str, minutes: int, exp: list[dict[str, Any]], comment: str
+) -> dict[str, Any]:
     return {
         "name": comment,
         "interval": "1m",
@@ -112,18 +117,30 @@ _STATE_VALUE = {
 
 
 def test_groups(t: Thresholds, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = [{
-        "name": "Watchdog always fires",
-        "interval": "1m",
-        "input_series": [],
-        "alert_rule_test": [{"eval_time": "1m", "alertname": WATCHDOG, "exp_alerts": [{
-            "exp_labels": {"severity": "info"},
-            "exp_annotations": {
-                "summary": "Always firing: proves the alerting pipeline is alive.",
-                "description": "This alert fires all the time on purpose. If the heartbeat receiver stops "
-                               "getting it, Prometheus, rule evaluation or Alertmanager is broken.",
-                "runbook_url": f"{runbook_base}/{WATCHDOG}.md"}}]}],
-    }]
+    groups: list[dict[str, Any]] = [
+        {
+            "name": "Watchdog always fires",
+            "interval": "1m",
+            "input_series": [],
+            "alert_rule_test": [
+                {
+                    "eval_time": "1m",
+                    "alertname": WATCHDOG,
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {"severity": "info"},
+                            "exp_annotations": {
+                                "summary": "Always firing: proves the alerting pipeline is alive.",
+                                "description": "This alert fires all the time on purpose. If the heartbeat receiver "
+                                "stops getting it, Prometheus, rule evaluation or Alertmanager is broken.",
+                                "runbook_url": f"{runbook_base}/{WATCHDOG}.md",
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
     for alert in alerts():
         th = t[alert.key]
         minutes = minutes_of(th) + 10
@@ -131,19 +148,39 @@ def test_groups(t: Thresholds, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list
             assert alert.fire is not None and alert.quiet is not None and th.severity is not None
             f = minutes_of(th)
             value = _STATE_VALUE.get(alert.name, 0.0)
-            groups.append(_group(alert.fire(f), alert.name, f + 10,
-                                 [_exp_alert(alert, th, th.severity, alert.labels, value, runbook_base)],
-                                 f"{alert.name} fires after {th.for_}"))
-            groups.append(_group(alert.quiet(f), alert.name, f + 10, [],
-                                 f"{alert.name} stays quiet when the condition lasts less than {th.for_}"))
+            groups.append(
+                _group(
+                    alert.fire(f),
+                    alert.name,
+                    f + 10,
+                    [_exp_alert(alert, th, th.severity, alert.labels, value, runbook_base)],
+                    f"{alert.name} fires after {th.for_}",
+                )
+            )
+            groups.append(
+                _group(
+                    alert.quiet(f),
+                    alert.name,
+                    f + 10,
+                    [],
+                    f"{alert.name} stays quiet when the condition lasts less than {th.for_}",
+                )
+            )
             continue
         assert alert.series is not None
         _, py_fmt, _ = FORMATS[alert.fmt]
         for value, severities in _probe_values(th):
             exp = [_exp_alert(alert, th, s, alert.labels, value, runbook_base) for s in severities]
             what = f"fires {'+'.join(severities)}" if severities else "stays quiet"
-            groups.append(_group(alert.series(value, minutes), alert.name, minutes, exp,
-                                 f"{alert.name} {what} at {_num(value)} ({py_fmt(value)})"))
+            groups.append(
+                _group(
+                    alert.series(value, minutes),
+                    alert.name,
+                    minutes,
+                    exp,
+                    f"{alert.name} {what} at {_num(value)} ({py_fmt(value)})",
+                )
+            )
     return groups
 
 

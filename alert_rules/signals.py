@@ -115,6 +115,7 @@ class Signal:
 
 # ----- queries over the metrics signals read, for the dashboards' breakdowns (the names stay here) -----
 
+
 def http_requests(sc: Scope, *matchers: str, by: str = "") -> str:
     """API requests per second (from the app's `scalemart_http_requests_total`)."""
     return sc.sum_rate(HTTP_REQUESTS, *matchers, by=by)
@@ -144,9 +145,9 @@ def _error_ratio(sc: Scope) -> str:
     # 5xx / all per instance; with no 5xx series yet (a healthy shop) 0 rather than nothing, and 1, not
     # nothing, when every request fails (`1 - ok/all` would miss that right after a restart)
     by = "env, instance"
-    return (f"({http_requests(sc, SERVER_ERROR, by=by)}\n"
-            f" or {http_requests(sc, by=by)} * 0)\n"
-            f"/ {http_requests(sc, by=by)}")
+    return (
+        f"({http_requests(sc, SERVER_ERROR, by=by)}\n or {http_requests(sc, by=by)} * 0)\n/ {http_requests(sc, by=by)}"
+    )
 
 
 def _cache_hit_ratio(sc: Scope) -> str:
@@ -165,66 +166,129 @@ def _open_connections(sc: Scope) -> str:
     until then closed = 0 (the `or ... * 0`), rather than the whole expression being empty.
     """
     accepted = sc.sel("ferretdb_client_accepts_total", 'error="0"')
-    return (f"sum by (env, instance) ({accepted})\n"
-            f"- sum by (env, instance) ({sc.sel('ferretdb_client_duration_seconds_count')} or {accepted} * 0)")
+    return (
+        f"sum by (env, instance) ({accepted})\n"
+        f"- sum by (env, instance) ({sc.sel('ferretdb_client_duration_seconds_count')} or {accepted} * 0)"
+    )
 
 
 # ----- signals an alert watches, compared with the tiers of their thresholds key -----
 
-ERROR_RATIO = Signal("error_ratio", "share of responses with a 5xx status, per app instance", _error_ratio,
-                     "api.error_ratio")
-LATENCY_P95 = Signal("latency_p95", "p95 latency per app instance",
-                     lambda sc: http_latency(sc, 0.95, "env, instance"), "api.latency_p95_seconds")
-LATENCY_P99 = Signal("latency_p99", "p99 response time per app instance",
-                     lambda sc: http_latency(sc, 0.99, "env, instance"), "api.response_time_p99_seconds")
-ACTIVE_USERS = Signal("active_users", "distinct users active in the last 5 minutes, per environment",
-                      lambda sc: f"max by (env) ({sc.sel('scalemart_active_users')})", "api.concurrent_users")
+ERROR_RATIO = Signal(
+    "error_ratio", "share of responses with a 5xx status, per app instance", _error_ratio, "api.error_ratio"
+)
+LATENCY_P95 = Signal(
+    "latency_p95",
+    "p95 latency per app instance",
+    lambda sc: http_latency(sc, 0.95, "env, instance"),
+    "api.latency_p95_seconds",
+)
+LATENCY_P99 = Signal(
+    "latency_p99",
+    "p99 response time per app instance",
+    lambda sc: http_latency(sc, 0.99, "env, instance"),
+    "api.response_time_p99_seconds",
+)
+ACTIVE_USERS = Signal(
+    "active_users",
+    "distinct users active in the last 5 minutes, per environment",
+    lambda sc: f"max by (env) ({sc.sel('scalemart_active_users')})",
+    "api.concurrent_users",
+)
 # A host's own limits, from the node exporter's textfile (roles/exporters): its cgroup's CPU quota and
 # memory limit on a container host, where /proc shows the whole machine; the machine's on a VM.
-CPU_USAGE = Signal("cpu_usage", "busy share of the CPUs a host may use (its cgroup quota, or the machine's)",
-                   lambda sc: f"sum by (env, instance) ({sc.rate('scalemart_host_cpu_usage_seconds_total')})\n"
-                              f"/ max by (env, instance) ({sc.sel('scalemart_host_cpu_limit_cores')})",
-                   "hosts.cpu_ratio")
-MEMORY_USAGE = Signal("memory_usage", "share of a host's memory limit in use (working set: without the "
-                                      "page cache it can drop)",
-                      lambda sc: f"max by (env, instance) ({sc.sel('scalemart_host_memory_working_set_bytes')})\n"
-                                 f"/ max by (env, instance) ({sc.sel('scalemart_host_memory_limit_bytes')})",
-                      "hosts.memory_ratio")
-DISK_USED = Signal("disk_used", "share of each mount's space in use, per host and mount point",
-                   lambda sc: f"1 - {sc.sel(FS_AVAIL, *REAL_FILESYSTEMS)}\n/ {sc.sel(FS_SIZE, *REAL_FILESYSTEMS)}",
-                   "hosts.disk_used_ratio")
-REDIS_MEMORY = Signal("redis_memory", "Redis used memory against its maxmemory, per instance",
-                      lambda sc: f"max by (env, instance) ({sc.sel('redis_memory_used_bytes')})\n"
-                                 f"/ max by (env, instance) ({sc.sel('redis_memory_max_bytes')} > 0)",
-                      "datastores.redis_memory_ratio")
+CPU_USAGE = Signal(
+    "cpu_usage",
+    "busy share of the CPUs a host may use (its cgroup quota, or the machine's)",
+    lambda sc: (
+        f"sum by (env, instance) ({sc.rate('scalemart_host_cpu_usage_seconds_total')})\n"
+        f"/ max by (env, instance) ({sc.sel('scalemart_host_cpu_limit_cores')})"
+    ),
+    "hosts.cpu_ratio",
+)
+MEMORY_USAGE = Signal(
+    "memory_usage",
+    "share of a host's memory limit in use (working set: without the page cache it can drop)",
+    lambda sc: (
+        f"max by (env, instance) ({sc.sel('scalemart_host_memory_working_set_bytes')})\n"
+        f"/ max by (env, instance) ({sc.sel('scalemart_host_memory_limit_bytes')})"
+    ),
+    "hosts.memory_ratio",
+)
+DISK_USED = Signal(
+    "disk_used",
+    "share of each mount's space in use, per host and mount point",
+    lambda sc: f"1 - {sc.sel(FS_AVAIL, *REAL_FILESYSTEMS)}\n/ {sc.sel(FS_SIZE, *REAL_FILESYSTEMS)}",
+    "hosts.disk_used_ratio",
+)
+REDIS_MEMORY = Signal(
+    "redis_memory",
+    "Redis used memory against its maxmemory, per instance",
+    lambda sc: (
+        f"max by (env, instance) ({sc.sel('redis_memory_used_bytes')})\n"
+        f"/ max by (env, instance) ({sc.sel('redis_memory_max_bytes')} > 0)"
+    ),
+    "datastores.redis_memory_ratio",
+)
 # Blocks only: Debian's Prometheus 2.42 exports no WAL size, and the WAL stays a few segments.
 TSDB_RETENTION = Signal(
-    "tsdb_retention", "Prometheus' persisted TSDB blocks against its size-based retention, per instance",
-    lambda sc: f"max by (env, instance) ({sc.sel('prometheus_tsdb_storage_blocks_bytes')})\n"
-               f"/ max by (env, instance) ({sc.sel('prometheus_tsdb_retention_limit_bytes')} > 0)",
-    "monitoring.tsdb_retention_ratio")
-OPEN_CONNECTIONS = Signal("open_connections", "open MongoDB (FerretDB) client connections, per instance",
-                          _open_connections, "datastores.database_connections")
-CACHE_HIT_RATIO = Signal("cache_hit_ratio", "read-cache hits / (hits + misses), per environment",
-                         _cache_hit_ratio, "datastores.cache_hit_ratio")
-QUEUE_LENGTH = Signal("queue_length", "orders waiting in the queue, per environment",
-                      lambda sc: f"max by (env) ({sc.sel('scalemart_queue_length')})", "worker.queue_length")
-HEARTBEAT_AGE = Signal("heartbeat_age", "seconds since each worker's last heartbeat",
-                       lambda sc: sc.age_seconds("scalemart_worker_heartbeat_timestamp_seconds", "env, instance"),
-                       "worker.heartbeat_age_seconds")
+    "tsdb_retention",
+    "Prometheus' persisted TSDB blocks against its size-based retention, per instance",
+    lambda sc: (
+        f"max by (env, instance) ({sc.sel('prometheus_tsdb_storage_blocks_bytes')})\n"
+        f"/ max by (env, instance) ({sc.sel('prometheus_tsdb_retention_limit_bytes')} > 0)"
+    ),
+    "monitoring.tsdb_retention_ratio",
+)
+OPEN_CONNECTIONS = Signal(
+    "open_connections",
+    "open MongoDB (FerretDB) client connections, per instance",
+    _open_connections,
+    "datastores.database_connections",
+)
+CACHE_HIT_RATIO = Signal(
+    "cache_hit_ratio",
+    "read-cache hits / (hits + misses), per environment",
+    _cache_hit_ratio,
+    "datastores.cache_hit_ratio",
+)
+QUEUE_LENGTH = Signal(
+    "queue_length",
+    "orders waiting in the queue, per environment",
+    lambda sc: f"max by (env) ({sc.sel('scalemart_queue_length')})",
+    "worker.queue_length",
+)
+HEARTBEAT_AGE = Signal(
+    "heartbeat_age",
+    "seconds since each worker's last heartbeat",
+    lambda sc: sc.age_seconds("scalemart_worker_heartbeat_timestamp_seconds", "env, instance"),
+    "worker.heartbeat_age_seconds",
+)
 # Sold out is the expected end of a flash sale, not low stock: SOLD_OUT tells it apart.
-STOCK_LEFT = Signal("stock_left", "units left of each product still on sale (sold-out ones: SOLD_OUT)",
-                    lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')}) > 0",
-                    "business.stock_left")
-BACKUP_AGE = Signal("backup_age", "hours since the last successful backup of each kind",
-                    lambda sc: f"({sc.age_seconds('scalemart_backup_last_success_timestamp_seconds', 'env, kind')})"
-                               " / 3600", "backups.last_success_age_hours")
-LOGIN_FAILURES = Signal("login_failures", "failed logins per minute, per environment",
-                        lambda sc: sc.per_minute("scalemart_login_failures_total", by="env"),
-                        "security.login_failures_per_minute")
-RATE_LIMITED = Signal("rate_limited", "requests the rate limiter rejected per minute, per environment",
-                      lambda sc: sc.per_minute("scalemart_rate_limited_total", by="env"),
-                      "security.rate_limited_per_minute")
+STOCK_LEFT = Signal(
+    "stock_left",
+    "units left of each product still on sale (sold-out ones: SOLD_OUT)",
+    lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')}) > 0",
+    "business.stock_left",
+)
+BACKUP_AGE = Signal(
+    "backup_age",
+    "hours since the last successful backup of each kind",
+    lambda sc: f"({sc.age_seconds('scalemart_backup_last_success_timestamp_seconds', 'env, kind')}) / 3600",
+    "backups.last_success_age_hours",
+)
+LOGIN_FAILURES = Signal(
+    "login_failures",
+    "failed logins per minute, per environment",
+    lambda sc: sc.per_minute("scalemart_login_failures_total", by="env"),
+    "security.login_failures_per_minute",
+)
+RATE_LIMITED = Signal(
+    "rate_limited",
+    "requests the rate limiter rejected per minute, per environment",
+    lambda sc: sc.per_minute("scalemart_rate_limited_total", by="env"),
+    "security.rate_limited_per_minute",
+)
 
 
 def _balancer_rate_limited(sc: Scope) -> str:
@@ -234,9 +298,12 @@ def _balancer_rate_limited(sc: Scope) -> str:
     return f"({limited}\n or {answered} * 0) * 60"
 
 
-BALANCER_RATE_LIMITED = Signal("balancer_rate_limited",
-                               "requests the load balancer turned away with 429 per minute, per environment",
-                               _balancer_rate_limited, "security.balancer_rate_limited_per_minute")
+BALANCER_RATE_LIMITED = Signal(
+    "balancer_rate_limited",
+    "requests the load balancer turned away with 429 per minute, per environment",
+    _balancer_rate_limited,
+    "security.balancer_rate_limited_per_minute",
+)
 
 
 def _token_failures(sc: Scope) -> str:
@@ -246,11 +313,18 @@ def _token_failures(sc: Scope) -> str:
     return f"({refused}\n or on (env) {answered} * 0) * 60"
 
 
-TOKEN_FAILURES = Signal("token_failures", "buyer requests refused for their token (401) per minute, per "
-                        "environment and reason", _token_failures, "security.token_failures_per_minute")
-OVERSIZED_BODIES = Signal("oversized_bodies", "requests refused with 413 for their body size per minute, per "
-                          "environment", lambda sc: sc.per_minute("scalemart_oversized_bodies_total", by="env"),
-                          "security.oversized_bodies_per_minute")
+TOKEN_FAILURES = Signal(
+    "token_failures",
+    "buyer requests refused for their token (401) per minute, per environment and reason",
+    _token_failures,
+    "security.token_failures_per_minute",
+)
+OVERSIZED_BODIES = Signal(
+    "oversized_bodies",
+    "requests refused with 413 for their body size per minute, per environment",
+    lambda sc: sc.per_minute("scalemart_oversized_bodies_total", by="env"),
+    "security.oversized_bodies_per_minute",
+)
 
 
 def _client_errors(sc: Scope) -> str:
@@ -260,8 +334,12 @@ def _client_errors(sc: Scope) -> str:
     return f"({erred}\n or on (env) {answered} * 0) * 60"
 
 
-CLIENT_ERRORS = Signal("client_errors", "401, 403 and 404 answers of the load balancer per minute, per environment "
-                       "and client address", _client_errors, "security.client_errors_per_minute")
+CLIENT_ERRORS = Signal(
+    "client_errors",
+    "401, 403 and 404 answers of the load balancer per minute, per environment and client address",
+    _client_errors,
+    "security.client_errors_per_minute",
+)
 
 # ----- state signals: their alerts compare them with a constant (`== 0`, `> 0`) -----
 
@@ -269,32 +347,80 @@ TARGET_UP = Signal("target_up", "1 while Prometheus scrapes a target, 0 when it 
 REDIS_UP = Signal("redis_up", "1 while the Redis exporter reaches Redis", lambda sc: sc.sel("redis_up"))
 MONGODB_UP = Signal("mongodb_up", "1 while the MongoDB exporter reaches MongoDB", lambda sc: sc.sel("mongodb_up"))
 RULE_EVALUATION_FAILURES = Signal(
-    "rule_evaluation_failures", "failed rule evaluations in the last 5 minutes, per Prometheus",
-    lambda sc: f"sum by (env, instance) (increase({sc.sel('prometheus_rule_evaluation_failures_total')}"
-               f"[{sc.window}]))")
-PROMETHEUS_CONFIG_LOADED = Signal("prometheus_config_loaded", "1 when Prometheus' last config reload succeeded",
-                                  lambda sc: sc.sel("prometheus_config_last_reload_successful"))
-ALERTMANAGER_CONFIG_LOADED = Signal("alertmanager_config_loaded", "1 when Alertmanager's last reload succeeded",
-                                    lambda sc: sc.sel("alertmanager_config_last_reload_successful"))
-NOTIFICATION_FAILURES = Signal("notification_failures", "failed notifications per second, per integration",
-                               lambda sc: notifications_failed(sc, "env, instance, integration"))
+    "rule_evaluation_failures",
+    "failed rule evaluations in the last 5 minutes, per Prometheus",
+    lambda sc: f"sum by (env, instance) (increase({sc.sel('prometheus_rule_evaluation_failures_total')}[{sc.window}]))",
+)
+PROMETHEUS_CONFIG_LOADED = Signal(
+    "prometheus_config_loaded",
+    "1 when Prometheus' last config reload succeeded",
+    lambda sc: sc.sel("prometheus_config_last_reload_successful"),
+)
+ALERTMANAGER_CONFIG_LOADED = Signal(
+    "alertmanager_config_loaded",
+    "1 when Alertmanager's last reload succeeded",
+    lambda sc: sc.sel("alertmanager_config_last_reload_successful"),
+)
+NOTIFICATION_FAILURES = Signal(
+    "notification_failures",
+    "failed notifications per second, per integration",
+    lambda sc: notifications_failed(sc, "env, instance, integration"),
+)
 DISK_FILLING = Signal(
-    "disk_filling", "bytes each mount will have free in 24 h at the trend of the last 6 h",
-    lambda sc: f"predict_linear({sc.sel(FS_AVAIL, *REAL_FILESYSTEMS)}[{DISK_PREDICTION_HISTORY}], "
-               f"{DISK_PREDICTION_HORIZON_SECONDS})")
-PROBE_SUCCESS = Signal("probe_success", "1 while a black-box probe succeeds, per probe and target",
-                       lambda sc: f"max by (env, probe, instance) ({sc.sel('probe_success')})")
-SOLD_OUT = Signal("sold_out", "units left of each product, 0 once sold out",
-                  lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')})")
-INJECTION_ATTEMPTS = Signal("injection_attempts", "requests refused for an injection shape per minute, per "
-                            "environment", lambda sc: sc.per_minute("scalemart_injection_attempts_total", by="env"))
-
-SIGNALS: tuple[Signal, ...] = (
-    ERROR_RATIO, LATENCY_P95, LATENCY_P99, ACTIVE_USERS, CPU_USAGE, MEMORY_USAGE, DISK_USED, REDIS_MEMORY,
-    TSDB_RETENTION, OPEN_CONNECTIONS, CACHE_HIT_RATIO, QUEUE_LENGTH, HEARTBEAT_AGE, STOCK_LEFT, BACKUP_AGE,
-    LOGIN_FAILURES, RATE_LIMITED, BALANCER_RATE_LIMITED, TOKEN_FAILURES, OVERSIZED_BODIES, CLIENT_ERRORS,
-    INJECTION_ATTEMPTS, TARGET_UP, REDIS_UP, MONGODB_UP, RULE_EVALUATION_FAILURES,
-    PROMETHEUS_CONFIG_LOADED, ALERTMANAGER_CONFIG_LOADED, NOTIFICATION_FAILURES, DISK_FILLING, PROBE_SUCCESS,
-    SOLD_OUT,
+    "disk_filling",
+    "bytes each mount will have free in 24 h at the trend of the last 6 h",
+    lambda sc: (
+        f"predict_linear({sc.sel(FS_AVAIL, *REAL_FILESYSTEMS)}[{DISK_PREDICTION_HISTORY}], "
+        f"{DISK_PREDICTION_HORIZON_SECONDS})"
+    ),
+)
+PROBE_SUCCESS = Signal(
+    "probe_success",
+    "1 while a black-box probe succeeds, per probe and target",
+    lambda sc: f"max by (env, probe, instance) ({sc.sel('probe_success')})",
+)
+SOLD_OUT = Signal(
+    "sold_out",
+    "units left of each product, 0 once sold out",
+    lambda sc: f"min by (env, product) ({sc.sel('scalemart_stock_left')})",
+)
+INJECTION_ATTEMPTS = Signal(
+    "injection_attempts",
+    "requests refused for an injection shape per minute, per environment",
+    lambda sc: sc.per_minute("scalemart_injection_attempts_total", by="env"),
 )
 
+SIGNALS: tuple[Signal, ...] = (
+    ERROR_RATIO,
+    LATENCY_P95,
+    LATENCY_P99,
+    ACTIVE_USERS,
+    CPU_USAGE,
+    MEMORY_USAGE,
+    DISK_USED,
+    REDIS_MEMORY,
+    TSDB_RETENTION,
+    OPEN_CONNECTIONS,
+    CACHE_HIT_RATIO,
+    QUEUE_LENGTH,
+    HEARTBEAT_AGE,
+    STOCK_LEFT,
+    BACKUP_AGE,
+    LOGIN_FAILURES,
+    RATE_LIMITED,
+    BALANCER_RATE_LIMITED,
+    TOKEN_FAILURES,
+    OVERSIZED_BODIES,
+    CLIENT_ERRORS,
+    INJECTION_ATTEMPTS,
+    TARGET_UP,
+    REDIS_UP,
+    MONGODB_UP,
+    RULE_EVALUATION_FAILURES,
+    PROMETHEUS_CONFIG_LOADED,
+    ALERTMANAGER_CONFIG_LOADED,
+    NOTIFICATION_FAILURES,
+    DISK_FILLING,
+    PROBE_SUCCESS,
+    SOLD_OUT,
+)

@@ -31,12 +31,18 @@ BLACKBOX = 'job="blackbox"'
 SHOP_PROBES = ("shop-ready", "shop-product")
 HTTP_DURATION_COUNT = "scalemart_http_request_duration_seconds_count"
 PURCHASE = ('route="/api/buy"', 'method="POST"')
-ALERT_NAMES = {"availability": "ScaleMartAvailabilityBudgetBurn",
-               "purchase_latency": "ScaleMartPurchaseLatencyBudgetBurn"}
-SUMMARIES = {"availability": "The shop is failing shoppers fast enough to spend its availability error budget.",
-             "purchase_latency": "Purchases are slow often enough to spend the purchase latency error budget."}
-WHAT = {"availability": "shop error ratio (5xx through the load balancer, or failed shop probes)",
-        "purchase_latency": "share of purchases slower than {latency}"}
+ALERT_NAMES = {
+    "availability": "ScaleMartAvailabilityBudgetBurn",
+    "purchase_latency": "ScaleMartPurchaseLatencyBudgetBurn",
+}
+SUMMARIES = {
+    "availability": "The shop is failing shoppers fast enough to spend its availability error budget.",
+    "purchase_latency": "Purchases are slow often enough to spend the purchase latency error budget.",
+}
+WHAT = {
+    "availability": "shop error ratio (5xx through the load balancer, or failed shop probes)",
+    "purchase_latency": "share of purchases slower than {latency}",
+}
 
 
 def duration(seconds: float) -> str:
@@ -72,8 +78,10 @@ def availability(sc: Scope) -> str:
     and `or` keeps the SLI alive while one exporter is down or not deployed yet. The sides are told apart by a
     `sli` label first: `or` would otherwise drop the probes wherever the lb side has the same env.
     """
-    return (f'max by (env) (\n  label_replace({_lb_error_ratio(sc)}, "sli", "lb", "", "")\n'
-            f'  or label_replace({_probe_failure_ratio(sc)}, "sli", "probes", "", "")\n)')
+    return (
+        f'max by (env) (\n  label_replace({_lb_error_ratio(sc)}, "sli", "lb", "", "")\n'
+        f'  or label_replace({_probe_failure_ratio(sc)}, "sli", "probes", "", "")\n)'
+    )
 
 
 def purchase_latency(sc: Scope, latency_seconds: float) -> str:
@@ -118,9 +126,13 @@ def recording_rules(slos: Slos) -> list[dict[str, Any]]:
     out = []
     for name, obj in slos.objectives().items():
         for window in [*slos.windows(), obj.window]:
-            out.append({"record": record_name(window),
-                        "expr": sli_expr(name, obj, duration(slos.seconds(window))),
-                        "labels": {"slo": name}})
+            out.append(
+                {
+                    "record": record_name(window),
+                    "expr": sli_expr(name, obj, duration(slos.seconds(window))),
+                    "labels": {"slo": name},
+                }
+            )
     return out
 
 
@@ -151,9 +163,12 @@ class Burn:
 
 
 def burns(slos: Slos) -> list[Burn]:
-    return [Burn(name, obj, policy_name, policy.severity, w.long, w.short, w.burn_rate)
-            for name, obj in slos.objectives().items()
-            for policy_name, policy in slos.burn_rate_alerts.items() for w in policy.windows]
+    return [
+        Burn(name, obj, policy_name, policy.severity, w.long, w.short, w.burn_rate)
+        for name, obj in slos.objectives().items()
+        for policy_name, policy in slos.burn_rate_alerts.items()
+        for w in policy.windows
+    ]
 
 
 def description(slos: Slos, b: Burn) -> str:
@@ -162,23 +177,30 @@ def description(slos: Slos, b: Burn) -> str:
     left = duration_seconds(b.obj.window) / b.burn_rate
     gone = f"{left / 86400:.1f} days" if left >= 2 * 86400 else f"{left / 3600:.0f} hours"
     lasted = f"{duration(slos.seconds(b.long))} and {duration(slos.seconds(b.short))}"
-    return (f"{{{{ $labels.env }}}}: the {what} was {{{{ $value | humanizePercentage }}}} over the last "
-            f"{duration(slos.seconds(b.long))}, and above {number(b.threshold * 100)}% over both {lasted}: "
-            f"{b.burn_rate:g}x the rate a {number(b.obj.objective * 100)}% objective over {b.obj.window} allows "
-            f"({spent * 100:.2g}% of its error budget per {b.long}; all of it in {gone} at this rate).")
+    return (
+        f"{{{{ $labels.env }}}}: the {what} was {{{{ $value | humanizePercentage }}}} over the last "
+        f"{duration(slos.seconds(b.long))}, and above {number(b.threshold * 100)}% over both {lasted}: "
+        f"{b.burn_rate:g}x the rate a {number(b.obj.objective * 100)}% objective over {b.obj.window} allows "
+        f"({spent * 100:.2g}% of its error budget per {b.long}; all of it in {gone} at this rate)."
+    )
 
 
 def alert_rules(slos: Slos, runbook_base: str) -> list[dict[str, Any]]:
     out = []
     for b in burns(slos):
         cond = f" > {number(b.threshold)}"
-        out.append({
-            "alert": ALERT_NAMES[b.slo],
-            "expr": f"{sli(slos, b.long, b.slo)}{cond}\nand {sli(slos, b.short, b.slo)}{cond}",
-            "labels": {"severity": b.severity, "slo": b.slo, "window": b.window_label},
-            "annotations": {"summary": SUMMARIES[b.slo], "description": description(slos, b),
-                            "runbook_url": f"{runbook_base}/{ALERT_NAMES[b.slo]}.md"},
-        })
+        out.append(
+            {
+                "alert": ALERT_NAMES[b.slo],
+                "expr": f"{sli(slos, b.long, b.slo)}{cond}\nand {sli(slos, b.short, b.slo)}{cond}",
+                "labels": {"severity": b.severity, "slo": b.slo, "window": b.window_label},
+                "annotations": {
+                    "summary": SUMMARIES[b.slo],
+                    "description": description(slos, b),
+                    "runbook_url": f"{runbook_base}/{ALERT_NAMES[b.slo]}.md",
+                },
+            }
+        )
     return out
 
 
@@ -206,28 +228,34 @@ def _ratio(case: _Case, at: int, window: int) -> Fraction:
     extrapolation is the same for the bad and the total counters and cancels; the increase between the first
     and last sample in the window is the sum of the steps after the first one."""
     first = max(0, (at - window) // case.step)
-    steps = case.bad[first:at // case.step]
+    steps = case.bad[first : at // case.step]
     return sum(steps, Fraction(0)) / len(steps)
 
 
 def _series(slos: Slos, name: str, case: _Case) -> list[tuple[str, str]]:
     bad = [0] + [int(f * EVENTS) for f in case.bad]
-    cumulative_bad = [sum(bad[:i + 1]) for i in range(len(bad))]
+    cumulative_bad = [sum(bad[: i + 1]) for i in range(len(bad))]
     cumulative_all = [i * EVENTS for i in range(len(bad))]
     env = {"env": "test"}
     if name == "availability":
         lb = {**env, "job": "lb-log", "instance": "lb-1:3903"}
         ok = [a - b for a, b in zip(cumulative_all, cumulative_bad, strict=True)]
-        probes = [_sel(PROBE_SUCCESS, {**env, "job": "blackbox", "instance": "monitoring-1:9115", "probe": p})
-                  for p in SHOP_PROBES]
-        return [(_sel(LB_RESPONSES, {**lb, "code": "200"}), _values(ok)),
-                (_sel(LB_RESPONSES, {**lb, "code": "503"}), _values(cumulative_bad)),
-                *[(p, f"1x{len(bad) - 1}") for p in probes]]
+        probes = [
+            _sel(PROBE_SUCCESS, {**env, "job": "blackbox", "instance": "monitoring-1:9115", "probe": p})
+            for p in SHOP_PROBES
+        ]
+        return [
+            (_sel(LB_RESPONSES, {**lb, "code": "200"}), _values(ok)),
+            (_sel(LB_RESPONSES, {**lb, "code": "503"}), _values(cumulative_bad)),
+            *[(p, f"1x{len(bad) - 1}") for p in probes],
+        ]
     app = {**env, "job": "scalemart-app", "instance": "app-1:8000", "route": "/api/buy", "method": "POST"}
     fast = [a - b for a, b in zip(cumulative_all, cumulative_bad, strict=True)]
     le = _le(slos.purchase_latency.latency_seconds or 0)
-    return [(_sel(HTTP_DURATION_BUCKET, {**app, "le": le}), _values(fast)),
-            (_sel(HTTP_DURATION_COUNT, app), _values(cumulative_all))]
+    return [
+        (_sel(HTTP_DURATION_BUCKET, {**app, "le": le}), _values(fast)),
+        (_sel(HTTP_DURATION_COUNT, app), _values(cumulative_all)),
+    ]
 
 
 def _sel(metric: str, labels: dict[str, str]) -> str:
@@ -264,18 +292,29 @@ def _firing(slos: Slos, name: str, case: _Case, at: int) -> list[tuple[Burn, Fra
 
 
 def _exp(slos: Slos, b: Burn, value: Fraction, runbook_base: str) -> dict[str, Any]:
-    desc = description(slos, b).replace("{{ $labels.env }}", "test").replace(
-        "{{ $value | humanizePercentage }}", humanize_percentage(float(value)))
-    return {"exp_labels": {"env": "test", "slo": b.slo, "severity": b.severity, "window": b.window_label},
-            "exp_annotations": {"summary": SUMMARIES[b.slo], "description": desc,
-                                "runbook_url": f"{runbook_base}/{ALERT_NAMES[b.slo]}.md"}}
+    desc = (
+        description(slos, b)
+        .replace("{{ $labels.env }}", "test")
+        .replace("{{ $value | humanizePercentage }}", humanize_percentage(float(value)))
+    )
+    return {
+        "exp_labels": {"env": "test", "slo": b.slo, "severity": b.severity, "window": b.window_label},
+        "exp_annotations": {
+            "summary": SUMMARIES[b.slo],
+            "description": desc,
+            "runbook_url": f"{runbook_base}/{ALERT_NAMES[b.slo]}.md",
+        },
+    }
 
 
 def _group(slos: Slos, name: str, case: _Case, at: int, comment: str, runbook_base: str) -> dict[str, Any]:
     exp = [_exp(slos, b, v, runbook_base) for b, v in _firing(slos, name, case, at)]
-    return {"name": comment, "interval": duration(case.step),
-            "input_series": [{"series": s, "values": v} for s, v in _series(slos, name, case)],
-            "alert_rule_test": [{"eval_time": duration(at), "alertname": ALERT_NAMES[name], "exp_alerts": exp}]}
+    return {
+        "name": comment,
+        "interval": duration(case.step),
+        "input_series": [{"series": s, "values": v} for s, v in _series(slos, name, case)],
+        "alert_rule_test": [{"eval_time": duration(at), "alertname": ALERT_NAMES[name], "exp_alerts": exp}],
+    }
 
 
 def _minutes(seconds: int) -> int:
@@ -283,8 +322,9 @@ def _minutes(seconds: int) -> int:
     return math.ceil(seconds / 60) * 60
 
 
-def _checked(slos: Slos, name: str, case: _Case, at: int, b: Burn, fires: bool, comment: str,
-             runbook_base: str) -> dict[str, Any]:
+def _checked(
+    slos: Slos, name: str, case: _Case, at: int, b: Burn, fires: bool, comment: str, runbook_base: str
+) -> dict[str, Any]:
     group = _group(slos, name, case, at, comment, runbook_base)
     fired = {e["exp_labels"]["window"] for e in group["alert_rule_test"][0]["exp_alerts"]}
     if (b.window_label in fired) != fires or (not fires and _ratio(case, at, slos.seconds(b.long)) <= b.exact):
@@ -311,8 +351,16 @@ def _recovered(slos: Slos, name: str, b: Burn, step: int, runbook_base: str) -> 
             break
         case = _Case([bad] * (burned_for // step) + [Fraction(0)] * (healthy_for // step), step)
         try:
-            return _checked(slos, name, case, at, b, False, f"{ALERT_NAMES[name]} {b.window_label} stops once the "
-                            f"last {duration(short)} are healthy", runbook_base)
+            return _checked(
+                slos,
+                name,
+                case,
+                at,
+                b,
+                False,
+                f"{ALERT_NAMES[name]} {b.window_label} stops once the last {duration(short)} are healthy",
+                runbook_base,
+            )
         except ValueError:
             continue
     raise ValueError(f"{name} {b.window_label}: no burn isolates the short window")
@@ -326,8 +374,9 @@ def test_groups(t: Thresholds, runbook_base: str) -> list[dict[str, Any]]:
     groups = []
     for name in slos.objectives():
         healthy = _Case([Fraction(0)] * 20, step)
-        groups.append(_group(slos, name, healthy, 20 * step, f"{ALERT_NAMES[name]} stays quiet on a healthy shop",
-                             runbook_base))
+        groups.append(
+            _group(slos, name, healthy, 20 * step, f"{ALERT_NAMES[name]} stays quiet on a healthy shop", runbook_base)
+        )
         for b in burns(slos):
             if b.slo != name:
                 continue
@@ -335,8 +384,18 @@ def test_groups(t: Thresholds, runbook_base: str) -> list[dict[str, Any]]:
             bad = Fraction(math.floor(b.exact * Fraction(9, 5) * EVENTS), EVENTS)
             # burning at 1.8x the threshold, below the next harsher pair's: this pair fires (and those it also breaks)
             at = _minutes(short + 10 * 60)
-            groups.append(_checked(slos, name, _Case([bad] * (at // step), step), at, b, True,
-                                   f"{ALERT_NAMES[name]} {b.window_label} fires at {float(bad):.4%}", runbook_base))
+            groups.append(
+                _checked(
+                    slos,
+                    name,
+                    _Case([bad] * (at // step), step),
+                    at,
+                    b,
+                    True,
+                    f"{ALERT_NAMES[name]} {b.window_label} fires at {float(bad):.4%}",
+                    runbook_base,
+                )
+            )
             groups.append(_recovered(slos, name, b, step, runbook_base))
     return [*groups, *probe_groups(slos, runbook_base)]
 
@@ -346,17 +405,28 @@ def probe_groups(slos: Slos, runbook_base: str) -> list[dict[str, Any]]:
     probe burns the budget, a failing private-port probe does not."""
     name, minutes = "availability", 40
     labels = {"env": "test", "job": "blackbox", "instance": "monitoring-1:9115"}
-    failing = [(_sel(PROBE_SUCCESS, {**labels, "probe": "shop-ready"}), f"0x{minutes}"),
-               (_sel(PROBE_SUCCESS, {**labels, "probe": "shop-product"}), f"1x{minutes}")]
-    tcp = [(_sel(PROBE_SUCCESS, {**labels, "probe": "shop-ready"}), f"1x{minutes}"),
-           (_sel(PROBE_SUCCESS, {**labels, "probe": "tcp"}), f"0x{minutes}")]
+    failing = [
+        (_sel(PROBE_SUCCESS, {**labels, "probe": "shop-ready"}), f"0x{minutes}"),
+        (_sel(PROBE_SUCCESS, {**labels, "probe": "shop-product"}), f"1x{minutes}"),
+    ]
+    tcp = [
+        (_sel(PROBE_SUCCESS, {**labels, "probe": "shop-ready"}), f"1x{minutes}"),
+        (_sel(PROBE_SUCCESS, {**labels, "probe": "tcp"}), f"0x{minutes}"),
+    ]
     # one of the two shop probes failing throughout: the SLI is 0.5 over every window, every pair fires
     every = [_exp(slos, b, Fraction(1, 2), runbook_base) for b in burns(slos) if b.slo == name]
-    return [{"name": f"{ALERT_NAMES[name]} {comment}", "interval": "1m",
-             "input_series": [{"series": s, "values": v} for s, v in series],
-             "alert_rule_test": [{"eval_time": f"{minutes}m", "alertname": ALERT_NAMES[name], "exp_alerts": exp}]}
-            for comment, series, exp in (("fires on a failing shop probe without lb answers", failing, every),
-                                         ("ignores a failing tcp probe", tcp, []))]
+    return [
+        {
+            "name": f"{ALERT_NAMES[name]} {comment}",
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series],
+            "alert_rule_test": [{"eval_time": f"{minutes}m", "alertname": ALERT_NAMES[name], "exp_alerts": exp}],
+        }
+        for comment, series, exp in (
+            ("fires on a failing shop probe without lb answers", failing, every),
+            ("ignores a failing tcp probe", tcp, []),
+        )
+    ]
 
 
 def alert_names() -> list[str]:

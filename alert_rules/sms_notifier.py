@@ -63,8 +63,10 @@ class Config:
         env = dict(os.environ if env is None else env)
         missing = [k for k in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SMS_FROM", "SMS_TO") if not env.get(k)]
         if missing:
-            raise ConfigError(f"{', '.join(missing)} not set: put the Twilio credentials and numbers in the vault "
-                              "(alertmanager role variables) and restart the notifier")
+            raise ConfigError(
+                f"{', '.join(missing)} not set: put the Twilio credentials and numbers in the vault "
+                "(alertmanager role variables) and restart the notifier"
+            )
         numbers = tuple(n.strip() for n in env["SMS_TO"].split(",") if n.strip())
         for number in (env["SMS_FROM"], *numbers):
             if not number.startswith("+") or not number[1:].isdigit():
@@ -76,8 +78,16 @@ class Config:
         token = env.get("SMS_NOTIFIER_TOKEN") or None
         if token is not None and len(token) < 16:
             raise ConfigError("SMS_NOTIFIER_TOKEN is shorter than 16 characters; use the generated sms_notifier_token")
-        return cls(env["TWILIO_ACCOUNT_SID"], env["TWILIO_AUTH_TOKEN"], env["SMS_FROM"], numbers, host, int(port),
-                   env.get("TWILIO_API_BASE_URL") or None, token)
+        return cls(
+            env["TWILIO_ACCOUNT_SID"],
+            env["TWILIO_AUTH_TOKEN"],
+            env["SMS_FROM"],
+            numbers,
+            host,
+            int(port),
+            env.get("TWILIO_API_BASE_URL") or None,
+            token,
+        )
 
 
 def message_for(payload: dict[str, Any]) -> str:
@@ -89,8 +99,9 @@ def message_for(payload: dict[str, Any]) -> str:
         labels = alert.get("labels", {})
         ann = alert.get("annotations", {})
         where = labels.get("instance") or labels.get("env") or ""
-        lines.append(f"{labels.get('alertname', '?')} {labels.get('severity', '')} {where}: "
-                     f"{ann.get('summary', '')}".strip())
+        lines.append(
+            f"{labels.get('alertname', '?')} {labels.get('severity', '')} {where}: {ann.get('summary', '')}".strip()
+        )
     body = "\n".join(lines)
     return body if len(body) <= MAX_BODY else body[: MAX_BODY - 1] + "…"
 

@@ -149,8 +149,9 @@ class Thresholds:
 
     def __getattr__(self, name: str) -> Any:
         # sections are set as attributes in __init__; this only runs for a name that is not one
-        raise AttributeError(f"no thresholds section {name!r}; sections: "
-                             f"{', '.join(sorted({k.split('.')[0] for k in SCHEMA}))}")
+        raise AttributeError(
+            f"no thresholds section {name!r}; sections: {', '.join(sorted({k.split('.')[0] for k in SCHEMA}))}"
+        )
 
     def __getitem__(self, key: str) -> Threshold:
         return self._items[key]
@@ -186,8 +187,9 @@ def _duration(value: Any) -> str:
 
 def _severity(value: Any) -> str:
     if value not in SEVERITIES:
-        raise _Invalid(f"must be one of {', '.join(SEVERITIES)}, got {value!r}",
-                       "set severity: critical, warning or info")
+        raise _Invalid(
+            f"must be one of {', '.join(SEVERITIES)}, got {value!r}", "set severity: critical, warning or info"
+        )
     return str(value)
 
 
@@ -231,8 +233,15 @@ class _Entry(BaseModel):
     def threshold(self) -> Threshold:
         spec = self.SPEC
         values = {name: getattr(self, name) for name in (*spec.tiers, "limit") if name in type(self).model_fields}
-        return Threshold(self.KEY, getattr(self, "for", "0s"), values, getattr(self, "severity", None),
-                         spec.low_is_bad, spec.ratio, spec.integer)
+        return Threshold(
+            self.KEY,
+            getattr(self, "for", "0s"),
+            values,
+            getattr(self, "severity", None),
+            spec.low_is_bad,
+            spec.ratio,
+            spec.integer,
+        )
 
 
 class _Gate(_Entry):
@@ -251,8 +260,10 @@ class _Tiered(_Entry):
         for (milder, a), (harsher, b) in zip(tiers, tiers[1:], strict=False):
             if a <= b if self.SPEC.low_is_bad else a >= b:
                 relation = "above" if self.SPEC.low_is_bad else "below"
-                raise _Invalid(f"{milder} ({a:g}) must be {relation} {harsher} ({b:g})",
-                               f"swap or correct the two values of {self.KEY}")
+                raise _Invalid(
+                    f"{milder} ({a:g}) must be {relation} {harsher} ({b:g})",
+                    f"swap or correct the two values of {self.KEY}",
+                )
         return self
 
 
@@ -275,16 +286,20 @@ class _File(BaseModel):
     @classmethod
     def _known_keys(cls, data: Any, info: ValidationInfo) -> dict[str, Any]:
         if not isinstance(data, dict):
-            raise _Invalid(f"{(info.context or {}).get('path')} must hold a mapping of sections",
-                           "see alert_rules/thresholds.yml", "<file>")
+            raise _Invalid(
+                f"{(info.context or {}).get('path')} must hold a mapping of sections",
+                "see alert_rules/thresholds.yml",
+                "<file>",
+            )
         # Every key is checked before any value: a misspelt key is named, not the one it misses.
         for section, entries in data.items():
             if not isinstance(entries, dict):
                 raise _Invalid("must be a mapping of keys", "indent the keys under the section", str(section))
             for name in entries:
                 if f"{section}.{name}" not in SCHEMA:
-                    raise _Invalid("is not a known threshold", f"use one of: {', '.join(sorted(SCHEMA))}",
-                                   str(section), str(name))
+                    raise _Invalid(
+                        "is not a known threshold", f"use one of: {', '.join(sorted(SCHEMA))}", str(section), str(name)
+                    )
         # An unknown section still here is empty: there is nothing in it to refuse.
         return {section: entries for section, entries in data.items() if section in cls.model_fields}
 
@@ -296,9 +311,12 @@ def _file_model() -> type[_File]:
         sections.setdefault(section, {})[name] = (_entry_model(key, spec), ...)
     # A missing section is its keys missing, each named: the section defaults to {} and is validated.
     fields: dict[str, Any] = {
-        section: (create_model(f"Section[{section}]", __config__=_File.model_config, **names),
-                  Field(default_factory=dict, validate_default=True))
-        for section, names in sections.items()}
+        section: (
+            create_model(f"Section[{section}]", __config__=_File.model_config, **names),
+            Field(default_factory=dict, validate_default=True),
+        )
+        for section, names in sections.items()
+    }
     return create_model("Thresholds", __base__=_File, **fields)
 
 
@@ -341,8 +359,9 @@ def load(path: str | Path | None = None) -> Thresholds:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ThresholdsError("<file>", f"cannot read {file}: {exc.strerror}",
-                              "pass the path of thresholds.yml") from exc
+        raise ThresholdsError(
+            "<file>", f"cannot read {file}: {exc.strerror}", "pass the path of thresholds.yml"
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -367,15 +386,21 @@ def app_latency_buckets(source: Path = APP_METRICS) -> tuple[float, ...]:
     for node in ast.parse(source.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "LATENCY_BUCKETS" for t in node.targets):
             return tuple(float(v) for v in ast.literal_eval(node.value))
-    raise ThresholdsError("slos.purchase_latency.latency_seconds", f"{source} defines no LATENCY_BUCKETS",
-                          "restore LATENCY_BUCKETS in app/scalemart/metrics.py")
+    raise ThresholdsError(
+        "slos.purchase_latency.latency_seconds",
+        f"{source} defines no LATENCY_BUCKETS",
+        "restore LATENCY_BUCKETS in app/scalemart/metrics.py",
+    )
 
 
 def _window(value: Any) -> str:
     text = _duration(value)
     if duration_seconds(text) < MIN_WINDOW_SECONDS:
-        raise _Invalid(f"{text} is shorter than the rule evaluation interval ({EVALUATION_INTERVAL}) or two scrapes "
-                       f"({SCRAPE_INTERVAL} each)", f"use a window of at least {MIN_WINDOW_SECONDS:g}s")
+        raise _Invalid(
+            f"{text} is shorter than the rule evaluation interval ({EVALUATION_INTERVAL}) or two scrapes "
+            f"({SCRAPE_INTERVAL} each)",
+            f"use a window of at least {MIN_WINDOW_SECONDS:g}s",
+        )
     return text
 
 
@@ -416,8 +441,11 @@ class BurnWindow(_SloModel):
     @model_validator(mode="after")
     def _long_over_short(self) -> BurnWindow:
         if duration_seconds(self.long) <= duration_seconds(self.short):
-            raise _Invalid(f"long window {self.long} must be longer than the short window {self.short}",
-                           "swap the two windows", "long")
+            raise _Invalid(
+                f"long window {self.long} must be longer than the short window {self.short}",
+                "swap the two windows",
+                "long",
+            )
         return self
 
 
@@ -453,29 +481,46 @@ class Slos(_SloModel):
         buckets = app_latency_buckets()
         latency = self.purchase_latency.latency_seconds
         if latency is None:
-            raise _Invalid("is missing", "add `latency_seconds: 0.1` (a bucket of the app's histogram)",
-                           "purchase_latency", "latency_seconds")
+            raise _Invalid(
+                "is missing",
+                "add `latency_seconds: 0.1` (a bucket of the app's histogram)",
+                "purchase_latency",
+                "latency_seconds",
+            )
         if latency not in buckets:
-            raise _Invalid(f"{latency:g} s is not a bucket of scalemart_http_request_duration_seconds",
-                           "use one of app/scalemart/metrics.py LATENCY_BUCKETS: "
-                           + ", ".join(f"{b:g}" for b in buckets),
-                           "purchase_latency", "latency_seconds")
+            raise _Invalid(
+                f"{latency:g} s is not a bucket of scalemart_http_request_duration_seconds",
+                "use one of app/scalemart/metrics.py LATENCY_BUCKETS: " + ", ".join(f"{b:g}" for b in buckets),
+                "purchase_latency",
+                "latency_seconds",
+            )
         if self.availability.latency_seconds is not None:
             raise _Invalid("is not used for availability", "remove it", "availability", "latency_seconds")
         for name, policy in self.burn_rate_alerts.items():
             for i, b in enumerate(policy.windows):
                 where = ("burn_rate_alerts", name, "windows", str(i))
                 if self.seconds(b.long) <= self.seconds(b.short):
-                    raise _Invalid(f"compressed by {self.compress_windows_for_tests}, {b.long} and {b.short} both "
-                                   f"last {self.seconds(b.short)}s", "use a smaller compress_windows_for_tests",
-                                   *where)
+                    raise _Invalid(
+                        f"compressed by {self.compress_windows_for_tests}, {b.long} and {b.short} both "
+                        f"last {self.seconds(b.short)}s",
+                        "use a smaller compress_windows_for_tests",
+                        *where,
+                    )
                 for slo, obj in self.objectives().items():
                     if duration_seconds(b.long) > duration_seconds(obj.window):
-                        raise _Invalid(f"{b.long} is longer than the {slo} window {obj.window}",
-                                       "use a long window within the objective's window", *where, "long")
+                        raise _Invalid(
+                            f"{b.long} is longer than the {slo} window {obj.window}",
+                            "use a long window within the objective's window",
+                            *where,
+                            "long",
+                        )
                     if b.burn_rate * obj.budget >= 1:
-                        raise _Invalid(f"{b.burn_rate:g}x the {slo} budget is an error ratio of 100 % or more: it "
-                                       "can never fire", "lower burn_rate", *where, "burn_rate")
+                        raise _Invalid(
+                            f"{b.burn_rate:g}x the {slo} budget is an error ratio of 100 % or more: it can never fire",
+                            "lower burn_rate",
+                            *where,
+                            "burn_rate",
+                        )
         return self
 
 
@@ -491,8 +536,9 @@ def validate_slos(data: Any, path: Path | str = "<thresholds>") -> Slos:
         if isinstance(cause, _Invalid):
             raise ThresholdsError(key, cause.problem, cause.fix) from None
         if first["type"] == "extra_forbidden":
-            raise ThresholdsError(key, "is not a known SLO key", "compare with `slos:` in alert_rules/thresholds.yml") \
-                from None
+            raise ThresholdsError(
+                key, "is not a known SLO key", "compare with `slos:` in alert_rules/thresholds.yml"
+            ) from None
         if first["type"] == "missing":
             raise ThresholdsError(key, "is missing", f"add it under `slos:` in {path}") from None
         raise ThresholdsError(key, first["msg"], "compare with `slos:` in alert_rules/thresholds.yml") from None

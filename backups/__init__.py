@@ -16,5 +16,8 @@ from pathlib import Path
 # control machine), from the wheel's metadata where the tool is installed (the pyproject is not in it).
 # 1.1.0: the config part is Fernet-encrypted (SMBKENC2); 1.0.0 archives used SMBKENC1.
 _PYPROJECT = Path(__file__).with_name("pyproject.toml")
-__version__: str = (tomllib.loads(_PYPROJECT.read_text())["project"]["version"] if _PYPROJECT.is_file()
-                    else version("scalemart-backups"))
+__version__: str = (
+    tomllib.loads(_PYPROJECT.read_text())["project"]["version"]
+    if _PYPROJECT.is_file()
+    else version("scalemart-backups")
+)

@@ -144,8 +144,10 @@ def check_sidecar(path: Path) -> str | None:
     expected = side.read_text().split()[0] if side.read_text().split() else ""
     actual = sha256_file(path)
     if actual != expected:
-        raise ArchiveError(f"{path.name}: sha256 is {actual} but {side.name} says {expected}: the archive is "
-                           "corrupt or incomplete; restore another archive (`python -m backups list`)")
+        raise ArchiveError(
+            f"{path.name}: sha256 is {actual} but {side.name} says {expected}: the archive is "
+            "corrupt or incomplete; restore another archive (`python -m backups list`)"
+        )
     return actual
 
 
@@ -190,8 +192,10 @@ def extract(path: Path, dest: Path) -> dict[str, Any]:
     except (tarfile.TarError, EOFError, OSError, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as err:
         if isinstance(err, OSError) and err.errno is not None:
             raise
-        raise ArchiveError(f"{path.name}: cannot be read ({type(err).__name__}: {err}): the archive is corrupt; "
-                           "restore another archive (`python -m backups list`)") from None
+        raise ArchiveError(
+            f"{path.name}: cannot be read ({type(err).__name__}: {err}): the archive is corrupt; "
+            "restore another archive (`python -m backups list`)"
+        ) from None
     if manifest is None:
         raise ArchiveError(f"{path.name}: has no {MANIFEST}; not a ScaleMart backup")
     if manifest.get("format") != FORMAT:
@@ -202,13 +206,17 @@ def extract(path: Path, dest: Path) -> dict[str, Any]:
         if want is None or got is None:
             raise ArchiveError(f"{path.name}: member {member} is missing")
         if want != got:
-            raise ArchiveError(f"{path.name}: {member} has sha256 {got['sha256']} ({got['size']} B) but the manifest "
-                               f"says {want['sha256']} ({want['size']} B): the archive is corrupt")
+            raise ArchiveError(
+                f"{path.name}: {member} has sha256 {got['sha256']} ({got['size']} B) but the manifest "
+                f"says {want['sha256']} ({want['size']} B): the archive is corrupt"
+            )
     return manifest
 
 
 def check_environment(manifest: dict[str, Any], env: str, force: bool, name: str) -> None:
     theirs = manifest.get("environment")
     if theirs != env and not force:
-        raise WrongEnvironment(f"{name} was taken in environment {theirs!r}, this host is {env!r}: refusing; "
-                               "pass --force (FORCE=1 with make) to restore it here anyway")
+        raise WrongEnvironment(
+            f"{name} was taken in environment {theirs!r}, this host is {env!r}: refusing; "
+            "pass --force (FORCE=1 with make) to restore it here anyway"
+        )

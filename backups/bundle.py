@@ -25,8 +25,10 @@ def pack(paths: list[str], key: bytes, skip: list[Path] | None = None) -> tuple[
         if not path.is_absolute():
             raise BundleError(f"config_paths: {raw!r} must be an absolute path")
         if not path.exists():
-            raise BundleError(f"config_paths: {raw} does not exist on this host; fix the list in the config "
-                              "(backups role variable backups_config_paths)")
+            raise BundleError(
+                f"config_paths: {raw} does not exist on this host; fix the list in the config "
+                "(backups role variable backups_config_paths)"
+            )
         candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         files += [p for p in candidates if p.resolve() not in skipped]
     buf = io.BytesIO()

@@ -17,16 +17,20 @@ from backups import config, jobs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backups", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m backups", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", help=f"config file (default: ${config.CONFIG_ENV} or {config.DEFAULT_PATH})")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backup", help="take a backup, then apply retention and the off-site copy")
     p = sub.add_parser("restore", help="verify, stop the app, restore MongoDB and Redis, start, reconcile")
     p.add_argument("archive", help="file name in the backup dir, or a path")
     p.add_argument("--force", action="store_true", help="restore an archive of another environment")
-    p.add_argument("--no-hooks", action="store_true",
-                   help="skip the stop/start/reconcile hooks (the restore playbook runs them on the app hosts)")
+    p.add_argument(
+        "--no-hooks",
+        action="store_true",
+        help="skip the stop/start/reconcile hooks (the restore playbook runs them on the app hosts)",
+    )
     p = sub.add_parser("verify", help="check an archive's checksums and environment; touches nothing")
     p.add_argument("archive")
     p.add_argument("--force", action="store_true", help="accept an archive of another environment")

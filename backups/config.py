@@ -146,7 +146,8 @@ class Config(_Section):
     retention_days: float = 30.0
     config_paths: Argv = Field(default_factory=list)
     textfile_path: Annotated[Path | None, BeforeValidator(_textfile)] = Field(
-        Path("/var/lib/prometheus/node-exporter/scalemart_backup.prom"), strict=False)
+        Path("/var/lib/prometheus/node-exporter/scalemart_backup.prom"), strict=False
+    )
     offsite_command: Argv = Field(default_factory=list)
     offsite_timeout_seconds: float = 3600.0
     mongodump: str = "/usr/local/bin/mongodump"
@@ -182,11 +183,15 @@ class Config(_Section):
         try:
             key = path.read_bytes().strip()
         except OSError as err:
-            raise ConfigError(f"encryption_key_file: cannot read {path} ({err.strerror}); the backups role "
-                              "writes it from the vault's backups_encryption_key") from None
+            raise ConfigError(
+                f"encryption_key_file: cannot read {path} ({err.strerror}); the backups role "
+                "writes it from the vault's backups_encryption_key"
+            ) from None
         if len(key) < 16:
-            raise ConfigError(f"encryption_key_file: {path} holds {len(key)} bytes; put at least 16 random "
-                              "bytes in it (the vault's backups_encryption_key has 48)")
+            raise ConfigError(
+                f"encryption_key_file: {path} holds {len(key)} bytes; put at least 16 random "
+                "bytes in it (the vault's backups_encryption_key has 48)"
+            )
         return key
 
 
@@ -223,8 +228,10 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         text = path.read_text()
         mode = path.stat().st_mode
     except OSError as err:
-        raise ConfigError(f"config: cannot read {path} ({err.strerror}); pass --config PATH or set {CONFIG_ENV}, "
-                          "or apply the backups role") from None
+        raise ConfigError(
+            f"config: cannot read {path} ({err.strerror}); pass --config PATH or set {CONFIG_ENV}, "
+            "or apply the backups role"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

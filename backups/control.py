@@ -26,14 +26,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown environment {args.env!r}: use ENV={'|'.join(ENVIRONMENTS)}", file=sys.stderr)
         return 2
     if not inventory(args.env).exists():
-        print(f"{inventory(args.env)} is missing: bring the environment up first (make up ENV={args.env})",
-              file=sys.stderr)
+        print(
+            f"{inventory(args.env)} is missing: bring the environment up first (make up ENV={args.env})",
+            file=sys.stderr,
+        )
         return 2
     extra: list[str] = []
     if args.action == "restore":
         if not args.archive:
-            print(f"name the archive: make restore ENV={args.env} FROM=<archive> (see `make backup` output, or "
-                  "`python -m backups list` on the data host)", file=sys.stderr)
+            print(
+                f"name the archive: make restore ENV={args.env} FROM=<archive> (see `make backup` output, or "
+                "`python -m backups list` on the data host)",
+                file=sys.stderr,
+            )
             return 2
         archive = os.path.abspath(args.archive) if os.path.exists(args.archive) else args.archive
         extra = ["-e", f"archive={archive}", "-e", f"force={'true' if args.force else 'false'}"]

@@ -38,8 +38,10 @@ class DecryptionError(Exception):
 
 def _fernet(key: bytes, salt: bytes) -> Fernet:
     if len(key) < MIN_KEY_LEN:
-        raise ValueError(f"the encryption key (encryption_key_file) is {len(key)} bytes; use at least {MIN_KEY_LEN} "
-                         "random bytes (the vault's backups_encryption_key has 48)")
+        raise ValueError(
+            f"the encryption key (encryption_key_file) is {len(key)} bytes; use at least {MIN_KEY_LEN} "
+            "random bytes (the vault's backups_encryption_key has 48)"
+        )
     kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=ITERATIONS)
     return Fernet(base64.urlsafe_b64encode(kdf.derive(key)))
 
@@ -51,13 +53,17 @@ def encrypt(plaintext: bytes, key: bytes) -> bytes:
 
 def decrypt(blob: bytes, key: bytes) -> bytes:
     if blob.startswith(_MAGIC_V1):
-        raise DecryptionError("this config bundle uses the tool's earlier hand-rolled scheme (SMBKENC1); decrypt "
-                              "it with backups/ as of commit 5b45a17 (git worktree add /tmp/old 5b45a17)")
+        raise DecryptionError(
+            "this config bundle uses the tool's earlier hand-rolled scheme (SMBKENC1); decrypt "
+            "it with backups/ as of commit 5b45a17 (git worktree add /tmp/old 5b45a17)"
+        )
     if len(blob) <= len(MAGIC) + SALT_LEN or not blob.startswith(MAGIC):
         raise DecryptionError("not an encrypted ScaleMart config bundle (bad header)")
-    salt, token = blob[len(MAGIC):len(MAGIC) + SALT_LEN], blob[len(MAGIC) + SALT_LEN:]
+    salt, token = blob[len(MAGIC) : len(MAGIC) + SALT_LEN], blob[len(MAGIC) + SALT_LEN :]
     try:
         return _fernet(key, salt).decrypt(base64.urlsafe_b64encode(token))
     except InvalidToken:
-        raise DecryptionError("the config bundle does not authenticate: wrong encryption key, or the archive "
-                              "was altered (check encryption_key_file)") from None
+        raise DecryptionError(
+            "the config bundle does not authenticate: wrong encryption key, or the archive "
+            "was altered (check encryption_key_file)"
+        ) from None

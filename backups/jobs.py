@@ -36,8 +36,16 @@ MISMATCH = 5
 OFFSITE_FAILED = 6
 BUSY = 7
 
-STEP_ERRORS = (mongo_ops.MongoBackupError, redis_ops.RedisBackupError, bundle.BundleError, ConfigError,
-               redis.exceptions.RedisError, pymongo.errors.PyMongoError, subprocess.SubprocessError, OSError)
+STEP_ERRORS = (
+    mongo_ops.MongoBackupError,
+    redis_ops.RedisBackupError,
+    bundle.BundleError,
+    ConfigError,
+    redis.exceptions.RedisError,
+    pymongo.errors.PyMongoError,
+    subprocess.SubprocessError,
+    OSError,
+)
 
 
 class Busy(Exception):
@@ -62,8 +70,10 @@ def locked(cfg: Config) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise Busy(f"another backup or restore is running (pid {holder or '?'}); wait for it "
-                       "(`systemctl status scalemart-backup.service`)") from None
+            raise Busy(
+                f"another backup or restore is running (pid {holder or '?'}); wait for it "
+                "(`systemctl status scalemart-backup.service`)"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -117,13 +127,23 @@ def backup(cfg: Config, now: datetime | None = None) -> BackupResult:
         size = dest.stat().st_size
         files = manifest["files"]
         state["last_success"] = {
-            "finished": time.time(), "duration_seconds": duration, "archive": dest.name, "archive_bytes": size,
-            "sha256": digest, "orders": manifest["counts"]["orders_total"],
-            "sizes": {"mongodb": files[archive.MONGO]["size"], "redis": files[archive.REDIS]["size"],
-                      "config": files[archive.CONFIG]["size"]}}
+            "finished": time.time(),
+            "duration_seconds": duration,
+            "archive": dest.name,
+            "archive_bytes": size,
+            "sha256": digest,
+            "orders": manifest["counts"]["orders_total"],
+            "sizes": {
+                "mongodb": files[archive.MONGO]["size"],
+                "redis": files[archive.REDIS]["size"],
+                "config": files[archive.CONFIG]["size"],
+            },
+        }
         state["last_run"] = {"finished": time.time(), "ok": True}
-        say(f"backup OK: {dest} ({size / 1e6:.1f} MB, {manifest['counts']['orders_total']} orders, "
-            f"{len(manifest['counts']['stock_per_product'])} products) in {duration:.1f} s")
+        say(
+            f"backup OK: {dest} ({size / 1e6:.1f} MB, {manifest['counts']['orders_total']} orders, "
+            f"{len(manifest['counts']['stock_per_product'])} products) in {duration:.1f} s"
+        )
         # Retention runs only now, after the new archive is safely on disk.
         pruned = prune_old(cfg, keep=dest, now=started)
         metrics.bump(state, "backup_pruned_archives", len(pruned))
@@ -170,8 +190,10 @@ def _take(cfg: Config, staging: Path, started: datetime) -> dict[str, Any]:
     if not exact and queue_before and queue_after:
         # entries the worker deleted from the queue = added - growth
         persisted_meanwhile = max((queue_after[1] - queue_before[1]) - (queue_after[0] - queue_before[0]), 0)
-        warn(f"warning: the shop took or persisted orders during the dump ({persisted_meanwhile} persisted); the "
-             "manifest's order counts are an upper bound for this archive")
+        warn(
+            f"warning: the shop took or persisted orders during the dump ({persisted_meanwhile} persisted); the "
+            "manifest's order counts are an upper bound for this archive"
+        )
     counts: dict[str, Any] = {
         "orders_per_product": {p: v["orders"] for p, v in sorted(orders.items())},
         "units_per_product": {p: v["units"] for p, v in sorted(orders.items())},
@@ -184,17 +206,27 @@ def _take(cfg: Config, staging: Path, started: datetime) -> dict[str, Any]:
         "environment": cfg.environment,
         "created_at": started.isoformat(timespec="seconds"),
         "host": socket.gethostname(),
-        "mongodb": {"database": cfg.mongodb.database, "collections": collections, "indexes": index_specs,
-                    "seconds": round(mongo_seconds, 3),
-                    "dump_seconds": round(dump_seconds, 3), **mongo_server},
+        "mongodb": {
+            "database": cfg.mongodb.database,
+            "collections": collections,
+            "indexes": index_specs,
+            "seconds": round(mongo_seconds, 3),
+            "dump_seconds": round(dump_seconds, 3),
+            **mongo_server,
+        },
         "redis": {**redis_facts, "keys_per_db": scratch["keys_per_db"], "seconds": round(redis_seconds, 3)},
         "config": {"files": config_files, "encryption": "fernet, key pbkdf2-hmac-sha256 + salt (backups/crypto.py)"},
         "counts": counts,
-        "tools": {"backups": __version__, "python": platform.python_version(),
-                  "mongodump": mongo_ops.tool_version(cfg.mongodump),
-                  "mongorestore": mongo_ops.tool_version(cfg.mongorestore),
-                  "redis_server": redis_facts.get("redis_version", "?"), "pymongo": pymongo.version,
-                  "redis_py": redis.__version__, "cryptography": cryptography.__version__},
+        "tools": {
+            "backups": __version__,
+            "python": platform.python_version(),
+            "mongodump": mongo_ops.tool_version(cfg.mongodump),
+            "mongorestore": mongo_ops.tool_version(cfg.mongorestore),
+            "redis_server": redis_facts.get("redis_version", "?"),
+            "pymongo": pymongo.version,
+            "redis_py": redis.__version__,
+            "cryptography": cryptography.__version__,
+        },
         "layout": cfg.layout.model_dump(),
     }
 
@@ -208,8 +240,10 @@ def prune_old(cfg: Config, keep: Path, now: datetime) -> list[Path]:
         entry.path.unlink()
         entry.sidecar.unlink(missing_ok=True)
         removed.append(entry.path)
-        say(f"retention: removed {entry.path.name} ({(now - entry.created).days} days old, "
-            f"older than {cfg.retention_days:g} days)")
+        say(
+            f"retention: removed {entry.path.name} ({(now - entry.created).days} days old, "
+            f"older than {cfg.retention_days:g} days)"
+        )
     return removed
 
 
@@ -223,8 +257,10 @@ def prune(cfg: Config, now: datetime | None = None) -> int:
             return OK
         newest = entries[-1]
         if newest.created < now - timedelta(days=cfg.retention_days):
-            warn(f"prune: refused: the newest archive {newest.path.name} is older than {cfg.retention_days:g} days; "
-                 "take a backup first (`python -m backups backup`)")
+            warn(
+                f"prune: refused: the newest archive {newest.path.name} is older than {cfg.retention_days:g} days; "
+                "take a backup first (`python -m backups backup`)"
+            )
             return FAILED
         with tempfile.TemporaryDirectory(dir=cfg.backup_dir, prefix=".verify-") as tmp:
             try:
@@ -239,8 +275,7 @@ def prune(cfg: Config, now: datetime | None = None) -> int:
 
 
 def offsite(cfg: Config, path: Path) -> bool:
-    subst = {"archive": str(path), "sidecar": str(archive.sidecar(path)), "name": path.name,
-             "env": cfg.environment}
+    subst = {"archive": str(path), "sidecar": str(archive.sidecar(path)), "name": path.name, "env": cfg.environment}
     argv = [arg.format(**subst) for arg in cfg.offsite_command]
     say(f"off-site: {shlex.join(argv)}")
     t = time.monotonic()
@@ -251,8 +286,10 @@ def offsite(cfg: Config, path: Path) -> bool:
         return False
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
-        warn(f"off-site copy FAILED (exit {proc.returncode}) after {time.monotonic() - t:.1f} s; the local archive "
-             f"is kept:\n{tail}")
+        warn(
+            f"off-site copy FAILED (exit {proc.returncode}) after {time.monotonic() - t:.1f} s; the local archive "
+            f"is kept:\n{tail}"
+        )
         return False
     say(f"off-site: ok in {time.monotonic() - t:.1f} s")
     return True
@@ -271,8 +308,7 @@ def resolve(cfg: Config, name: str) -> Path:
 
 def verify(cfg: Config, name: str, force: bool) -> int:
     path = resolve(cfg, name)
-    with tempfile.TemporaryDirectory(dir=cfg.backup_dir if cfg.backup_dir.is_dir() else None,
-                                     prefix=".verify-") as tmp:
+    with tempfile.TemporaryDirectory(dir=cfg.backup_dir if cfg.backup_dir.is_dir() else None, prefix=".verify-") as tmp:
         try:
             manifest = archive.extract(path, Path(tmp))
             archive.check_environment(manifest, cfg.environment, force, path.name)
@@ -283,9 +319,11 @@ def verify(cfg: Config, name: str, force: bool) -> int:
             warn(f"verify: {err}")
             return CORRUPT
     counts = manifest["counts"]
-    say(f"verify OK: {path.name}: environment {manifest['environment']}, taken {manifest['created_at']} on "
+    say(
+        f"verify OK: {path.name}: environment {manifest['environment']}, taken {manifest['created_at']} on "
         f"{manifest['host']}, {counts['orders_total']} orders, {len(counts['stock_per_product'])} products; "
-        "all checksums match")
+        "all checksums match"
+    )
     return OK
 
 
@@ -327,8 +365,16 @@ def compare(cfg: Config, manifest: dict[str, Any]) -> Comparison:
         o_now, o_want = now_orders.get(product, 0), want_orders.get(product, 0)
         s_now, s_want = now_stock.get(product), want_stock.get(product)
         ok = (o_now == o_want if exact else o_now <= o_want) and s_now == s_want
-        rows.append((product, str(o_want) if exact else f"<={o_want}", str(o_now),
-                     "-" if s_want is None else str(s_want), "-" if s_now is None else str(s_now), ok))
+        rows.append(
+            (
+                product,
+                str(o_want) if exact else f"<={o_want}",
+                str(o_now),
+                "-" if s_want is None else str(s_want),
+                "-" if s_now is None else str(s_now),
+                ok,
+            )
+        )
     if not exact:
         low = counts["orders_total"] - counts.get("orders_persisted_during_dump", 0)
         total = sum(now_orders.values())
@@ -356,8 +402,9 @@ def restore(cfg: Config, name: str, force: bool = False, run_hooks: bool = True)
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, state: dict[str, Any],
-             t0: float) -> int:
+def _restore(
+    cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, state: dict[str, Any], t0: float
+) -> int:
     # 1. Everything that can refuse the archive happens before anything is stopped.
     say(f"==> verify {path}")
     try:
@@ -371,8 +418,10 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
         return CORRUPT
     for tool in (cfg.mongorestore, cfg.redis_server):
         if not shutil.which(tool):
-            warn(f"restore refused: {tool} not found on this host (see the config's mongorestore/redis_server)\n"
-                 "nothing was stopped or changed")
+            warn(
+                f"restore refused: {tool} not found on this host (see the config's mongorestore/redis_server)\n"
+                "nothing was stopped or changed"
+            )
             return USAGE
     try:
         mongo_ops.ping(cfg.mongodb)
@@ -382,14 +431,20 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
         warn(f"restore refused: {err}\nnothing was stopped or changed")
         return FAILED
     counts = manifest["counts"]
-    say(f"    archive OK: {manifest['environment']}, taken {manifest['created_at']}, {counts['orders_total']} orders, "
-        f"{len(counts['stock_per_product'])} products")
+    say(
+        f"    archive OK: {manifest['environment']}, taken {manifest['created_at']}, {counts['orders_total']} orders, "
+        f"{len(counts['stock_per_product'])} products"
+    )
     metrics.bump(state, "restore_runs")
 
     def failed(msg: str) -> int:
         metrics.bump(state, "restore_failures")
-        state["last_restore"] = {"finished": time.time(), "ok": False, "archive": path.name,
-                                 "duration_seconds": time.monotonic() - t0}
+        state["last_restore"] = {
+            "finished": time.time(),
+            "ok": False,
+            "archive": path.name,
+            "duration_seconds": time.monotonic() - t0,
+        }
         publish(cfg, state)
         warn(msg)
         return FAILED
@@ -402,15 +457,22 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
             if proc.returncode != 0:
                 for start in cfg.hooks.start:
                     _run_hook(cfg, "start (undo)", start, hook_env)
-                return failed(f"restore aborted: stop hook {shlex.join(argv)} exited {proc.returncode}:\n"
-                              f"{proc.stderr.strip()}\nnothing was restored; the start hooks ran again")
+                return failed(
+                    f"restore aborted: stop hook {shlex.join(argv)} exited {proc.returncode}:\n"
+                    f"{proc.stderr.strip()}\nnothing was restored; the start hooks ran again"
+                )
             stopped.append(argv)
     # 3. Replace the data.
     try:
         t = time.monotonic()
         say(f"==> restore MongoDB database {cfg.mongodb.database}")
-        mongo_ops.restore(cfg.mongodb, cfg.mongorestore, work / archive.MONGO, manifest["mongodb"]["database"],
-                          manifest["mongodb"].get("indexes", {}))
+        mongo_ops.restore(
+            cfg.mongodb,
+            cfg.mongorestore,
+            work / archive.MONGO,
+            manifest["mongodb"]["database"],
+            manifest["mongodb"].get("indexes", {}),
+        )
         say(f"    done in {time.monotonic() - t:.1f} s")
         t = time.monotonic()
         say("==> restore Redis")
@@ -419,8 +481,10 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
         # Counted before the worker starts: afterwards it may persist orders still in the queue.
         comparison = compare(cfg, manifest)
     except STEP_ERRORS as err:
-        return failed(f"restore FAILED: {err}\nthe app and worker are left stopped; fix the cause and run the "
-                      "restore again (it starts from scratch)")
+        return failed(
+            f"restore FAILED: {err}\nthe app and worker are left stopped; fix the cause and run the "
+            "restore again (it starts from scratch)"
+        )
     # 4. Start the writers and let the app check itself.
     problems: list[str] = []
     if run_hooks:
@@ -440,8 +504,10 @@ def _restore(cfg: Config, path: Path, work: Path, force: bool, run_hooks: bool, 
     duration = time.monotonic() - t0
     say("")
     say(f"restore summary: {path.name} -> {cfg.environment} in {duration:.1f} s")
-    say(f"  taken {manifest['created_at']} on {manifest['host']}; mongodb {manifest['mongodb']['database']} -> "
-        f"{cfg.mongodb.database}; redis keys {redis_keys}")
+    say(
+        f"  taken {manifest['created_at']} on {manifest['host']}; mongodb {manifest['mongodb']['database']} -> "
+        f"{cfg.mongodb.database}; redis keys {redis_keys}"
+    )
     print_table(comparison)
     say(f"  counts vs manifest: {'identical' if comparison.ok else 'DIFFERENT'}; reconcile: {reconcile}")
     ok = not problems
@@ -472,8 +538,7 @@ def list_archives(cfg: Config, now: datetime | None = None) -> int:
 
 def decrypt_config(cfg: Config, name: str, out: Path) -> int:
     path = resolve(cfg, name)
-    with tempfile.TemporaryDirectory(dir=cfg.backup_dir if cfg.backup_dir.is_dir() else None,
-                                     prefix=".config-") as tmp:
+    with tempfile.TemporaryDirectory(dir=cfg.backup_dir if cfg.backup_dir.is_dir() else None, prefix=".config-") as tmp:
         try:
             archive.extract(path, Path(tmp))
         except archive.ArchiveError as err:

@@ -54,11 +54,15 @@ def bump(state: dict[str, Any], counter: str, by: int = 1) -> None:
 
 
 # The run counters: (name without scalemart_ and _total, help).
-COUNTERS = (("backup_runs", "Backup runs."), ("backup_failures", "Backup runs that failed."),
-            ("backup_pruned_archives", "Archives deleted by retention."),
-            ("backup_offsite_uploads", "Off-site copies attempted."),
-            ("backup_offsite_failures", "Off-site copies that failed."),
-            ("restore_runs", "Restore runs."), ("restore_failures", "Restore runs that failed."))
+COUNTERS = (
+    ("backup_runs", "Backup runs."),
+    ("backup_failures", "Backup runs that failed."),
+    ("backup_pruned_archives", "Archives deleted by retention."),
+    ("backup_offsite_uploads", "Off-site copies attempted."),
+    ("backup_offsite_failures", "Off-site copies that failed."),
+    ("restore_runs", "Restore runs."),
+    ("restore_failures", "Restore runs that failed."),
+)
 
 
 class _Counters(Collector):
@@ -89,39 +93,77 @@ def render(state: dict[str, Any], archives: int, archive_bytes: int) -> Collecto
     reg = CollectorRegistry()
     last = state.get("last_success") or {}
     if last:
-        _gauge(reg, "scalemart_backup_last_success_timestamp_seconds",
-               "Unix time the last successful backup of each kind finished.",
-               dict.fromkeys(KINDS, float(last["finished"])))
-        _gauge(reg, "scalemart_backup_last_duration_seconds", "Duration of the last successful backup.",
-               float(last["duration_seconds"]))
-        _gauge(reg, "scalemart_backup_last_size_bytes",
-               "Size of the last successful backup: each kind uncompressed, and the whole archive.",
-               {**{k: float(v) for k, v in sorted(last.get("sizes", {}).items())},
-                "archive": float(last["archive_bytes"])})
-        _gauge(reg, "scalemart_backup_last_orders", "Orders in the last successful backup.",
-               float(last.get("orders", 0)))
+        _gauge(
+            reg,
+            "scalemart_backup_last_success_timestamp_seconds",
+            "Unix time the last successful backup of each kind finished.",
+            dict.fromkeys(KINDS, float(last["finished"])),
+        )
+        _gauge(
+            reg,
+            "scalemart_backup_last_duration_seconds",
+            "Duration of the last successful backup.",
+            float(last["duration_seconds"]),
+        )
+        _gauge(
+            reg,
+            "scalemart_backup_last_size_bytes",
+            "Size of the last successful backup: each kind uncompressed, and the whole archive.",
+            {
+                **{k: float(v) for k, v in sorted(last.get("sizes", {}).items())},
+                "archive": float(last["archive_bytes"]),
+            },
+        )
+        _gauge(
+            reg, "scalemart_backup_last_orders", "Orders in the last successful backup.", float(last.get("orders", 0))
+        )
     run = state.get("last_run") or {}
     if run:
-        _gauge(reg, "scalemart_backup_last_run_timestamp_seconds", "Unix time the last backup run finished.",
-               float(run["finished"]))
-        _gauge(reg, "scalemart_backup_last_run_success", "1 if the last backup run succeeded, else 0.",
-               1.0 if run["ok"] else 0.0)
+        _gauge(
+            reg,
+            "scalemart_backup_last_run_timestamp_seconds",
+            "Unix time the last backup run finished.",
+            float(run["finished"]),
+        )
+        _gauge(
+            reg,
+            "scalemart_backup_last_run_success",
+            "1 if the last backup run succeeded, else 0.",
+            1.0 if run["ok"] else 0.0,
+        )
     offsite = state.get("offsite_last_success")
     if offsite:
-        _gauge(reg, "scalemart_backup_offsite_last_success_timestamp_seconds",
-               "Unix time the last off-site copy succeeded.", float(offsite))
+        _gauge(
+            reg,
+            "scalemart_backup_offsite_last_success_timestamp_seconds",
+            "Unix time the last off-site copy succeeded.",
+            float(offsite),
+        )
     restore = state.get("last_restore") or {}
     if restore:
-        _gauge(reg, "scalemart_restore_last_timestamp_seconds", "Unix time the last restore finished.",
-               float(restore["finished"]))
-        _gauge(reg, "scalemart_restore_last_success",
-               "1 if the last restore succeeded and matched its manifest, else 0.", 1.0 if restore["ok"] else 0.0)
-        _gauge(reg, "scalemart_restore_last_duration_seconds", "Duration of the last restore.",
-               float(restore["duration_seconds"]))
+        _gauge(
+            reg,
+            "scalemart_restore_last_timestamp_seconds",
+            "Unix time the last restore finished.",
+            float(restore["finished"]),
+        )
+        _gauge(
+            reg,
+            "scalemart_restore_last_success",
+            "1 if the last restore succeeded and matched its manifest, else 0.",
+            1.0 if restore["ok"] else 0.0,
+        )
+        _gauge(
+            reg,
+            "scalemart_restore_last_duration_seconds",
+            "Duration of the last restore.",
+            float(restore["duration_seconds"]),
+        )
     reg.register(_Counters(state.get("counters", {})))
     _gauge(reg, "scalemart_backup_archives", "Archives of this environment on the data host.", float(archives))
-    _gauge(reg, "scalemart_backup_archives_bytes", "Bytes used by the archives of this environment.",
-           float(archive_bytes))
+    _gauge(
+        reg, "scalemart_backup_archives_bytes", "Bytes used by the archives of this environment.", float(archive_bytes)
+    )
     return reg
 
 
@@ -129,8 +171,11 @@ def write_textfile(path: Path | None, reg: CollectorRegistry) -> None:
     if path is None:
         return
     if not path.parent.is_dir():
-        print(f"warning: textfile_path: {path.parent} does not exist, so node_exporter cannot export the backup "
-              "metrics (BackupTooOld will fire); install the exporters role or fix textfile_path", file=sys.stderr)
+        print(
+            f"warning: textfile_path: {path.parent} does not exist, so node_exporter cannot export the backup "
+            "metrics (BackupTooOld will fire); install the exporters role or fix textfile_path",
+            file=sys.stderr,
+        )
         return
     # write_to_textfile creates the file with open(): node_exporter, another user, must be able to read it
     # whatever umask this process was started with.

@@ -46,8 +46,9 @@ def ping(cfg: MongoConfig) -> dict[str, str]:
     except pymongo.errors.OperationFailure as err:
         raise MongoBackupError(f"mongodb.username/password: the server refused them ({err})") from None
     except pymongo.errors.PyMongoError as err:
-        raise MongoBackupError(f"mongodb: nothing answers at {cfg.uri} ({err}); is the server running "
-                               "(`systemctl status ferretdb`)?") from None
+        raise MongoBackupError(
+            f"mongodb: nothing answers at {cfg.uri} ({err}); is the server running (`systemctl status ferretdb`)?"
+        ) from None
     out = {"server_version": str(info.get("version", "?"))}
     if "ferretdbVersion" in info:
         out["ferretdb_version"] = str(info["ferretdbVersion"])
@@ -67,8 +68,10 @@ def _tool_config(cfg: MongoConfig) -> Iterator[Path]:
 
 def _run(tool: str, args: list[str], cfg: MongoConfig, what: str) -> str:
     if not shutil.which(tool):
-        raise MongoBackupError(f"{Path(tool).name}: {tool} not found; the backups role copies it from the "
-                               "control machine's .tools/bin (set mongodump/mongorestore in the config)")
+        raise MongoBackupError(
+            f"{Path(tool).name}: {tool} not found; the backups role copies it from the "
+            "control machine's .tools/bin (set mongodump/mongorestore in the config)"
+        )
     with _tool_config(cfg) as conf:
         proc = subprocess.run([tool, f"--config={conf}", *args], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -124,8 +127,9 @@ def restore(cfg: MongoConfig, tool: str, archive: Path, source_db: str, index_sp
             try:
                 db[collection].create_index(key, **spec)
             except pymongo.errors.PyMongoError as err:
-                raise MongoBackupError(f"mongodb: recreating index {spec.get('name')} on {collection} failed "
-                                       f"({err})") from None
+                raise MongoBackupError(
+                    f"mongodb: recreating index {spec.get('name')} on {collection} failed ({err})"
+                ) from None
 
 
 def orders(cfg: MongoConfig, layout: Layout) -> dict[str, dict[str, int]]:
@@ -136,8 +140,9 @@ def orders(cfg: MongoConfig, layout: Layout) -> dict[str, dict[str, int]]:
     coll = client(cfg)[cfg.database][layout.orders_collection]
     out: dict[str, dict[str, int]] = {}
     try:
-        for doc in coll.find({}, {layout.order_product_field: 1, layout.order_quantity_field: 1, "_id": 0},
-                             batch_size=10_000):
+        for doc in coll.find(
+            {}, {layout.order_product_field: 1, layout.order_quantity_field: 1, "_id": 0}, batch_size=10_000
+        ):
             row = out.setdefault(str(doc.get(layout.order_product_field)), {"orders": 0, "units": 0})
             row["orders"] += 1
             row["units"] += int(doc.get(layout.order_quantity_field) or 0)

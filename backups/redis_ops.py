@@ -34,8 +34,9 @@ class RedisBackupError(Exception):
 
 
 def client(cfg: RedisConfig, db: int = 0) -> redis.Redis:
-    return redis.Redis(host=cfg.host, port=cfg.port, password=cfg.password or None, db=db,
-                       socket_connect_timeout=5, socket_timeout=120)
+    return redis.Redis(
+        host=cfg.host, port=cfg.port, password=cfg.password or None, db=db, socket_connect_timeout=5, socket_timeout=120
+    )
 
 
 def scratch_client(sock: Path, db: int = 0) -> redis.Redis:
@@ -49,8 +50,10 @@ def check(r: redis.Redis, cfg: RedisConfig) -> None:
     except redis.exceptions.AuthenticationError as err:
         raise RedisBackupError(f"redis.password: Redis at {cfg.host}:{cfg.port} refused it ({err})") from None
     except (redis.exceptions.ConnectionError, OSError) as err:
-        raise RedisBackupError(f"redis: nothing answers at {cfg.host}:{cfg.port} ({err}); is redis-server running "
-                               "(`systemctl status redis-server`)?") from None
+        raise RedisBackupError(
+            f"redis: nothing answers at {cfg.host}:{cfg.port} ({err}); is redis-server running "
+            "(`systemctl status redis-server`)?"
+        ) from None
 
 
 def _persistence(r: redis.Redis) -> dict[str, object]:
@@ -77,16 +80,20 @@ def bgsave_and_wait(r: redis.Redis, timeout: float) -> float:
         info = _persistence(r)
         saves = int(info.get("rdb_saves", -1))  # type: ignore[call-overload]
         done = not info.get("rdb_bgsave_in_progress") and (
-            saves > saves_before if saves_before >= 0 else int(info.get("rdb_last_save_time", 0)) >= started)  # type: ignore[call-overload]
+            saves > saves_before if saves_before >= 0 else int(info.get("rdb_last_save_time", 0)) >= started  # type: ignore[call-overload]
+        )
         if done:
             if info.get("rdb_last_bgsave_status") != "ok":
-                raise RedisBackupError("redis: the BGSAVE failed (rdb_last_bgsave_status is "
-                                       f"{info.get('rdb_last_bgsave_status')}); see `journalctl -u redis-server` "
-                                       "(disk full? permissions on the data dir?)")
+                raise RedisBackupError(
+                    "redis: the BGSAVE failed (rdb_last_bgsave_status is "
+                    f"{info.get('rdb_last_bgsave_status')}); see `journalctl -u redis-server` "
+                    "(disk full? permissions on the data dir?)"
+                )
             return float(info.get("rdb_last_save_time", time.time()))  # type: ignore[arg-type]
         if time.monotonic() > deadline:
-            raise RedisBackupError(f"redis: the BGSAVE did not finish within {timeout:.0f} s "
-                                   "(raise redis.bgsave_timeout_seconds)")
+            raise RedisBackupError(
+                f"redis: the BGSAVE did not finish within {timeout:.0f} s (raise redis.bgsave_timeout_seconds)"
+            )
         time.sleep(0.1)
 
 
@@ -97,8 +104,10 @@ def rdb_path(r: redis.Redis, cfg: RedisConfig) -> Path:
         directory = str(r.config_get("dir")["dir"])
         name = str(r.config_get("dbfilename")["dbfilename"])
     except redis.exceptions.ResponseError as err:
-        raise RedisBackupError(f"redis: CONFIG GET is not allowed ({err}); set redis.rdb_path to the server's "
-                               "dir/dbfilename, e.g. /var/lib/redis/dump.rdb") from None
+        raise RedisBackupError(
+            f"redis: CONFIG GET is not allowed ({err}); set redis.rdb_path to the server's "
+            "dir/dbfilename, e.g. /var/lib/redis/dump.rdb"
+        ) from None
     return Path(directory) / name
 
 
@@ -113,19 +122,26 @@ def snapshot(cfg: RedisConfig, dest: Path) -> dict[str, object]:
     try:
         shutil.copyfile(source, dest)
     except OSError as err:
-        raise RedisBackupError(f"redis: cannot copy the snapshot {source} ({err.strerror}); run the backup as root "
-                               "on the data host, or set redis.rdb_path") from None
+        raise RedisBackupError(
+            f"redis: cannot copy the snapshot {source} ({err.strerror}); run the backup as root "
+            "on the data host, or set redis.rdb_path"
+        ) from None
     server = r.info("server")
-    return {"redis_version": server.get("redis_version", "?"), "snapshot_time": saved_at,
-            "appendonly": r.config_get("appendonly").get("appendonly", "?"), "source": str(source)}
+    return {
+        "redis_version": server.get("redis_version", "?"),
+        "snapshot_time": saved_at,
+        "appendonly": r.config_get("appendonly").get("appendonly", "?"),
+        "source": str(source),
+    }
 
 
 @contextlib.contextmanager
 def scratch_server(binary: str, rdb: Path, timeout: float = 600) -> Iterator[Path]:
     """A private redis-server on a unix socket that has loaded `rdb`; yields the socket path."""
     if not shutil.which(binary):
-        raise RedisBackupError(f"redis_server: {binary} not found; install redis-server on this host or set "
-                               "redis_server in the config")
+        raise RedisBackupError(
+            f"redis_server: {binary} not found; install redis-server on this host or set redis_server in the config"
+        )
     with tempfile.TemporaryDirectory(prefix="scalemart-scratch-redis-") as tmp:
         work = Path(tmp)
         try:
@@ -135,17 +151,40 @@ def scratch_server(binary: str, rdb: Path, timeout: float = 600) -> Iterator[Pat
         sock = work / "redis.sock"
         log = work / "redis.log"
         proc = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--dir", str(work),
-             "--dbfilename", "dump.rdb", "--appendonly", "no", "--save", "", "--daemonize", "no",
-             "--logfile", str(log), "--databases", "64"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            [
+                binary,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(work),
+                "--dbfilename",
+                "dump.rdb",
+                "--appendonly",
+                "no",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(log),
+                "--databases",
+                "64",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
                     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                    raise RedisBackupError(f"redis: the snapshot does not load (scratch redis-server exited "
-                                           f"{proc.returncode}):\n{tail}")
+                    raise RedisBackupError(
+                        f"redis: the snapshot does not load (scratch redis-server exited {proc.returncode}):\n{tail}"
+                    )
                 try:
                     if sock.exists() and scratch_client(sock).ping():
                         break
@@ -177,12 +216,12 @@ def stock(r: redis.Redis, layout: Layout) -> dict[str, int]:
     keys = sorted(r.scan_iter(match=prefix.replace("*", r"\*") + "*", count=BATCH, _type="hash"))
     out: dict[str, int] = {}
     for i in range(0, len(keys), BATCH):
-        chunk = keys[i:i + BATCH]
+        chunk = keys[i : i + BATCH]
         pipe = r.pipeline(transaction=False)
         for key in chunk:
             pipe.hget(key, layout.stock_field)
         for key, value in zip(chunk, pipe.execute(), strict=True):
-            product = key.decode()[len(prefix):]
+            product = key.decode()[len(prefix) :]
             if value is not None and ":" not in product:
                 out[product] = int(value)
     return out
@@ -196,8 +235,11 @@ def queue_signature(cfg: RedisConfig, layout: Layout) -> tuple[int, int, str] | 
     except redis.exceptions.ResponseError:  # no queue yet
         return None
     last = info.get("last-generated-id", b"")
-    return (int(info.get("length", 0)), int(info.get("entries-added", -1)),
-            last.decode() if isinstance(last, bytes) else str(last))
+    return (
+        int(info.get("length", 0)),
+        int(info.get("entries-added", -1)),
+        last.decode() if isinstance(last, bytes) else str(last),
+    )
 
 
 def snapshot_facts(binary: str, rdb: Path, layout: Layout) -> dict[str, object]:
@@ -266,8 +308,10 @@ def _rewrite_aof(r: redis.Redis, timeout: float) -> None:
         info = _persistence(r)
         if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
             if info.get("aof_last_bgrewrite_status") != "ok":
-                raise RedisBackupError("redis: the AOF rewrite after the restore failed; see `journalctl -u "
-                                       "redis-server`; the data is restored in memory, run BGREWRITEAOF again")
+                raise RedisBackupError(
+                    "redis: the AOF rewrite after the restore failed; see `journalctl -u "
+                    "redis-server`; the data is restored in memory, run BGREWRITEAOF again"
+                )
             return
         if time.monotonic() > deadline:
             raise RedisBackupError(f"redis: the AOF rewrite did not finish within {timeout:.0f} s")

@@ -30,11 +30,25 @@ WIDTH = 24
 
 
 def variables() -> Templating:
-    return Templating(list=[
-        Template(name="datasource", label="Prometheus", type="datasource", query="prometheus", default="Prometheus"),
-        Template(name="env", label="Environment", type="query", dataSource=DATASOURCE,
-                 query="label_values(up, env)", refresh=2, includeAll=True, allValue=".*", default="All", sort=1),
-    ])
+    return Templating(
+        list=[
+            Template(
+                name="datasource", label="Prometheus", type="datasource", query="prometheus", default="Prometheus"
+            ),
+            Template(
+                name="env",
+                label="Environment",
+                type="query",
+                dataSource=DATASOURCE,
+                query="label_values(up, env)",
+                refresh=2,
+                includeAll=True,
+                allValue=".*",
+                default="All",
+                sort=1,
+            ),
+        ]
+    )
 
 
 def steps(th: Threshold | None) -> list[dict[str, Any]]:
@@ -79,17 +93,41 @@ class Layout:
         self.y += 1
 
 
-def timeseries(title: str, targets: list[Target], unit: str = "short", th: Threshold | None = None,
-               description: str = "", **kw: Any) -> TimeSeries:
-    return TimeSeries(title=title, dataSource=DATASOURCE, targets=targets, unit=unit, description=description,
-                      thresholds=steps(th), thresholdsStyleMode="line" if th is not None and th.values else "off",
-                      **kw)
+def timeseries(
+    title: str,
+    targets: list[Target],
+    unit: str = "short",
+    th: Threshold | None = None,
+    description: str = "",
+    **kw: Any,
+) -> TimeSeries:
+    return TimeSeries(
+        title=title,
+        dataSource=DATASOURCE,
+        targets=targets,
+        unit=unit,
+        description=description,
+        thresholds=steps(th),
+        thresholdsStyleMode="line" if th is not None and th.values else "off",
+        **kw,
+    )
 
 
-def stat(title: str, expr: str, unit: str = "short", th: Threshold | None = None, description: str = "",
-         **kw: Any) -> Stat:
-    return Stat(title=title, dataSource=DATASOURCE, targets=[target(expr)], format=unit, thresholds=steps(th),
-                description=description, reduceCalc="lastNotNull", graphMode="area", colorMode="value", **kw)
+def stat(
+    title: str, expr: str, unit: str = "short", th: Threshold | None = None, description: str = "", **kw: Any
+) -> Stat:
+    return Stat(
+        title=title,
+        dataSource=DATASOURCE,
+        targets=[target(expr)],
+        format=unit,
+        thresholds=steps(th),
+        description=description,
+        reduceCalc="lastNotNull",
+        graphMode="area",
+        colorMode="value",
+        **kw,
+    )
 
 
 def threshold_of(signal: Signal, t: Thresholds) -> Threshold:
@@ -111,11 +149,25 @@ def worst(title: str, signal: Signal, t: Thresholds, unit: str, description: str
 
 
 def table(title: str, expr: str, description: str = "") -> Table:
-    return Table(title=title, dataSource=DATASOURCE, targets=[target(expr, instant=True)], description=description,
-                 transformations=[{"id": "labelsToFields", "options": {}}])
+    return Table(
+        title=title,
+        dataSource=DATASOURCE,
+        targets=[target(expr, instant=True)],
+        description=description,
+        transformations=[{"id": "labelsToFields", "options": {}}],
+    )
 
 
 def dashboard(title: str, uid: str, layout: Layout, description: str, tags: list[str]) -> Dashboard:
-    return Dashboard(title=title, uid=uid, description=description, tags=["scalemart", *tags],
-                     templating=variables(), panels=layout.panels, time=Time("now-6h", "now"), refresh="30s",
-                     timezone="utc", editable=False).auto_panel_ids()
+    return Dashboard(
+        title=title,
+        uid=uid,
+        description=description,
+        tags=["scalemart", *tags],
+        templating=variables(),
+        panels=layout.panels,
+        time=Time("now-6h", "now"),
+        refresh="30s",
+        timezone="utc",
+        editable=False,
+    ).auto_panel_ids()

@@ -47,8 +47,11 @@ class ConversionError(ValueError):
 def schema_flags(home: Path = PERSES_HOME, datasources: bool = True) -> list[str]:
     """percli's --schemas.* flags (migrate takes no datasources schemas, lint does)."""
     schemas = home / "cue" / "schemas"
-    flags = [f"--schemas.charts={schemas / 'panels'}", f"--schemas.queries={schemas / 'queries'}",
-             f"--schemas.variables={schemas / 'variables'}"]
+    flags = [
+        f"--schemas.charts={schemas / 'panels'}",
+        f"--schemas.queries={schemas / 'queries'}",
+        f"--schemas.variables={schemas / 'variables'}",
+    ]
     return [*flags, f"--schemas.datasources={schemas / 'datasources'}"] if datasources else flags
 
 
@@ -71,8 +74,11 @@ def migrate(grafana: dict[str, Any], home: Path = PERSES_HOME) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="perses-migrate-") as tmp:
         path = Path(tmp) / "grafana.json"
         path.write_text(json.dumps(grafana), encoding="utf-8")
-        out = _run(["migrate", "--file", str(path), "--output", "json", *schema_flags(home, datasources=False)],
-                   f"dashboard {grafana.get('title')!r}", home)
+        out = _run(
+            ["migrate", "--file", str(path), "--output", "json", *schema_flags(home, datasources=False)],
+            f"dashboard {grafana.get('title')!r}",
+            home,
+        )
     return dict(json.loads(out))
 
 
@@ -95,8 +101,10 @@ def post_step(perses: dict[str, Any], grafana: dict[str, Any]) -> dict[str, Any]
         plugin = panel["spec"]["plugin"]
         source = by_title.get(name, {})
         if plugin["kind"] == "Markdown" and UNSUPPORTED_PANEL in str(plugin.get("spec", {}).get("text", "")):
-            problems.append(f"panel {name!r} (Grafana type {source.get('type', '?')!r}) has no Perses counterpart: "
-                            "use a timeseries, stat, table or bargauge panel")
+            problems.append(
+                f"panel {name!r} (Grafana type {source.get('type', '?')!r}) has no Perses counterpart: "
+                "use a timeseries, stat, table or bargauge panel"
+            )
             continue
         if plugin["kind"] == "StatChart" and "format" not in plugin.get("spec", {}):
             # Units Perses has no name for (Grafana's reqps, short) would print every digit of a rate.
@@ -109,8 +117,10 @@ def post_step(perses: dict[str, Any], grafana: dict[str, Any]) -> dict[str, Any]
             query.setdefault("spec", {})["datasource"] = dict(DATASOURCE_REF)
         last_value = plugin["kind"] == "Table" or plugin.get("spec", {}).get("calculation") in LAST_VALUE
         if any(t.get("instant") for t in targets) and not last_value:
-            problems.append(f"panel {name!r}: an instant query on a {plugin['kind']} would show a range; "
-                            "use a table, stat or bar gauge panel")
+            problems.append(
+                f"panel {name!r}: an instant query on a {plugin['kind']} would show a range; "
+                "use a table, stat or bar gauge panel"
+            )
     variables = []
     for var in perses["spec"].get("variables") or []:
         spec = var.get("spec", {})
@@ -137,9 +147,15 @@ def project() -> dict[str, Any]:
 
 def datasource() -> dict[str, Any]:
     """The global Prometheus datasource every query names; the perses role adds `proxy` with the URL."""
-    return {"kind": "GlobalDatasource", "metadata": {"name": DATASOURCE},
-            "spec": {"display": {"name": "Prometheus"}, "default": True,
-                     "plugin": {"kind": "PrometheusDatasource", "spec": {}}}}
+    return {
+        "kind": "GlobalDatasource",
+        "metadata": {"name": DATASOURCE},
+        "spec": {
+            "display": {"name": "Prometheus"},
+            "default": True,
+            "plugin": {"kind": "PrometheusDatasource", "spec": {}},
+        },
+    }
 
 
 def lint(path: Path, home: Path = PERSES_HOME) -> None:

@@ -49,14 +49,18 @@ class Target:
 
 
 def targets(product: str) -> list[Target]:
-    return [Target("POST /api/buy", "/api/buy", True),
-            Target("GET /api/products/{id}", f"/api/products/{product}", False),
-            Target("GET /health/live", "/health/live", False)]
+    return [
+        Target("POST /api/buy", "/api/buy", True),
+        Target("GET /api/products/{id}", f"/api/products/{product}", False),
+        Target("GET /health/live", "/health/live", False),
+    ]
 
 
-CGROUP_USAGE = ("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage",  # cgroup v1, cgroupfs driver
-                "/sys/fs/cgroup/docker/{id}/cpu.stat",  # cgroup v2, cgroupfs driver
-                "/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat")  # cgroup v2, systemd driver
+CGROUP_USAGE = (
+    "/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage",  # cgroup v1, cgroupfs driver
+    "/sys/fs/cgroup/docker/{id}/cpu.stat",  # cgroup v2, cgroupfs driver
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat",
+)  # cgroup v2, systemd driver
 
 
 def _cgroup_seconds(path: Path) -> float:
@@ -105,8 +109,17 @@ class CpuMeter:
         return seconds
 
 
-def run_one(url: str, tgt: Target, conns: int, seconds: int, threads: int, work: Path, product: str,
-            meter: CpuMeter, buyer_key: str) -> dict[str, Any]:
+def run_one(
+    url: str,
+    tgt: Target,
+    conns: int,
+    seconds: int,
+    threads: int,
+    work: Path,
+    product: str,
+    meter: CpuMeter,
+    buyer_key: str,
+) -> dict[str, Any]:
     buy = product if tgt.buy else None
     # warm-up: connections, caches, JIT-free paths
     wrk.run(url, tgt.path, min(conns, 50), 2, threads, work, buy, buyer_key)
@@ -123,21 +136,28 @@ def run_one(url: str, tgt: Target, conns: int, seconds: int, threads: int, work:
 
 
 def print_tables(rows: list[dict[str, Any]], hosts: list[str], seconds: int, threads: int) -> None:
-    print(f"\nwrk through the balancer ({threads} threads, keep-alive, {seconds} s per run; "
-          f"load average before: {os.getloadavg()[0]:.1f})")
+    print(
+        f"\nwrk through the balancer ({threads} threads, keep-alive, {seconds} s per run; "
+        f"load average before: {os.getloadavg()[0]:.1f})"
+    )
     print("| target | conns | req/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['target']} | {r['connections']} | {r['rps']:.0f} | {r['p50'] / 1000:.1f} | {r['p95'] / 1000:.1f} "
-              f"| {r['p99'] / 1000:.1f} | {r['status']} | {r['socket_errors']} |")
+        print(
+            f"| {r['target']} | {r['connections']} | {r['rps']:.0f} | {r['p50'] / 1000:.1f} | {r['p95'] / 1000:.1f} "
+            f"| {r['p99'] / 1000:.1f} | {r['status']} | {r['socket_errors']} |"
+        )
     cols = [*hosts, "wrk", *ENGINE_PROCESSES, "other"]
     print(f"\nwhere the cores went (% of one core; {os.cpu_count()} cores = {100 * (os.cpu_count() or 1)} %)")
     print("| target | conns | " + " | ".join(cols) + " | machine |")
     print("|---|---|" + "---|" * (len(cols) + 1))
     for r in rows:
         cpu = r["cpu_percent"]
-        print(f"| {r['target']} | {r['connections']} | " + " | ".join(f"{cpu.get(c, 0.0):.0f}" for c in cols)
-              + f" | {cpu['machine']:.0f} |")
+        print(
+            f"| {r['target']} | {r['connections']} | "
+            + " | ".join(f"{cpu.get(c, 0.0):.0f}" for c in cols)
+            + f" | {cpu['machine']:.0f} |"
+        )
     print()
     for conns in sorted({r["connections"] for r in rows}):
         buy = next(r for r in rows if r["connections"] == conns and r["target"] == "POST /api/buy")
@@ -146,8 +166,9 @@ def print_tables(rows: list[dict[str, Any]], hosts: list[str], seconds: int, thr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_env", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench_env", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="dev")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--connections", default="50,200,1000", help="comma-separated connection counts")
@@ -158,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         levels = []
     if not levels or min(levels) < 1:
-        print(f"bench-env: --connections={args.connections} must be positive numbers, e.g. 50,200,1000",
-              file=sys.stderr)
+        print(
+            f"bench-env: --connections={args.connections} must be positive numbers, e.g. 50,200,1000", file=sys.stderr
+        )
         return 2
     if args.seconds < 1:
         print(f"bench-env: --seconds={args.seconds} must be at least 1", file=sys.stderr)
@@ -184,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             for tgt in targets(product):
                 row = run_one(base, tgt, conns, args.seconds, args.threads, Path(tmp), product, meter, buyer_key)
                 rows.append(row)
-                print(f"  measured {tgt.label} at {conns} connections: {row['rps']:.0f} req/s", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"  measured {tgt.label} at {conns} connections: {row['rps']:.0f} req/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     drain_s = wait_drained(shop, timeout=600)
     bench_product = shop.product(product)
     sold = int(bench_product["stocked"]) - int(bench_product["stock_left"])
@@ -198,9 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reconcile after drain: {'clean' if not problems else 'NOT CLEAN: ' + '; '.join(problems)}")
     report = BUILD / args.env / "load" / "bench-env.json"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps({"env": args.env, "seconds": args.seconds, "threads": args.threads, "rows": rows,
-                                  "sold": sold, "queue_drained_s": round(drain_s, 1), "reconcile": problems},
-                                 indent=2) + "\n")
+    report.write_text(
+        json.dumps(
+            {
+                "env": args.env,
+                "seconds": args.seconds,
+                "threads": args.threads,
+                "rows": rows,
+                "sold": sold,
+                "queue_drained_s": round(drain_s, 1),
+                "reconcile": problems,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"report: {report}")
     return 1 if problems else 0
 

@@ -24,8 +24,10 @@ def parse_think(text: str, option: str = "THINK") -> tuple[float, float]:
         raise LoadOptionError(f"{option}={text!r} is not a range of seconds: write it as MIN-MAX, e.g. {option}=0.5-2")
     low, high = float(match.group(1)), float(match.group(2))
     if low > high:
-        raise LoadOptionError(f"{option}={text} starts above its end: write the smaller number first, "
-                              f"e.g. {option}={match.group(2)}-{match.group(1)}")
+        raise LoadOptionError(
+            f"{option}={text} starts above its end: write the smaller number first, "
+            f"e.g. {option}={match.group(2)}-{match.group(1)}"
+        )
     return low, high
 
 
@@ -78,7 +80,9 @@ class Gates:
         from alert_rules import thresholds
 
         th = thresholds.load()
-        return cls(p95_ms=th["loadtest.p95_ms"].values["limit"],
-                   error_ratio=th["loadtest.error_ratio"].values["limit"],
-                   oversell=int(th["loadtest.oversell_units"].values["limit"]),
-                   generator_cpu_ratio=th["loadtest.generator_cpu_ratio"].values["limit"])
+        return cls(
+            p95_ms=th["loadtest.p95_ms"].values["limit"],
+            error_ratio=th["loadtest.error_ratio"].values["limit"],
+            oversell=int(th["loadtest.oversell_units"].values["limit"]),
+            generator_cpu_ratio=th["loadtest.generator_cpu_ratio"].values["limit"],
+        )

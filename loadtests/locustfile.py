@@ -45,8 +45,7 @@ def _popular_product() -> str:
 
 def _buy(user: _ShopUser, product: str) -> None:
     body = {"product_id": product, "quantity": 1, "idempotency_key": uuid.uuid4().hex}
-    with user.client.post("/api/buy", json=body, name="/api/buy", headers=user.buyer,
-                          catch_response=True) as resp:
+    with user.client.post("/api/buy", json=body, name="/api/buy", headers=user.buyer, catch_response=True) as resp:
         if resp.status_code in (200, 201) or resp.status_code in EXPECTED_REFUSALS:
             resp.success()
         else:
@@ -153,10 +152,14 @@ if SCENARIO == "step":
                 report = os.environ.get("SCALEMART_SATURATION_REPORT")
                 if report:
                     with open(report, "w") as fh:
-                        json.dump({"users": runner.user_count, "run_time_s": round(run_time, 1),
-                                   "cpu_percent": hot}, fh)
-                print(f"step shape: load generator saturated at {runner.user_count} users "
-                      f"({hot:.0f} % of a core): stopping", flush=True)
+                        json.dump(
+                            {"users": runner.user_count, "run_time_s": round(run_time, 1), "cpu_percent": hot}, fh
+                        )
+                print(
+                    f"step shape: load generator saturated at {runner.user_count} users "
+                    f"({hot:.0f} % of a core): stopping",
+                    flush=True,
+                )
                 return None
             return users, float(self.step_users)
 
@@ -167,8 +170,9 @@ def apply_gates(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
     if SCENARIO == "step" or environment.runner is None or isinstance(environment.runner, WorkerRunner):
         return
     total = environment.runner.stats.total
-    failures = gate_failures(total.num_requests, total.num_failures, total.get_response_time_percentile(0.95) or 0.0,
-                             P95_GATE_MS, ERROR_GATE)
+    failures = gate_failures(
+        total.num_requests, total.num_failures, total.get_response_time_percentile(0.95) or 0.0, P95_GATE_MS, ERROR_GATE
+    )
     report = os.environ.get("SCALEMART_GATES_REPORT")
     if report:
         with open(report, "w") as fh:

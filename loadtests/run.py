@@ -168,8 +168,10 @@ def check_answers(env: str, base: str, host: str | None) -> None:
         fix = "check --host" if host else f"bring it up with `make up ENV={env}`"
         raise SystemExit(f"ENV={env}: the shop at {base} does not answer ({type(exc).__name__}): {fix}") from None
     if resp.status_code != 200:
-        raise SystemExit(f"ENV={env}: {base}/health/live answered {resp.status_code}: "
-                         f"check the environment with `make verify ENV={env}`")
+        raise SystemExit(
+            f"ENV={env}: {base}/health/live answered {resp.status_code}: "
+            f"check the environment with `make verify ENV={env}`"
+        )
 
 
 class Shop:
@@ -182,8 +184,7 @@ class Shop:
         return dict(resp.json())
 
     def create_product(self, pid: str, price: float, stock: int, per_user_limit: int = 5) -> str:
-        body = {"id": pid, "name": pid, "price": price, "stock": stock, "per_user_limit": per_user_limit,
-                "open": True}
+        body = {"id": pid, "name": pid, "price": price, "stock": stock, "per_user_limit": per_user_limit, "open": True}
         return str(self._ok(self.http.post("/api/admin/products", json=body))["id"])
 
     def product(self, pid: str) -> dict:
@@ -194,13 +195,13 @@ class Shop:
 
     def reconcile(self, pid: str) -> dict:
         """The app's reconcile over HTTP: Redis stock and counters against the orders in MongoDB."""
-        resp = self.http.get("/api/admin/reconcile", params={"product_id": pid, "require_drained": "true"},
-                             timeout=300)
+        resp = self.http.get("/api/admin/reconcile", params={"product_id": pid, "require_drained": "true"}, timeout=300)
         return self._ok(resp)
 
 
-def run_locust(env: str, opts: Options, base: str, token: str, gates: Gates,
-               extra_env: dict[str, str]) -> tuple[Path, int, GeneratorCpu]:
+def run_locust(
+    env: str, opts: Options, base: str, token: str, gates: Gates, extra_env: dict[str, str]
+) -> tuple[Path, int, GeneratorCpu]:
     out = BUILD / env / "load"
     out.mkdir(parents=True, exist_ok=True)
     prefix = out / opts.scenario
@@ -208,28 +209,57 @@ def run_locust(env: str, opts: Options, base: str, token: str, gates: Gates,
         stale.unlink()
     locust = VENV_BIN / "locust"
     common = ["-f", str(LOCUSTFILE)]
-    cmd = [str(locust), *common, "--headless", "--host", base, "-t", opts.duration,
-           "--csv", str(prefix), "--csv-full-history", "--html", str(prefix) + ".html", "--only-summary",
-           "--stop-timeout", "5", "--loglevel", "WARNING"]
+    cmd = [
+        str(locust),
+        *common,
+        "--headless",
+        "--host",
+        base,
+        "-t",
+        opts.duration,
+        "--csv",
+        str(prefix),
+        "--csv-full-history",
+        "--html",
+        str(prefix) + ".html",
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+    ]
     if opts.scenario != "step":
         cmd += ["-u", str(opts.users), "-r", str(opts.spawn_rate)]
-    run_env = {**os.environ, **extra_env, "PYTHONPATH": str(ROOT), "SCALEMART_SCENARIO": opts.scenario,
-               "SCALEMART_ADMIN_TOKEN": token, "SCALEMART_GATES_REPORT": str(prefix) + "-gates.json",
-               "SCALEMART_SATURATION_REPORT": str(prefix) + "-saturation.json",
-               "SCALEMART_THINK": f"{opts.think[0]:g}-{opts.think[1]:g}"}
+    run_env = {
+        **os.environ,
+        **extra_env,
+        "PYTHONPATH": str(ROOT),
+        "SCALEMART_SCENARIO": opts.scenario,
+        "SCALEMART_ADMIN_TOKEN": token,
+        "SCALEMART_GATES_REPORT": str(prefix) + "-gates.json",
+        "SCALEMART_SATURATION_REPORT": str(prefix) + "-saturation.json",
+        "SCALEMART_THINK": f"{opts.think[0]:g}-{opts.think[1]:g}",
+    }
     worker_procs: list[subprocess.Popen[bytes]] = []
     if opts.workers > 0:
         cmd += ["--master", "--expect-workers", str(opts.workers), "--master-bind-host", "127.0.0.1"]
         for _ in range(opts.workers):
-            worker_procs.append(subprocess.Popen([str(locust), *common, "--worker", "--master-host", "127.0.0.1",
-                                                  "--loglevel", "WARNING"], env=run_env))
+            worker_procs.append(
+                subprocess.Popen(
+                    [str(locust), *common, "--worker", "--master-host", "127.0.0.1", "--loglevel", "WARNING"],
+                    env=run_env,
+                )
+            )
         how = f"a master and {opts.workers} workers"
     else:
         cmd += ["--processes", str(opts.processes)]
         how = f"{opts.processes} processes"
     users = "rising users" if opts.scenario == "step" else f"{opts.users} users"
-    print(f"locust: {opts.scenario}, {users} (spawn {opts.spawn_rate}/s), think {opts.think[0]:g}-{opts.think[1]:g} s, "
-          f"{opts.duration}, {how} → {base}", flush=True)
+    print(
+        f"locust: {opts.scenario}, {users} (spawn {opts.spawn_rate}/s), think {opts.think[0]:g}-{opts.think[1]:g} s, "
+        f"{opts.duration}, {how} → {base}",
+        flush=True,
+    )
     cpu = GeneratorCpu(limit_percent=100 * gates.generator_cpu_ratio)
     stop = threading.Event()
     master = subprocess.Popen(cmd, env=run_env)
@@ -252,8 +282,11 @@ def aggregated(prefix: Path) -> dict[str, float]:
         for row in csv.DictReader(fh):
             if row["Name"] == "Aggregated":
                 return {
-                    "requests": float(row["Request Count"]), "failures": float(row["Failure Count"]),
-                    "rps": float(row["Requests/s"]), "p50": float(row["50%"]), "p95": float(row["95%"]),
+                    "requests": float(row["Request Count"]),
+                    "failures": float(row["Failure Count"]),
+                    "rps": float(row["Requests/s"]),
+                    "p50": float(row["50%"]),
+                    "p95": float(row["95%"]),
                     "p99": float(row["99%"]),
                 }
     raise SystemExit(f"{prefix}_stats.csv has no Aggregated row")
@@ -299,8 +332,9 @@ def wait_drained(shop: Shop, timeout: float = 120) -> float:
         if int(stats["totals"]["queued_orders"]) == 0:
             return time.monotonic() - start
         time.sleep(0.5)
-    raise SystemExit(f"the order queue did not drain within {timeout:.0f} s: "
-                     f"{stats['totals']['queued_orders']} orders left")
+    raise SystemExit(
+        f"the order queue did not drain within {timeout:.0f} s: {stats['totals']['queued_orders']} orders left"
+    )
 
 
 def check_stampede(shop: Shop, pid: str, initial: int, oversell_limit: int) -> list[str]:
@@ -324,16 +358,21 @@ def check_stampede(shop: Shop, pid: str, initial: int, oversell_limit: int) -> l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="dev")
     parser.add_argument("--scenario", default="normal", help=f"one of {', '.join(SCENARIOS)}")
     parser.add_argument("--users", type=int, help="concurrent users (default: the scenario's)")
     parser.add_argument("--duration", help="run time, e.g. 30s or 3m (default: the scenario's)")
     parser.add_argument("--think", help="seconds between a user's requests, MIN-MAX (default: the scenario's)")
     parser.add_argument("--processes", type=int, help="Locust processes on this machine (default: one per core)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="a master and N local worker processes instead of --processes (distributed mode)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="a master and N local worker processes instead of --processes (distributed mode)",
+    )
     parser.add_argument("--host", help="shop URL (default: the environment's load balancer)")
     args = parser.parse_args(argv)
     try:
@@ -378,32 +417,47 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     err = agg["failures"] / agg["requests"] if agg["requests"] else 0.0
     users = "steps" if opts.scenario == "step" else str(opts.users)
-    print(f"| {opts.scenario} | {users} | {agg['rps']:.0f} | {agg['p50']:.0f} | {agg['p95']:.0f} | "
-          f"{agg['p99']:.0f} | {err:.2%} | {sold or '-'} |")
-    summary: dict[str, Any] = {"scenario": opts.scenario, "options": {**asdict(opts), "think": list(opts.think)},
-                               "host": base, **agg, "error_ratio": err, "sold": sold or None,
-                               "queue_drained_s": round(drain_s, 1), "generator": generator}
+    print(
+        f"| {opts.scenario} | {users} | {agg['rps']:.0f} | {agg['p50']:.0f} | {agg['p95']:.0f} | "
+        f"{agg['p99']:.0f} | {err:.2%} | {sold or '-'} |"
+    )
+    summary: dict[str, Any] = {
+        "scenario": opts.scenario,
+        "options": {**asdict(opts), "think": list(opts.think)},
+        "host": base,
+        **agg,
+        "error_ratio": err,
+        "sold": sold or None,
+        "queue_drained_s": round(drain_s, 1),
+        "generator": generator,
+    }
     saturation = Path(f"{prefix}-saturation.json")
     if opts.scenario == "step":
         saturated_at = json.loads(saturation.read_text()) if saturation.exists() else None
         best = best_step(prefix, gates, saturated_at["users"] if saturated_at else None)
-        floor = (f" before the load generator saturated at {saturated_at['users']} users (a floor)"
-                 if saturated_at else "")
-        print(f"\nstep shape: the most users that met the gates{floor} = {best['users']:.0f} "
-              f"({best['rps']:.0f} requests/s, p95 {best['p95']:.0f} ms)")
+        floor = (
+            f" before the load generator saturated at {saturated_at['users']} users (a floor)" if saturated_at else ""
+        )
+        print(
+            f"\nstep shape: the most users that met the gates{floor} = {best['users']:.0f} "
+            f"({best['rps']:.0f} requests/s, p95 {best['p95']:.0f} ms)"
+        )
         summary["step"] = {"best": best, "saturated_at": saturated_at}
         generator["saturated"] = generator["saturated"] or saturated_at is not None
         problems = [p for p in problems if "gate" not in p]
     means = ", ".join(f"{v:.0f} %" for v in generator["mean_percent"].values())
-    print(f"\nload generator: {generator['processes']} Locust processes, mean CPU {means or '-'} of a core each "
-          f"(peak {generator['peak_percent']:.0f} %); "
-          f"the machine's cores {generator['machine_busy_percent']:.0f} % busy")
+    print(
+        f"\nload generator: {generator['processes']} Locust processes, mean CPU {means or '-'} of a core each "
+        f"(peak {generator['peak_percent']:.0f} %); "
+        f"the machine's cores {generator['machine_busy_percent']:.0f} % busy"
+    )
     if generator["saturated"]:
         print(f"{SATURATED} (a Locust process held above {generator['limit_percent']:.0f} % of a core)")
     print(f"queue drained {drain_s:.1f} s after the run")
     summary["problems"] = problems
-    Path(f"{prefix}.json").write_text(json.dumps({**summary, "saturated_note": SATURATED if generator["saturated"]
-                                                  else None}, indent=2) + "\n")
+    Path(f"{prefix}.json").write_text(
+        json.dumps({**summary, "saturated_note": SATURATED if generator["saturated"] else None}, indent=2) + "\n"
+    )
     print(f"\nreports: {prefix}.json, {prefix}_stats.csv, {prefix}_stats_history.csv, {prefix}.html")
     print("(load generator and servers share this machine's cores: see the CPU line above)")
     for problem in problems:

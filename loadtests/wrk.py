@@ -59,8 +59,16 @@ def require() -> None:
         raise WrkError("`wrk` is missing: run `make bootstrap` (installs it from Debian)")
 
 
-def run(url: str, path: str, connections: int, seconds: float, threads: int, work: Path,
-        buy_product: str | None = None, buyer_key: str = "") -> dict[str, Any]:
+def run(
+    url: str,
+    path: str,
+    connections: int,
+    seconds: float,
+    threads: int,
+    work: Path,
+    buy_product: str | None = None,
+    buyer_key: str = "",
+) -> dict[str, Any]:
     """One wrk run; `buy_product` makes it POST /api/buy sales of that product (by BUYERS buyers, their tokens
     signed with `buyer_key`), else it GETs `path`.
 
@@ -76,11 +84,19 @@ def run(url: str, path: str, connections: int, seconds: float, threads: int, wor
         if not buyer_key:
             raise WrkError("a buy run needs the buyer token key (loadtests.buyers.key_for)")
         pool = ", ".join(f'"{token}"' for _, token in buyers.pool(buyer_key, f"wrk-{secrets.token_hex(3)}", BUYERS))
-        body = (BUY_SCRIPT.replace("NONCE", secrets.token_hex(4)).replace("PRODUCT", buy_product)
-                .replace("TOKENS", pool))
+        body = BUY_SCRIPT.replace("NONCE", secrets.token_hex(4)).replace("PRODUCT", buy_product).replace("TOKENS", pool)
     script.write_text(body + REPORT_SCRIPT)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script),
-           url + path]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url + path,
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -44,8 +44,15 @@ def build_dir(env: str) -> Path:
     return BUILD / env
 
 
-def phase(index: int, total: int, name: str, cmd: Sequence[str | Path] | dict[str, Sequence[str | Path]], env: str,
-          next_cmd: str, quiet: bool = False) -> float:
+def phase(
+    index: int,
+    total: int,
+    name: str,
+    cmd: Sequence[str | Path] | dict[str, Sequence[str | Path]],
+    env: str,
+    next_cmd: str,
+    quiet: bool = False,
+) -> float:
     """Run one phase, streaming its output to the terminal and a log; return its duration.
 
     `cmd` may map labels to commands that run at the same time: each streams with its label in
@@ -63,8 +70,15 @@ def phase(index: int, total: int, name: str, cmd: Sequence[str | Path] | dict[st
         prefix = f"    [{label}] " if label else "    "
         host = None
         with log.open("w") as fh:
-            proc = subprocess.Popen([str(c) for c in argv], cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, bufsize=1)
+            proc = subprocess.Popen(
+                [str(c) for c in argv],
+                cwd=ROOT,
+                env=tool_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
             assert proc.stdout is not None
             for line in proc.stdout:
                 fh.write(line)
@@ -105,8 +119,15 @@ def playbook_cmd(env: str, playbook: str = "site.yml", *extra: str) -> list[str 
     # SCALEMART_EXTRA_VARS=path/to/vars.yml; they are never committed.
     user_vars = os.environ.get("SCALEMART_EXTRA_VARS")
     more = ["-e", f"@{user_vars}"] if user_vars else []
-    return [VENV_BIN / "ansible-playbook", "-i", inventory(env), *secrets.ansible_args(env), *more,
-            ROOT / "playbooks" / playbook, *extra]
+    return [
+        VENV_BIN / "ansible-playbook",
+        "-i",
+        inventory(env),
+        *secrets.ansible_args(env),
+        *more,
+        ROOT / "playbooks" / playbook,
+        *extra,
+    ]
 
 
 def configure_cmds(env: str) -> dict[str, Sequence[str | Path]]:
@@ -117,13 +138,23 @@ def configure_cmds(env: str) -> dict[str, Sequence[str | Path]]:
     """
     if not Inventory.load(inventory(env)).group("monitoring"):
         return {"": playbook_cmd(env)}
-    return {"hosts": playbook_cmd(env, "site.yml", "--limit", "all:!monitoring"),
-            "monitoring": playbook_cmd(env, "site.yml", "--limit", "monitoring")}
+    return {
+        "hosts": playbook_cmd(env, "site.yml", "--limit", "all:!monitoring"),
+        "monitoring": playbook_cmd(env, "site.yml", "--limit", "monitoring"),
+    }
 
 
 def verify_cmd(env: str) -> list[str | Path]:
-    return [VENV_BIN / "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/infra",
-            f"--scalemart-env={env}"]
+    return [
+        VENV_BIN / "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "tests/infra",
+        f"--scalemart-env={env}",
+    ]
 
 
 def urls(env: str) -> dict[str, str]:
@@ -135,8 +166,10 @@ def urls(env: str) -> dict[str, str]:
 
 def summary(env: str, timings: dict[str, float]) -> None:
     print()
-    print(f"ScaleMart {env} is up and verified "
-          f"({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; total {sum(timings.values()):.0f} s)")
+    print(
+        f"ScaleMart {env} is up and verified "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; total {sum(timings.values()):.0f} s)"
+    )
     site = yaml.safe_load(secrets.SITE_VARS.read_text())
     for name, url in urls(env).items():
         note = ""
@@ -166,8 +199,11 @@ def up(env: str, force: bool = False) -> None:
     inputs = converge.key(env, inventory(env), secrets.vault_file(env), artifacts.artifacts_dir(env))
     last = None if force else converge.unchanged(env, inputs)
     if last:
-        print(f"==> [3/{total}] configure: skipped, nothing it depends on changed since the converge of {last} "
-              f"(inputs {inputs}; FORCE=1 converges anyway)", flush=True)
+        print(
+            f"==> [3/{total}] configure: skipped, nothing it depends on changed since the converge of {last} "
+            f"(inputs {inputs}; FORCE=1 converges anyway)",
+            flush=True,
+        )
     else:
         timings["configure"] = configure(env, inputs, 3, total)
     try:
@@ -185,8 +221,9 @@ def up(env: str, force: bool = False) -> None:
 def configure(env: str, inputs: str | None, index: int = 1, total: int = 1) -> float:
     """site.yml on every host; a success is remembered so that the next `up` can skip it (ops/converge.py)."""
     converge.forget(env)
-    took = phase(index, total, "configure", configure_cmds(env), env,
-                 f"make up ENV={env}  (or rerun the playbook: see the log)")
+    took = phase(
+        index, total, "configure", configure_cmds(env), env, f"make up ENV={env}  (or rerun the playbook: see the log)"
+    )
     converge.record(env, inputs)
     return took
 
@@ -200,13 +237,15 @@ def env_image(env: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=["up", "build", "verify", "down", "configure", "restart"])
     parser.add_argument("env", help=f"one of {', '.join(ENVIRONMENTS)}")
     parser.add_argument("--purge", action="store_true", help="down: delete the data volumes too")
-    parser.add_argument("--force", action="store_true",
-                        help="up: run the playbooks even when nothing they depend on changed")
+    parser.add_argument(
+        "--force", action="store_true", help="up: run the playbooks even when nothing they depend on changed"
+    )
     args = parser.parse_args(argv)
     if args.env not in ENVIRONMENTS:
         print(f"unknown environment {args.env!r}: use ENV={'|'.join(ENVIRONMENTS)}", file=sys.stderr)
@@ -219,11 +258,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             artifacts.build(args.env, env_image(args.env))
         elif args.action == "configure":
             secrets.ensure(args.env)
-            configure(args.env, converge.key(args.env, inventory(args.env), secrets.vault_file(args.env),
-                                             artifacts.artifacts_dir(args.env)))
+            configure(
+                args.env,
+                converge.key(
+                    args.env, inventory(args.env), secrets.vault_file(args.env), artifacts.artifacts_dir(args.env)
+                ),
+            )
         elif args.action == "restart":
-            phase(1, 1, "restart", playbook_cmd(args.env, "rolling-restart.yml"), args.env,
-                  f"make restart ENV={args.env}  (a host that did not come back is named above; the others serve)")
+            phase(
+                1,
+                1,
+                "restart",
+                playbook_cmd(args.env, "rolling-restart.yml"),
+                args.env,
+                f"make restart ENV={args.env}  (a host that did not come back is named above; the others serve)",
+            )
         elif args.action == "verify":
             phase(1, 1, "verify", verify_cmd(args.env), args.env, f"make verify ENV={args.env}")
         else:

@@ -36,8 +36,11 @@ from ops.browser import BrowserError, chromium
 LOGIN, DASHBOARD = "/analytics/login", "/analytics/dashboard"
 SECTIONS = ("system", "performance", "business", "users", "alerts")
 # Background tabs must keep polling at the page's pace, as separate browsers would.
-UNTHROTTLED = ("--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-               "--disable-backgrounding-occluded-windows")
+UNTHROTTLED = (
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+)
 
 # Times in ms from the navigation's start; a section that has not been filled yet is null.
 _TIMING_JS = """
@@ -71,9 +74,11 @@ def log_in(driver: webdriver.Chrome, base: str, token: str, timeout: float = 30)
         driver.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
         WebDriverWait(driver, timeout).until(lambda d: d.current_url.endswith(DASHBOARD))
     except TimeoutException:
-        raise BrowserError(f"logging in at {base}{LOGIN} did not reach the dashboard within {timeout} s (page says: "
-                           f"{driver.find_element(By.TAG_NAME, 'body').text[:300]!r}); is the admin token "
-                           "right (`make credentials`)?") from None
+        raise BrowserError(
+            f"logging in at {base}{LOGIN} did not reach the dashboard within {timeout} s (page says: "
+            f"{driver.find_element(By.TAG_NAME, 'body').text[:300]!r}); is the admin token "
+            "right (`make credentials`)?"
+        ) from None
 
 
 def wait_filled(driver: webdriver.Chrome, timeout: float = 30) -> Load:
@@ -83,11 +88,14 @@ def wait_filled(driver: webdriver.Chrome, timeout: float = 30) -> Load:
     while time.monotonic() < deadline:
         timing = driver.execute_script(_TIMING_JS, list(SECTIONS))
         if all(t is not None for t in timing["filled"]) and timing["load"] is not None:
-            return Load(timing["first_byte"] / 1000, timing["dom"] / 1000, timing["load"] / 1000,
-                        max(timing["filled"]) / 1000)
+            return Load(
+                timing["first_byte"] / 1000, timing["dom"] / 1000, timing["load"] / 1000, max(timing["filled"]) / 1000
+            )
         time.sleep(0.05)
-    raise BrowserError(f"the dashboard at {driver.current_url} was not filled within {timeout} s; "
-                       f"sections in error: {timing.get('errors') or 'none (still loading)'}")
+    raise BrowserError(
+        f"the dashboard at {driver.current_url} was not filled within {timeout} s; "
+        f"sections in error: {timing.get('errors') or 'none (still loading)'}"
+    )
 
 
 BROWSER_PROCESSES = ("chromium", "chrome", "chromedriver")
@@ -139,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     from ops import secrets
     from ops.__main__ import urls
 
-    parser = argparse.ArgumentParser(prog="python -m ops.analytics_bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.analytics_bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("env")
     parser.add_argument("--tabs", type=int, default=5, help="dashboards left polling meanwhile (default 5)")
     parser.add_argument("--poll-seconds", type=float, default=30, help="how long they poll first (default 30)")
@@ -159,20 +168,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"analytics benchmark failed: {exc}", file=sys.stderr)
         return 1
     for i, load in enumerate(loads, 1):
-        print(f"load {i}: first byte {load.first_byte * 1000:.0f} ms, DOMContentLoaded "
-              f"{load.dom_content_loaded * 1000:.0f} ms, load {load.load * 1000:.0f} ms, "
-              f"five sections filled {load.filled * 1000:.0f} ms")
+        print(
+            f"load {i}: first byte {load.first_byte * 1000:.0f} ms, DOMContentLoaded "
+            f"{load.dom_content_loaded * 1000:.0f} ms, load {load.load * 1000:.0f} ms, "
+            f"five sections filled {load.filled * 1000:.0f} ms"
+        )
     median = statistics.median(load.filled for load in loads)
-    print(f"median five sections filled {median * 1000:.0f} ms (max {max(load.filled for load in loads) * 1000:.0f} "
-          f"ms) with {len(calls)} tabs polling ({', '.join(map(str, calls))} API calls each in "
-          f"{time.monotonic() - started:.0f} s); goal {args.goal:g} s: {'met' if median <= args.goal else 'MISSED'}")
+    print(
+        f"median five sections filled {median * 1000:.0f} ms (max {max(load.filled for load in loads) * 1000:.0f} "
+        f"ms) with {len(calls)} tabs polling ({', '.join(map(str, calls))} API calls each in "
+        f"{time.monotonic() - started:.0f} s); goal {args.goal:g} s: {'met' if median <= args.goal else 'MISSED'}"
+    )
     wall = time.monotonic() - started
     available, busy = wall * (psutil.cpu_count() or 1), busy_seconds() - busy_before
-    print(f"where the CPU went: {busy:.0f} of {available:.0f} core-seconds busy ({100 * busy / available:.0f} %); the "
-          f"browser {browser_cpu:.0f} s ({100 * browser_cpu / available:.0f} %), the environment and the rest "
-          f"{busy - browser_cpu:.0f} s ({100 * (busy - browser_cpu) / available:.0f} %)"
-          + ("; the machine was saturated: the figures are the browser's as much as the server's"
-             if busy > 0.9 * available else ""))
+    print(
+        f"where the CPU went: {busy:.0f} of {available:.0f} core-seconds busy ({100 * busy / available:.0f} %); the "
+        f"browser {browser_cpu:.0f} s ({100 * browser_cpu / available:.0f} %), the environment and the rest "
+        f"{busy - browser_cpu:.0f} s ({100 * (busy - browser_cpu) / available:.0f} %)"
+        + (
+            "; the machine was saturated: the figures are the browser's as much as the server's"
+            if busy > 0.9 * available
+            else ""
+        )
+    )
     print("the browser shares the machine's cores with the environment: a ceiling, not the server's own speed")
     return 0 if median <= args.goal else 1
 

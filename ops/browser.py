@@ -36,9 +36,19 @@ LOGIN = "/api/auth/providers/native/login"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # No background connections: this machine's network is closed, and a browser test must not phone out.
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--hide-scrollbars",
+]
 WIDTH = 1600
 OVERVIEW = "scalemart-overview"
 
@@ -142,8 +152,10 @@ def sign_in(driver: webdriver.Chrome, base: str, user: str, password: str, timeo
         driver.find_element(By.XPATH, "//button[normalize-space(.)='Sign in']").click()
         wait.until(lambda d: "/sign-in" not in d.current_url)
     except TimeoutException:
-        raise BrowserError(f"signing in to {base} as {user} did not leave the sign-in page within {timeout} s "
-                           f"(page says: {driver.find_element(By.TAG_NAME, 'body').text[:300]!r})") from None
+        raise BrowserError(
+            f"signing in to {base} as {user} did not leave the sign-in page within {timeout} s "
+            f"(page says: {driver.find_element(By.TAG_NAME, 'body').text[:300]!r})"
+        ) from None
 
 
 def _panels(driver: webdriver.Chrome) -> list[dict[str, Any]]:
@@ -163,8 +175,9 @@ def page_height(dashboard: dict[str, Any]) -> int:
     return 350 + 40 * rows + 50 * len(dashboard["spec"].get("layouts", []))
 
 
-def open_dashboard(driver: webdriver.Chrome, base: str, dashboard: dict[str, Any], timeout: float = 90,
-                   screenshot: Path | None = None) -> DashboardView:
+def open_dashboard(
+    driver: webdriver.Chrome, base: str, dashboard: dict[str, Any], timeout: float = 90, screenshot: Path | None = None
+) -> DashboardView:
     """Open one dashboard in a window tall enough for all of it and wait until every panel is painted."""
     name, project = dashboard["metadata"]["name"], dashboard["metadata"]["project"]
     expected = len(dashboard["spec"]["panels"])
@@ -180,8 +193,9 @@ def open_dashboard(driver: webdriver.Chrome, base: str, dashboard: dict[str, Any
         time.sleep(0.25)
     else:
         loading = [p["title"] for p in panels if p["loading"]]
-        raise BrowserError(f"dashboard {name}: {len(panels)} of {expected} panels shown after {timeout} s, "
-                           f"still loading: {loading}")
+        raise BrowserError(
+            f"dashboard {name}: {len(panels)} of {expected} panels shown after {timeout} s, still loading: {loading}"
+        )
     view = DashboardView(name, driver.title, time.monotonic() - start)
     for p in panels:
         view.panels.append(PanelView(p["title"], p["error"], "No data" in (p["text"] or "")))
@@ -210,8 +224,10 @@ def tour(base: str, user: str, password: str, out: Path) -> Tour:
         start = time.monotonic()
         sign_in(driver, base, user, password)
         signed_in = time.monotonic() - start
-        views = [open_dashboard(driver, base, served[name], screenshot=out / f"{name}.png")
-                 for name in sorted(served, key=lambda n: n != OVERVIEW)]
+        views = [
+            open_dashboard(driver, base, served[name], screenshot=out / f"{name}.png")
+            for name in sorted(served, key=lambda n: n != OVERVIEW)
+        ]
     return Tour(signed_in, served, views)
 
 
@@ -219,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     from ops import secrets
     from ops.__main__ import build_dir, urls
 
-    parser = argparse.ArgumentParser(prog="python -m ops.browser", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.browser", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("env")
     parser.add_argument("--out", type=Path, default=None, help="screenshots folder (default build/<env>/screenshots)")
     args = parser.parse_args(argv)
@@ -237,11 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for view in result.views:
         bad = [f"{p.title}: {p.error or 'No data'}" for p in view.panels if not p.ok]
-        print(f"{view.name}: {len(view.panels)} panels painted in {view.seconds:.1f} s"
-              + (f"; not ok: {bad}" if bad else "") + f"; {view.screenshot}")
+        print(
+            f"{view.name}: {len(view.panels)} panels painted in {view.seconds:.1f} s"
+            + (f"; not ok: {bad}" if bad else "")
+            + f"; {view.screenshot}"
+        )
         if view.name == OVERVIEW:
-            print(f"login → Overview painted: {result.signed_in + view.seconds:.1f} s (sign-in "
-                  f"{result.signed_in:.1f} s; browser, server and environment share the cores)")
+            print(
+                f"login → Overview painted: {result.signed_in + view.seconds:.1f} s (sign-in "
+                f"{result.signed_in:.1f} s; browser, server and environment share the cores)"
+            )
     return 0
 
 

@@ -84,6 +84,7 @@ def python_cmd(*args: str | Path) -> Callable[[Path], None]:
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise BuildError(f"{' '.join(argv[1:4])} failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
+
     return run
 
 
@@ -95,16 +96,29 @@ def host_python(image: str) -> str:
     """
     if os.environ.get(HOST_PYTHON_VAR):
         return os.environ[HOST_PYTHON_VAR]
-    inspect = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
-                             capture_output=True, text=True, check=False)
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True, check=False
+    )
     if inspect.returncode != 0:
         raise BuildError(f"the hosts' image {image} is not on this Docker engine: run `make bootstrap`")
     memo = CACHE / "images" / f"{inspect.stdout.strip().removeprefix('sha256:')[:16]}.python"
     if memo.exists():
         return memo.read_text().strip()
-    proc = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python3", image, "-c",
-                           "import platform; print(platform.python_version())"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            "import platform; print(platform.python_version())",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise BuildError(f"cannot read the Python version of {image}: {proc.stderr.strip()}")
     memo.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +132,7 @@ def bundle(project: str, python_version: Callable[[], str]) -> Callable[[Path], 
             wheels.bundle(ROOT / project, out, CACHE / "wheelhouse", python_version(), sys.executable)
         except wheels.WheelError as exc:
             raise BuildError(str(exc)) from None
+
     return make
 
 
@@ -127,6 +142,7 @@ def package_copy(folder: str) -> Callable[[Path], None]:
             dest = out / folder / src.relative_to(ROOT / folder)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
+
     return make
 
 
@@ -161,8 +177,11 @@ def artifacts(image: str) -> list[Artifact]:
     compressed = f"{TEST_COMPRESS_VAR}={os.environ.get(TEST_COMPRESS_VAR, '')}"
     return [
         Artifact("rules", lambda: [*alerting, compressed], python_cmd("-m", "alert_rules", "build", "--out", "{out}")),
-        Artifact("dashboards", lambda: [*tree("dashboards"), *alerting, *tool_inputs()],
-                 python_cmd("-m", "dashboards", "build", "--out", "{out}")),
+        Artifact(
+            "dashboards",
+            lambda: [*tree("dashboards"), *alerting, *tool_inputs()],
+            python_cmd("-m", "dashboards", "build", "--out", "{out}"),
+        ),
         Artifact("alerting", lambda: alerting, package_copy("alert_rules")),
         Artifact("app", lambda: [*tree("app"), python_version()], bundle("app", python_version)),
         Artifact("backups", lambda: [*tree("backups"), python_version()], bundle("backups", python_version)),
@@ -203,6 +222,8 @@ def build(env: str, image: str, root: Path | None = None) -> list[str]:
     root = root or artifacts_dir(env)
     root.mkdir(parents=True, exist_ok=True)
     built = [a.name for a in artifacts(image) if build_one(a, root)]
-    print(f"    {'rebuilt: ' + ', '.join(built) if built else 'nothing rebuilt: every input is unchanged'}"
-          f" → {root}", flush=True)
+    print(
+        f"    {'rebuilt: ' + ', '.join(built) if built else 'nothing rebuilt: every input is unchanged'} → {root}",
+        flush=True,
+    )
     return built

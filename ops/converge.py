@@ -41,8 +41,12 @@ def host_identity(inventory: Path) -> str | None:
     if not found or any(v.get("ansible_connection") != DOCKER_CONNECTION for v in found.values()):
         return None
     names = sorted({str(v.get("ansible_host", k)) for k, v in found.items()})
-    proc = subprocess.run(["docker", "inspect", "--format", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *names],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *names],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return proc.stdout if proc.returncode == 0 else None
 
 
@@ -53,8 +57,14 @@ def key(env: str, inventory: Path, vault: Path, artifacts: Path) -> str | None:
         return None
     h = hashlib.sha256(identity.encode())
     extra = os.environ.get("SCALEMART_EXTRA_VARS")
-    inputs = [*_files(ROOT / "playbooks", ROOT / "roles"), ROOT / "ansible.cfg", inventory, vault,
-              *([Path(extra)] if extra else []), *sorted(artifacts.glob("*/.inputs"))]
+    inputs = [
+        *_files(ROOT / "playbooks", ROOT / "roles"),
+        ROOT / "ansible.cfg",
+        inventory,
+        vault,
+        *([Path(extra)] if extra else []),
+        *sorted(artifacts.glob("*/.inputs")),
+    ]
     for path in inputs:
         h.update(str(path).encode() + b"\0" + (path.read_bytes() if path.is_file() else b"-") + b"\0")
     # Another Ansible (a new venv) may converge differently.

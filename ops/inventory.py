@@ -48,8 +48,9 @@ class Inventory:
         """The hosts listed directly in group `name` (every host for `all`), sorted."""
         if name == "all":
             return sorted(self.hosts())
-        return sorted({host for group_name, group in self._groups() if group_name == name
-                       for host in (group.get("hosts") or {})})
+        return sorted(
+            {host for group_name, group in self._groups() if group_name == name for host in (group.get("hosts") or {})}
+        )
 
     def hostvars(self, host: str) -> dict[str, Any]:
         """The host's variables over those of `all`."""

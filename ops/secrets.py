@@ -74,8 +74,9 @@ def load(env: str) -> dict[str, str]:
 def ensure(env: str) -> dict[str, str]:
     """Fill in missing secrets; return only the ones created now (to be printed once)."""
     current = load(env)
-    created = {name: random.token_urlsafe(length)[:length] for name, length in GENERATED.items()
-               if not current.get(name)}
+    created = {
+        name: random.token_urlsafe(length)[:length] for name, length in GENERATED.items() if not current.get(name)
+    }
     if created:
         current.update(created)
         data = _vault(env).encrypt(yaml.safe_dump(current, sort_keys=True))
@@ -92,8 +93,10 @@ def ansible_args(env: str) -> list[str]:
 
 
 def describe(env: str) -> str:
-    return (f"{vault_file(env).relative_to(ROOT)} (ansible-vault, key in "
-            f"{vault_password_file(env).relative_to(ROOT)}); show with `make credentials ENV={env}`")
+    return (
+        f"{vault_file(env).relative_to(ROOT)} (ansible-vault, key in "
+        f"{vault_password_file(env).relative_to(ROOT)}); show with `make credentials ENV={env}`"
+    )
 
 
 def web_credential(env: str, service: str) -> tuple[str, str]:

@@ -55,8 +55,12 @@ def source_files(project: Path) -> list[Path]:
     files = []
     for path in sorted(project.rglob("*")):
         rel = path.relative_to(project).parts
-        if path.is_file() and not SKIP_DIRS.intersection(rel) and path.suffix != ".pyc" \
-                and not any(p.endswith(".egg-info") for p in rel):
+        if (
+            path.is_file()
+            and not SKIP_DIRS.intersection(rel)
+            and path.suffix != ".pyc"
+            and not any(p.endswith(".egg-info") for p in rel)
+        ):
             files.append(path)
     return files
 
@@ -72,8 +76,10 @@ def pip(python: str, *args: str) -> None:
     cmd = [python, "-m", "pip", "--disable-pip-version-check", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise WheelError(f"{' '.join(cmd)} failed (exit {proc.returncode}); check that the package index is "
-                         f"reachable from the control machine and the pins exist:\n{proc.stdout}\n{proc.stderr}")
+        raise WheelError(
+            f"{' '.join(cmd)} failed (exit {proc.returncode}); check that the package index is "
+            f"reachable from the control machine and the pins exist:\n{proc.stdout}\n{proc.stderr}"
+        )
 
 
 def missing_for_host(deps: Path, host_python: str) -> list[str]:
@@ -82,8 +88,12 @@ def missing_for_host(deps: Path, host_python: str) -> list[str]:
     Markers differ between patch releases (redis needs async-timeout below 3.11.3), and pip
     evaluates them for the interpreter it runs on, so the wheelhouse is completed for the host's.
     """
-    env: dict[str, str] = {**cast(dict[str, str], default_environment()), "python_full_version": host_python,
-                           "python_version": ".".join(host_python.split(".")[:2]), "extra": ""}
+    env: dict[str, str] = {
+        **cast(dict[str, str], default_environment()),
+        "python_full_version": host_python,
+        "python_version": ".".join(host_python.split(".")[:2]),
+        "extra": "",
+    }
     have = {canonicalize_name(whl.name.split("-")[0]) for whl in deps.glob("*.whl")}
     missing: dict[str, str] = {}
     for whl in deps.glob("*.whl"):
@@ -126,14 +136,23 @@ def _download(project: Path, deps: Path, python: str, host_python: str, pip_vers
         missing = missing_for_host(deps, host_python)
         if not missing:
             break
-        pip(python, "download", "--quiet", "--no-deps", "--only-binary=:all:", "--python-version", host_python,
-            "--dest", str(deps), *missing)
+        pip(
+            python,
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            host_python,
+            "--dest",
+            str(deps),
+            *missing,
+        )
     else:
         raise WheelError(f"the wheelhouse for Python {host_python} is still missing {missing}")
     # The hosts' venvs are created without pip (ensurepip is slow and needs python3-venv);
     # pip runs from its wheel instead and installs itself with the rest.
-    pip(python, "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(deps),
-        f"pip=={pip_version}")
+    pip(python, "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(deps), f"pip=={pip_version}")
     (deps / ".complete").write_text("\n")
 
 
@@ -156,9 +175,14 @@ def bundle(project: Path, out: Path, cache: Path, host_python: str, python: str)
     pip_version = installed_version("pip")
     key = digest(source_files(project), project) + "-py" + host_python.replace(".", "") + "-pip" + pip_version
     name, version = canonicalize_name(meta["name"]), meta["version"]
-    result = Bundle(name=name, version=version, release=f"{version}-{key}",
-                    tarball=f"{name}-{version}-{key}.tar", pip_wheel=f"pip-{pip_version}-py3-none-any.whl",
-                    python=host_python)
+    result = Bundle(
+        name=name,
+        version=version,
+        release=f"{version}-{key}",
+        tarball=f"{name}-{version}-{key}.tar",
+        pip_wheel=f"pip-{pip_version}-py3-none-any.whl",
+        python=host_python,
+    )
     deps = dependencies(project, cache, python, host_python)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scalemart-wheel-") as tmp:

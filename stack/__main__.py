@@ -36,7 +36,7 @@ def read_raw_config() -> dict[str, Any]:
     for full in keys:
         if not full.startswith(prefix):
             continue
-        key = full[len(prefix):]
+        key = full[len(prefix) :]
         value = cfg.get(key)
         # Structured values (objects, lists) arrive JSON-encoded; scalars arrive as plain strings.
         raw[key] = json.loads(value) if value and value[:1] in "{[" else value
@@ -54,7 +54,7 @@ def sibling_subnets(stack: str, *project_dirs: Path) -> list[tuple[str, str]]:
     found = []
     seen = {stack}
     for path in sorted(p for d in project_dirs for p in d.glob("Pulumi.*.yaml")):
-        other = path.name[len("Pulumi."):-len(".yaml")]
+        other = path.name[len("Pulumi.") : -len(".yaml")]
         if other in seen:
             continue
         seen.add(other)
@@ -79,8 +79,9 @@ def docker_subnets(own_network: str) -> list[tuple[str, str]]:
     return found
 
 
-def main(raw: dict[str, Any] | None = None, image: str | None = None,
-         other_subnets: Iterable[tuple[str, str]] | None = None) -> Environment:
+def main(
+    raw: dict[str, Any] | None = None, image: str | None = None, other_subnets: Iterable[tuple[str, str]] | None = None
+) -> Environment:
     stack = pulumi.get_stack()
     raw = read_raw_config() if raw is None else raw
     if other_subnets is None:

@@ -80,9 +80,11 @@ def passphrase(paths: Paths) -> str:
 def committed_config(stack: str) -> dict[str, Any]:
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
-        raise CliError(f"no stack config {path.name}: ENV must be one of {', '.join(known)} "
-                       f"(or add {path.name} with a scalemart:environment)")
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+        raise CliError(
+            f"no stack config {path.name}: ENV must be one of {', '.join(known)} "
+            f"(or add {path.name} with a scalemart:environment)"
+        )
     data = yaml.safe_load(path.read_text()) or {}
     return dict(data.get("config") or {})
 
@@ -94,8 +96,7 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """`extra` over `base`, mappings merged key by key (so `hosts: {app: {count: 2}}` keeps the memory)."""
     out = dict(base)
     for key, value in extra.items():
-        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
-            else value
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
     return out
 
 
@@ -113,11 +114,12 @@ def stack_config(stack: str, environ: Mapping[str, str] = os.environ) -> dict[st
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise CliError(f"{OVERRIDES_VAR}={name}: cannot read it ({exc}); point it at a YAML file or unset it") \
-            from None
+        raise CliError(f"{OVERRIDES_VAR}={name}: cannot read it ({exc}); point it at a YAML file or unset it") from None
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise CliError(f"{OVERRIDES_VAR}={name}: expected `config:` with keys like those of Pulumi.{stack}.yaml, "
-                       "e.g. config: {scalemart:hosts: {app: {count: 2}}}")
+        raise CliError(
+            f"{OVERRIDES_VAR}={name}: expected `config:` with keys like those of Pulumi.{stack}.yaml, "
+            "e.g. config: {scalemart:hosts: {app: {count: 2}}}"
+        )
     return merge(config, data["config"])
 
 
@@ -167,9 +169,12 @@ def open_stack(stack: str, config: Mapping[str, Any] | None = None, paths: Paths
     config = stack_config(stack) if config is None else config
     project = prepare_project(stack, config, paths)
     opts = auto.LocalWorkspaceOptions(
-        work_dir=str(project), pulumi_home=str(paths.home), env_vars=pulumi_env(paths),
+        work_dir=str(project),
+        pulumi_home=str(paths.home),
+        env_vars=pulumi_env(paths),
         secrets_provider="passphrase",
-        pulumi_command=auto.PulumiCommand(root=str(ROOT / ".tools"), skip_version_check=True))
+        pulumi_command=auto.PulumiCommand(root=str(ROOT / ".tools"), skip_version_check=True),
+    )
     return auto.create_or_select_stack(stack_name=stack, work_dir=str(project), opts=opts)
 
 
@@ -206,8 +211,13 @@ def _printer(quiet: bool) -> Callable[[str], None] | None:
     return None if quiet else (lambda line: print(line, flush=True))
 
 
-def up(stack: str, paths: Paths | None = None, config: Mapping[str, Any] | None = None, quiet: bool = False,
-       on_event: Callable[[Any], None] | None = None) -> Any:
+def up(
+    stack: str,
+    paths: Paths | None = None,
+    config: Mapping[str, Any] | None = None,
+    quiet: bool = False,
+    on_event: Callable[[Any], None] | None = None,
+) -> Any:
     paths = paths or Paths()
     stack_obj = open_stack(stack, config, paths)
     result = stack_obj.up(on_output=_printer(quiet), on_event=on_event, color="never")
@@ -215,8 +225,13 @@ def up(stack: str, paths: Paths | None = None, config: Mapping[str, Any] | None 
     return result
 
 
-def down(stack: str, purge: bool = False, paths: Paths | None = None, config: Mapping[str, Any] | None = None,
-         quiet: bool = False) -> Any:
+def down(
+    stack: str,
+    purge: bool = False,
+    paths: Paths | None = None,
+    config: Mapping[str, Any] | None = None,
+    quiet: bool = False,
+) -> Any:
     paths = paths or Paths()
     stack_obj = open_stack(stack, config, paths)
     result = stack_obj.destroy(on_output=_printer(quiet), color="never")

@@ -54,22 +54,43 @@ class Host(pulumi.ComponentResource):
         labels = {**args.labels, "scalemart.role": spec.role, "scalemart.host": spec.name}
         self.container = Container(
             f"{name}-container",
-            name=spec.container, hostname=spec.name, image=args.image, labels=label_items(labels),
+            name=spec.container,
+            hostname=spec.name,
+            image=args.image,
+            labels=label_items(labels),
             networks_advanced=[{"name": args.network_name, "ipv4_address": spec.address, "aliases": [spec.name]}],
-            ports=[{"internal": p.container_port, "external": p.host_port, "ip": p.host_ip, "protocol": "tcp"}
-                   for p in args.published],
-            volumes=[CGROUP_MOUNT, *({"volume_name": vol, "container_path": path, "read_only": False}
-                                     for vol, path in args.volumes)],
-            memory=memory_mb(spec.memory), capabilities=SYSTEMD_CAPABILITIES, security_opts=SYSTEMD_SECURITY_OPTS,
-            tmpfs=SYSTEMD_TMPFS, cgroupns_mode="host", restart="unless-stopped", wait_for_systemd=True,
-            opts=pulumi.ResourceOptions(parent=self))
+            ports=[
+                {"internal": p.container_port, "external": p.host_port, "ip": p.host_ip, "protocol": "tcp"}
+                for p in args.published
+            ],
+            volumes=[
+                CGROUP_MOUNT,
+                *({"volume_name": vol, "container_path": path, "read_only": False} for vol, path in args.volumes),
+            ],
+            memory=memory_mb(spec.memory),
+            capabilities=SYSTEMD_CAPABILITIES,
+            security_opts=SYSTEMD_SECURITY_OPTS,
+            tmpfs=SYSTEMD_TMPFS,
+            cgroupns_mode="host",
+            restart="unless-stopped",
+            wait_for_systemd=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         network_name = args.network_name
         self.address = pulumi.Output.all(self.container.network_data, network_name).apply(
-            lambda a: next((n["ip_address"] for n in a[0] or [] if n["network_name"] == a[1]), spec.address))
-        self.info = pulumi.Output.all(self.container.name, self.address).apply(lambda a: {
-            "name": spec.name, "container": a[0], "address": a[1], "role": spec.role, "groups": list(spec.groups),
-            "memory": spec.memory,
-            "connection": {"ansible_connection": "community.docker.docker", "ansible_host": a[0]}})
+            lambda a: next((n["ip_address"] for n in a[0] or [] if n["network_name"] == a[1]), spec.address)
+        )
+        self.info = pulumi.Output.all(self.container.name, self.address).apply(
+            lambda a: {
+                "name": spec.name,
+                "container": a[0],
+                "address": a[1],
+                "role": spec.role,
+                "groups": list(spec.groups),
+                "memory": spec.memory,
+                "connection": {"ansible_connection": "community.docker.docker", "ansible_host": a[0]},
+            }
+        )
         self.register_outputs({"address": self.address, "container": self.container.name})
 
 
@@ -86,29 +107,51 @@ class Environment(pulumi.ComponentResource):
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
         self.network = Network(
-            f"{name}-net", name=cfg.network_name, driver="bridge", labels=label_items(cfg.labels),
-            ipam_configs=[{"subnet": cfg.subnet, "gateway": cfg.gateway}], opts=child)
+            f"{name}-net",
+            name=cfg.network_name,
+            driver="bridge",
+            labels=label_items(cfg.labels),
+            ipam_configs=[{"subnet": cfg.subnet, "gateway": cfg.gateway}],
+            opts=child,
+        )
         # Data volumes outlive their hosts and a `down`: Pulumi forgets them on delete; only
         # `make stack-down PURGE=1` removes them (stack/cli.py, by label).
         self.volumes = {
-            suffix: Volume(f"{name}-{suffix}", name=cfg.volume_name(suffix), labels=label_items(cfg.labels),
-                           opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
-            for suffix in VOLUMES}
+            suffix: Volume(
+                f"{name}-{suffix}",
+                name=cfg.volume_name(suffix),
+                labels=label_items(cfg.labels),
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
+            for suffix in VOLUMES
+        }
         self.hosts: dict[str, Host] = {}
         for spec in cfg.hosts:
-            mounts = [(self.volumes[suffix].name, path) for suffix, (role, path) in VOLUMES.items()
-                      if role == spec.role]
+            mounts = [
+                (self.volumes[suffix].name, path) for suffix, (role, path) in VOLUMES.items() if role == spec.role
+            ]
             published = [p for p in cfg.published if p.role == spec.role and spec.index == 1]
             self.hosts[spec.name] = Host(
                 f"{name}-{spec.name}",
-                HostArgs(spec=spec, image=cfg.image, network_name=self.network.name, labels=cfg.labels,
-                         volumes=mounts, published=published),
-                opts=child)
+                HostArgs(
+                    spec=spec,
+                    image=cfg.image,
+                    network_name=self.network.name,
+                    labels=cfg.labels,
+                    volumes=mounts,
+                    published=published,
+                ),
+                opts=child,
+            )
         self.resources: list[pulumi.CustomResource] = [
-            self.network, *self.volumes.values(), *(h.container for h in self.hosts.values())]
+            self.network,
+            *self.volumes.values(),
+            *(h.container for h in self.hosts.values()),
+        ]
 
-        self.host_info: pulumi.Output[dict[str, Any]] = pulumi.Output.all(
-            *(h.info for h in self.hosts.values())).apply(lambda infos: {i["name"]: i for i in infos})
+        self.host_info: pulumi.Output[dict[str, Any]] = pulumi.Output.all(*(h.info for h in self.hosts.values())).apply(
+            lambda infos: {i["name"]: i for i in infos}
+        )
         # The load balancer is what users call "the shop" (loadtests/ and `make up` read urls.shop).
         self.urls = {("shop" if p.service == "lb" else p.service): p.url for p in cfg.published}
         self.inventory = self.host_info.apply(lambda hosts: inventory.build(cfg, hosts))

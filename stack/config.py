@@ -29,13 +29,26 @@ MIN_COUNTS = {"production": {"app": 3, "worker": 4}}
 
 # Service ports: the cross-team contract. An environment may override one in `scalemart:ports`.
 DEFAULT_PORTS = {
-    "app": 8000, "worker_metrics": 9101, "lb": 80, "lb_status": 8081, "perses": 8080,
-    "prometheus": 9090, "alertmanager": 9093, "redis": 6379, "mongodb": 27017,
-    "node_exporter": 9100, "redis_exporter": 9121, "mongodb_exporter": 9216, "nginx_exporter": 9113,
+    "app": 8000,
+    "worker_metrics": 9101,
+    "lb": 80,
+    "lb_status": 8081,
+    "perses": 8080,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "redis": 6379,
+    "mongodb": 27017,
+    "node_exporter": 9100,
+    "redis_exporter": 9121,
+    "mongodb_exporter": 9216,
+    "nginx_exporter": 9113,
     # Prometheus probes through the blackbox exporter (monitoring); mtail reads nginx's access log (lb).
-    "blackbox_exporter": 9115, "mtail": 3903,
+    "blackbox_exporter": 9115,
+    "mtail": 3903,
     # FerretDB's own metrics (/debug/metrics), Alertmanager's gossip, the SMS notifier beside Alertmanager.
-    "ferretdb_metrics": 8088, "alertmanager_cluster": 9094, "sms_notifier": 9095,
+    "ferretdb_metrics": 8088,
+    "alertmanager_cluster": 9094,
+    "sms_notifier": 9095,
 }
 # Host-address blocks inside the subnet (offset of the first host, block size). A fixed block per
 # role keeps every address stable when another role's replica count changes.
@@ -49,8 +62,12 @@ VOLUMES = {
     "perses": ("monitoring", "/var/lib/perses"),
 }
 # What may be published on the control machine, and which host serves it on which service port.
-PUBLISHABLE = {"lb": ("lb", "lb"), "perses": ("monitoring", "perses"),
-               "prometheus": ("monitoring", "prometheus"), "alertmanager": ("monitoring", "alertmanager")}
+PUBLISHABLE = {
+    "lb": ("lb", "lb"),
+    "perses": ("monitoring", "perses"),
+    "prometheus": ("monitoring", "prometheus"),
+    "alertmanager": ("monitoring", "alertmanager"),
+}
 REQUIRED_PUBLISHED = ("lb", "perses")
 APP_KEYS = ("sentryTracesSampleRate", "logLevel", "rateLimitRequests")
 LB_KEYS = ("rateLimitPerSecond", "rateLimitBurst")
@@ -89,10 +106,10 @@ class Published:
 class HostSpec:
     role: str
     index: int
-    name: str            # inventory name and hostname, e.g. app-1
-    container: str       # Docker container name, e.g. sm-dev-app-1
+    name: str  # inventory name and hostname, e.g. app-1
+    container: str  # Docker container name, e.g. sm-dev-app-1
     address: str
-    memory: str          # Docker memory limit, e.g. 512m
+    memory: str  # Docker memory limit, e.g. 512m
     groups: tuple[str, ...]
 
 
@@ -131,12 +148,16 @@ def check_subnet_overlaps(key: str, subnet: str, others: Iterable[tuple[str, str
         except ValueError:
             continue
         if theirs.version == mine.version and mine.overlaps(theirs):
-            raise ConfigError(key, f"{subnet} overlaps {cidr} of {owner}",
-                              "pick a free /24 (e.g. another 172.28.x.0/24) in Pulumi.<env>.yaml")
+            raise ConfigError(
+                key,
+                f"{subnet} overlaps {cidr} of {owner}",
+                "pick a free /24 (e.g. another 172.28.x.0/24) in Pulumi.<env>.yaml",
+            )
 
 
-def validate(stack: str, raw: Mapping[str, Any], image: str,
-             other_subnets: Iterable[tuple[str, str]] = ()) -> StackConfig:
+def validate(
+    stack: str, raw: Mapping[str, Any], image: str, other_subnets: Iterable[tuple[str, str]] = ()
+) -> StackConfig:
     """Validate the raw `scalemart:*` config (keys without the namespace) of stack `stack`.
 
     `other_subnets` are (owner, CIDR) pairs this environment's subnet must not overlap: the other
@@ -146,20 +167,38 @@ def validate(stack: str, raw: Mapping[str, Any], image: str,
     from stack.schema import Stack, config_error
 
     try:
-        cfg = Stack.model_validate(raw, context={"stack": stack, "image": image,
-                                                 "other_subnets": list(other_subnets)})
+        cfg = Stack.model_validate(raw, context={"stack": stack, "image": image, "other_subnets": list(other_subnets)})
     except ValidationError as exc:
         raise config_error(exc) from None
     net, prefix = cfg.subnet, cfg.name_prefix
-    hosts = [HostSpec(role=role, index=i, name=f"{role}-{i}", container=f"{prefix}-{role}-{i}",
-                      address=str(net.network_address + ADDRESS_BLOCKS[role][0] + i - 1), memory=entry.memory,
-                      groups=(role,))
-             for role, entry in cfg.hosts.items() for i in range(1, entry.count + 1)]
-    published = [Published(service, host_ip, host_port, PUBLISHABLE[service][0], cfg.ports[PUBLISHABLE[service][1]])
-                 for service, (host_ip, host_port) in cfg.publish.items()]
+    hosts = [
+        HostSpec(
+            role=role,
+            index=i,
+            name=f"{role}-{i}",
+            container=f"{prefix}-{role}-{i}",
+            address=str(net.network_address + ADDRESS_BLOCKS[role][0] + i - 1),
+            memory=entry.memory,
+            groups=(role,),
+        )
+        for role, entry in cfg.hosts.items()
+        for i in range(1, entry.count + 1)
+    ]
+    published = [
+        Published(service, host_ip, host_port, PUBLISHABLE[service][0], cfg.ports[PUBLISHABLE[service][1]])
+        for service, (host_ip, host_port) in cfg.publish.items()
+    ]
     return StackConfig(
-        environment=cfg.environment, stack=stack, name_prefix=prefix, image=cfg.image, subnet=str(net),
-        gateway=str(net.network_address + 1), hosts=tuple(hosts), published=tuple(published), ports=cfg.ports,
-        app_settings=cfg.app.model_dump(), lb_settings=cfg.lb.model_dump(),
+        environment=cfg.environment,
+        stack=stack,
+        name_prefix=prefix,
+        image=cfg.image,
+        subnet=str(net),
+        gateway=str(net.network_address + 1),
+        hosts=tuple(hosts),
+        published=tuple(published),
+        ports=cfg.ports,
+        app_settings=cfg.app.model_dump(),
+        lb_settings=cfg.lb.model_dump(),
         labels={"scalemart.env": cfg.environment, "scalemart.stack": stack, "scalemart.prefix": prefix},
     )

@@ -44,8 +44,10 @@ def _client() -> docker.DockerClient:
         client = docker.from_env(timeout=120)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise DockerError(f"no Docker engine answers ({exc}): start dockerd (`make bootstrap`) "
-                          "or point DOCKER_HOST at a reachable engine") from exc
+        raise DockerError(
+            f"no Docker engine answers ({exc}): start dockerd (`make bootstrap`) "
+            "or point DOCKER_HOST at a reachable engine"
+        ) from exc
     return client
 
 
@@ -69,8 +71,9 @@ def _has_unknown(value: Any) -> bool:
     return value == UNKNOWN
 
 
-def _diff(olds: Mapping[str, Any], news: Mapping[str, Any], updatable: frozenset[str],
-          computed: frozenset[str]) -> DiffResult:
+def _diff(
+    olds: Mapping[str, Any], news: Mapping[str, Any], updatable: frozenset[str], computed: frozenset[str]
+) -> DiffResult:
     """Replace when a creation-only input changed (or is unknown), update in place otherwise.
 
     `olds` are the stored outputs (inputs plus `computed` values); computed keys are not compared.
@@ -78,9 +81,13 @@ def _diff(olds: Mapping[str, Any], news: Mapping[str, Any], updatable: frozenset
     keys = (set(_inputs(news)) | set(_inputs(olds))) - computed
     changed = sorted(k for k in keys if _has_unknown(news.get(k)) or olds.get(k) != news.get(k))
     replaces = [k for k in changed if k not in updatable]
-    return DiffResult(changes=bool(changed), replaces=replaces,
-                      # Names are fixed, so the old object must go before its replacement is created.
-                      delete_before_replace=bool(replaces), stables=[])
+    return DiffResult(
+        changes=bool(changed),
+        replaces=replaces,
+        # Names are fixed, so the old object must go before its replacement is created.
+        delete_before_replace=bool(replaces),
+        stables=[],
+    )
 
 
 class _ByPath:
@@ -113,17 +120,25 @@ def _gone() -> ReadResult:
 class NetworkProvider(_PortableProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = _client()
-        pools = [docker.types.IPAMPool(subnet=c["subnet"], gateway=c.get("gateway"))
-                 for c in props.get("ipam_configs") or []]
+        pools = [
+            docker.types.IPAMPool(subnet=c["subnet"], gateway=c.get("gateway")) for c in props.get("ipam_configs") or []
+        ]
         try:
             net = client.networks.create(
-                props["name"], driver=props.get("driver") or "bridge", internal=bool(props.get("internal")),
-                attachable=bool(props.get("attachable")), labels=_labels(props.get("labels")),
-                options=props.get("options") or None, check_duplicate=True,
-                ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None)
+                props["name"],
+                driver=props.get("driver") or "bridge",
+                internal=bool(props.get("internal")),
+                attachable=bool(props.get("attachable")),
+                labels=_labels(props.get("labels")),
+                options=props.get("options") or None,
+                check_duplicate=True,
+                ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None,
+            )
         except docker.errors.APIError as exc:
-            raise DockerError(f"network {props['name']}: create failed: {exc.explanation or exc}. If the "
-                              "subnet overlaps another network, change scalemart:subnet") from exc
+            raise DockerError(
+                f"network {props['name']}: create failed: {exc.explanation or exc}. If the "
+                "subnet overlaps another network, change scalemart:subnet"
+            ) from exc
         return CreateResult(id_=net.id, outs={**_inputs(props), "network_id": net.id})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -135,14 +150,24 @@ class NetworkProvider(_PortableProvider):
             attrs = _client().networks.get(id_).attrs
         except docker.errors.NotFound:
             return _gone()
-        configs = [{"subnet": c.get("Subnet"), "gateway": c.get("Gateway")}
-                   for c in (attrs.get("IPAM") or {}).get("Config") or []]
-        outs = {**_inputs(props), "name": attrs["Name"], "driver": attrs["Driver"],
-                "internal": attrs.get("Internal", False), "attachable": attrs.get("Attachable", False),
-                "labels": _label_items(attrs.get("Labels") or {}), "network_id": attrs["Id"]}
+        configs = [
+            {"subnet": c.get("Subnet"), "gateway": c.get("Gateway")}
+            for c in (attrs.get("IPAM") or {}).get("Config") or []
+        ]
+        outs = {
+            **_inputs(props),
+            "name": attrs["Name"],
+            "driver": attrs["Driver"],
+            "internal": attrs.get("Internal", False),
+            "attachable": attrs.get("Attachable", False),
+            "labels": _label_items(attrs.get("Labels") or {}),
+            "network_id": attrs["Id"],
+        }
         if props.get("ipam_configs") is not None:
-            outs["ipam_configs"] = [{k: v for k, v in c.items() if k in want}
-                                    for c, want in zip(configs, props["ipam_configs"], strict=False)]
+            outs["ipam_configs"] = [
+                {k: v for k, v in c.items() if k in want}
+                for c, want in zip(configs, props["ipam_configs"], strict=False)
+            ]
         return ReadResult(id_=id_, outs=outs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -151,8 +176,10 @@ class NetworkProvider(_PortableProvider):
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as exc:
-            raise DockerError(f"network {props.get('name')}: remove failed: {exc.explanation or exc}. "
-                              "Remove the containers still attached (`docker network inspect`) and retry") from exc
+            raise DockerError(
+                f"network {props.get('name')}: remove failed: {exc.explanation or exc}. "
+                "Remove the containers still attached (`docker network inspect`) and retry"
+            ) from exc
 
 
 class Network(Resource, module="docker", name="Network"):
@@ -161,14 +188,34 @@ class Network(Resource, module="docker", name="Network"):
     labels: pulumi.Output[list[dict[str, str]]]
     ipam_configs: pulumi.Output[list[dict[str, str]]]
 
-    def __init__(self, resource_name: str, *, name: pulumi.Input[str],
-                 ipam_configs: Sequence[Mapping[str, str]] | None = None, labels: Sequence[Mapping[str, str]] = (),
-                 driver: str = "bridge", internal: bool = False, attachable: bool = False,
-                 options: Mapping[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(NetworkProvider(), resource_name, {
-            "name": name, "driver": driver, "internal": internal, "attachable": attachable,
-            "ipam_configs": [dict(c) for c in ipam_configs or []], "labels": [dict(x) for x in labels],
-            "options": dict(options or {}), "network_id": None}, opts)
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str],
+        ipam_configs: Sequence[Mapping[str, str]] | None = None,
+        labels: Sequence[Mapping[str, str]] = (),
+        driver: str = "bridge",
+        internal: bool = False,
+        attachable: bool = False,
+        options: Mapping[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            NetworkProvider(),
+            resource_name,
+            {
+                "name": name,
+                "driver": driver,
+                "internal": internal,
+                "attachable": attachable,
+                "ipam_configs": [dict(c) for c in ipam_configs or []],
+                "labels": [dict(x) for x in labels],
+                "options": dict(options or {}),
+                "network_id": None,
+            },
+            opts,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- volume
@@ -177,9 +224,12 @@ class VolumeProvider(_PortableProvider):
         client = _client()
         try:
             # An existing volume of that name is adopted, not wiped: data outlives `down` without PURGE.
-            vol = client.volumes.create(name=props["name"], driver=props.get("driver") or "local",
-                                        driver_opts=props.get("driver_opts") or None,
-                                        labels=_labels(props.get("labels")))
+            vol = client.volumes.create(
+                name=props["name"],
+                driver=props.get("driver") or "local",
+                driver_opts=props.get("driver_opts") or None,
+                labels=_labels(props.get("labels")),
+            )
         except docker.errors.APIError as exc:
             raise DockerError(f"volume {props['name']}: create failed: {exc.explanation or exc}") from exc
         return CreateResult(id_=vol.name, outs={**_inputs(props), "mountpoint": vol.attrs.get("Mountpoint")})
@@ -192,9 +242,16 @@ class VolumeProvider(_PortableProvider):
             attrs = _client().volumes.get(id_).attrs
         except docker.errors.NotFound:
             return _gone()
-        return ReadResult(id_=id_, outs={**_inputs(props), "name": attrs["Name"], "driver": attrs["Driver"],
-                                         "labels": _label_items(attrs.get("Labels") or {}),
-                                         "mountpoint": attrs.get("Mountpoint")})
+        return ReadResult(
+            id_=id_,
+            outs={
+                **_inputs(props),
+                "name": attrs["Name"],
+                "driver": attrs["Driver"],
+                "labels": _label_items(attrs.get("Labels") or {}),
+                "mountpoint": attrs.get("Mountpoint"),
+            },
+        )
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         try:
@@ -202,8 +259,9 @@ class VolumeProvider(_PortableProvider):
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as exc:
-            raise DockerError(f"volume {id_}: remove failed: {exc.explanation or exc}. "
-                              "Remove the container using it and retry") from exc
+            raise DockerError(
+                f"volume {id_}: remove failed: {exc.explanation or exc}. Remove the container using it and retry"
+            ) from exc
 
 
 class Volume(Resource, module="docker", name="Volume"):
@@ -211,12 +269,28 @@ class Volume(Resource, module="docker", name="Volume"):
     labels: pulumi.Output[list[dict[str, str]]]
     mountpoint: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, *, name: pulumi.Input[str], labels: Sequence[Mapping[str, str]] = (),
-                 driver: str = "local", driver_opts: Mapping[str, str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(VolumeProvider(), resource_name, {
-            "name": name, "driver": driver, "driver_opts": dict(driver_opts or {}),
-            "labels": [dict(x) for x in labels], "mountpoint": None}, opts)
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str],
+        labels: Sequence[Mapping[str, str]] = (),
+        driver: str = "local",
+        driver_opts: Mapping[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            VolumeProvider(),
+            resource_name,
+            {
+                "name": name,
+                "driver": driver,
+                "driver_opts": dict(driver_opts or {}),
+                "labels": [dict(x) for x in labels],
+                "mountpoint": None,
+            },
+            opts,
+        )
 
 
 # ------------------------------------------------------------------------------------------- container
@@ -233,14 +307,18 @@ def wait_for_systemd(container: Any, timeout: float = SYSTEMD_TIMEOUT) -> str:
         container.reload()
         if container.status != "running":
             logs = container.logs(tail=20).decode(errors="replace")
-            raise DockerError(f"container {container.name} stopped while booting ({container.status}); "
-                              f"last log lines:\n{logs}\nCheck the image runs systemd with the host flags")
+            raise DockerError(
+                f"container {container.name} stopped while booting ({container.status}); "
+                f"last log lines:\n{logs}\nCheck the image runs systemd with the host flags"
+            )
         state = _systemd_state(container)
         if state in ("running", "degraded"):
             return state
         time.sleep(0.25)
-    raise DockerError(f"container {container.name}: systemd still {state!r} after {timeout:.0f} s; "
-                      "inspect with `docker exec <name> systemctl list-jobs`")
+    raise DockerError(
+        f"container {container.name}: systemd still {state!r} after {timeout:.0f} s; "
+        "inspect with `docker exec <name> systemctl list-jobs`"
+    )
 
 
 class ContainerProvider(_PortableProvider):
@@ -254,48 +332,80 @@ class ContainerProvider(_PortableProvider):
         try:
             client.images.get(props["image"])
         except docker.errors.ImageNotFound:
-            raise DockerError(f"container {name}: image {props['image']} is not on the engine; build it with "
-                              "`make bootstrap` (there is no registry to pull from)") from None
+            raise DockerError(
+                f"container {name}: image {props['image']} is not on the engine; build it with "
+                "`make bootstrap` (there is no registry to pull from)"
+            ) from None
         networks = props.get("networks_advanced") or []
-        mounts = [Mount(target=v["container_path"], source=v.get("volume_name") or v.get("host_path"),
-                        type="volume" if v.get("volume_name") else "bind", read_only=bool(v.get("read_only")))
-                  for v in props.get("volumes") or []]
+        mounts = [
+            Mount(
+                target=v["container_path"],
+                source=v.get("volume_name") or v.get("host_path"),
+                type="volume" if v.get("volume_name") else "bind",
+                read_only=bool(v.get("read_only")),
+            )
+            for v in props.get("volumes") or []
+        ]
         ports = props.get("ports") or []
         # Numbers come back from the engine as floats (protobuf Struct): Docker wants integers.
-        port_bindings = {f"{int(p['internal'])}/{p.get('protocol') or 'tcp'}":
-                         (p.get("ip") or "127.0.0.1", int(p["external"])) for p in ports}
+        port_bindings = {
+            f"{int(p['internal'])}/{p.get('protocol') or 'tcp'}": (p.get("ip") or "127.0.0.1", int(p["external"]))
+            for p in ports
+        }
         caps = props.get("capabilities") or {}
         memory = f"{int(props['memory'])}m" if props.get("memory") else None
         host_config = api.create_host_config(
-            cap_add=caps.get("adds") or None, cap_drop=caps.get("drops") or None,
-            security_opt=props.get("security_opts") or None, tmpfs=props.get("tmpfs") or None,
-            mounts=mounts or None, port_bindings=port_bindings or None, mem_limit=memory,
+            cap_add=caps.get("adds") or None,
+            cap_drop=caps.get("drops") or None,
+            security_opt=props.get("security_opts") or None,
+            tmpfs=props.get("tmpfs") or None,
+            mounts=mounts or None,
+            port_bindings=port_bindings or None,
+            mem_limit=memory,
             # Swap as large as memory: the limit means what it says without swap accounting tricks.
-            memswap_limit=memory, cgroupns=props.get("cgroupns_mode") or None,
+            memswap_limit=memory,
+            cgroupns=props.get("cgroupns_mode") or None,
             restart_policy={"Name": props.get("restart") or "no"},
-            network_mode=networks[0]["name"] if networks else None)
+            network_mode=networks[0]["name"] if networks else None,
+        )
         networking = None
         if networks:
             first = networks[0]
-            networking = api.create_networking_config({first["name"]: api.create_endpoint_config(
-                ipv4_address=first.get("ipv4_address") or None, aliases=first.get("aliases") or None)})
+            networking = api.create_networking_config(
+                {
+                    first["name"]: api.create_endpoint_config(
+                        ipv4_address=first.get("ipv4_address") or None, aliases=first.get("aliases") or None
+                    )
+                }
+            )
         try:
             created = api.create_container(
-                props["image"], name=name, hostname=props.get("hostname") or None,
-                command=props.get("command") or None, labels=_labels(props.get("labels")),
-                environment=props.get("envs") or None, host_config=host_config, networking_config=networking,
-                ports=[(int(p["internal"]), p.get("protocol") or "tcp") for p in ports] or None)
+                props["image"],
+                name=name,
+                hostname=props.get("hostname") or None,
+                command=props.get("command") or None,
+                labels=_labels(props.get("labels")),
+                environment=props.get("envs") or None,
+                host_config=host_config,
+                networking_config=networking,
+                ports=[(int(p["internal"]), p.get("protocol") or "tcp") for p in ports] or None,
+            )
             for extra in networks[1:]:
-                api.connect_container_to_network(created["Id"], extra["name"],
-                                                 ipv4_address=extra.get("ipv4_address") or None,
-                                                 aliases=extra.get("aliases") or None)
+                api.connect_container_to_network(
+                    created["Id"],
+                    extra["name"],
+                    ipv4_address=extra.get("ipv4_address") or None,
+                    aliases=extra.get("aliases") or None,
+                )
             container = client.containers.get(created["Id"])
             if props.get("must_run", True):
                 container.start()
         except docker.errors.APIError as exc:
-            raise DockerError(f"container {name}: create failed: {exc.explanation or exc}. If the name or "
-                              "address is taken, remove the stray container (`docker rm -f`) or change the "
-                              "stack config") from exc
+            raise DockerError(
+                f"container {name}: create failed: {exc.explanation or exc}. If the name or "
+                "address is taken, remove the stray container (`docker rm -f`) or change the "
+                "stack config"
+            ) from exc
         if props.get("must_run", True) and props.get("wait_for_systemd"):
             wait_for_systemd(container)
         return CreateResult(id_=container.id, outs=self._outs(props, container))
@@ -304,8 +414,14 @@ class ContainerProvider(_PortableProvider):
     def _outs(props: Mapping[str, Any], container: Any) -> dict[str, Any]:
         container.reload()
         nets = container.attrs["NetworkSettings"]["Networks"] or {}
-        network_data = [{"network_name": n, "ip_address": d.get("IPAddress") or d.get("IPAMConfig", {}).get(
-            "IPv4Address"), "gateway": d.get("Gateway")} for n, d in sorted(nets.items())]
+        network_data = [
+            {
+                "network_name": n,
+                "ip_address": d.get("IPAddress") or d.get("IPAMConfig", {}).get("IPv4Address"),
+                "gateway": d.get("Gateway"),
+            }
+            for n, d in sorted(nets.items())
+        ]
         return {**_inputs(props), "container_id": container.id, "network_data": network_data}
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -316,12 +432,15 @@ class ContainerProvider(_PortableProvider):
         try:
             container = client.containers.get(id_)
         except docker.errors.NotFound:
-            raise DockerError(f"container {news.get('name')} is gone: run `pulumi refresh` (make stack-refresh) "
-                              "and `up` again to recreate it") from None
+            raise DockerError(
+                f"container {news.get('name')} is gone: run `pulumi refresh` (make stack-refresh) "
+                "and `up` again to recreate it"
+            ) from None
         memory = f"{int(news['memory'])}m" if news.get("memory") else None
         try:
-            container.update(mem_limit=memory, memswap_limit=memory,
-                             restart_policy={"Name": news.get("restart") or "no"})
+            container.update(
+                mem_limit=memory, memswap_limit=memory, restart_policy={"Name": news.get("restart") or "no"}
+            )
             if news.get("must_run", True) and container.status != "running":
                 container.start()
                 if news.get("wait_for_systemd"):
@@ -338,15 +457,23 @@ class ContainerProvider(_PortableProvider):
         outs = self._outs(props, container)
         attrs = container.attrs
         memory = attrs["HostConfig"].get("Memory") or 0
-        outs.update(name=attrs["Name"].lstrip("/"), image=attrs["Config"]["Image"],
-                    hostname=attrs["Config"].get("Hostname"),
-                    labels=[x for x in _label_items(attrs["Config"].get("Labels") or {})
-                            if x["label"] in _labels(props.get("labels"))],
-                    memory=memory // (1024 * 1024) if memory else props.get("memory"),
-                    restart=(attrs["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no")
+        outs.update(
+            name=attrs["Name"].lstrip("/"),
+            image=attrs["Config"]["Image"],
+            hostname=attrs["Config"].get("Hostname"),
+            labels=[
+                x
+                for x in _label_items(attrs["Config"].get("Labels") or {})
+                if x["label"] in _labels(props.get("labels"))
+            ],
+            memory=memory // (1024 * 1024) if memory else props.get("memory"),
+            restart=(attrs["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no",
+        )
         addresses = {d["network_name"]: d["ip_address"] for d in outs["network_data"]}
-        outs["networks_advanced"] = [{**n, "ipv4_address": addresses.get(n["name"], "")}
-                                     if n.get("ipv4_address") else n for n in props.get("networks_advanced") or []]
+        outs["networks_advanced"] = [
+            {**n, "ipv4_address": addresses.get(n["name"], "")} if n.get("ipv4_address") else n
+            for n in props.get("networks_advanced") or []
+        ]
         if props.get("must_run", True) and container.status != "running":
             # A stopped host shows up as drift; the next `up` starts it again (an in-place update).
             outs["must_run"] = False
@@ -371,20 +498,52 @@ class Container(Resource, module="docker", name="Container"):
     memory: pulumi.Output[int]
     network_data: pulumi.Output[list[dict[str, str]]]
 
-    def __init__(self, resource_name: str, *, name: pulumi.Input[str], image: pulumi.Input[str],
-                 hostname: str | None = None, labels: Sequence[Mapping[str, str]] = (),
-                 networks_advanced: Sequence[Mapping[str, Any]] = (), ports: Sequence[Mapping[str, Any]] = (),
-                 volumes: Sequence[Mapping[str, Any]] = (), memory: int | None = None,
-                 capabilities: Mapping[str, Sequence[str]] | None = None, security_opts: Sequence[str] = (),
-                 tmpfs: Mapping[str, str] | None = None, cgroupns_mode: str | None = None,
-                 command: Sequence[str] = (), envs: Sequence[str] = (), restart: str = "unless-stopped",
-                 must_run: bool = True, wait_for_systemd: bool = False,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(ContainerProvider(), resource_name, {
-            "name": name, "image": image, "hostname": hostname, "labels": [dict(x) for x in labels],
-            "networks_advanced": [dict(n) for n in networks_advanced], "ports": [dict(p) for p in ports],
-            "volumes": [dict(v) for v in volumes], "memory": memory,
-            "capabilities": {k: list(v) for k, v in (capabilities or {}).items()},
-            "security_opts": list(security_opts), "tmpfs": dict(tmpfs or {}), "cgroupns_mode": cgroupns_mode,
-            "command": list(command), "envs": list(envs), "restart": restart, "must_run": must_run,
-            "wait_for_systemd": wait_for_systemd, "container_id": None, "network_data": None}, opts)
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str],
+        image: pulumi.Input[str],
+        hostname: str | None = None,
+        labels: Sequence[Mapping[str, str]] = (),
+        networks_advanced: Sequence[Mapping[str, Any]] = (),
+        ports: Sequence[Mapping[str, Any]] = (),
+        volumes: Sequence[Mapping[str, Any]] = (),
+        memory: int | None = None,
+        capabilities: Mapping[str, Sequence[str]] | None = None,
+        security_opts: Sequence[str] = (),
+        tmpfs: Mapping[str, str] | None = None,
+        cgroupns_mode: str | None = None,
+        command: Sequence[str] = (),
+        envs: Sequence[str] = (),
+        restart: str = "unless-stopped",
+        must_run: bool = True,
+        wait_for_systemd: bool = False,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            ContainerProvider(),
+            resource_name,
+            {
+                "name": name,
+                "image": image,
+                "hostname": hostname,
+                "labels": [dict(x) for x in labels],
+                "networks_advanced": [dict(n) for n in networks_advanced],
+                "ports": [dict(p) for p in ports],
+                "volumes": [dict(v) for v in volumes],
+                "memory": memory,
+                "capabilities": {k: list(v) for k, v in (capabilities or {}).items()},
+                "security_opts": list(security_opts),
+                "tmpfs": dict(tmpfs or {}),
+                "cgroupns_mode": cgroupns_mode,
+                "command": list(command),
+                "envs": list(envs),
+                "restart": restart,
+                "must_run": must_run,
+                "wait_for_systemd": wait_for_systemd,
+                "container_id": None,
+                "network_data": None,
+            },
+            opts,
+        )

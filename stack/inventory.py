@@ -27,25 +27,28 @@ def build(cfg: StackConfig, hosts: Mapping[str, Mapping[str, Any]]) -> dict[str,
                 "private_address": host["address"],
                 "scalemart_role": host["role"],
             }
-    return {"all": {
-        "vars": {
-            "ansible_python_interpreter": "/usr/bin/python3",
-            "scalemart_environment": cfg.environment,
-            "scalemart_stack": cfg.stack,
-            "scalemart_name_prefix": cfg.name_prefix,
-            "scalemart_subnet": cfg.subnet,
-            "scalemart_ports": dict(cfg.ports),
-            "scalemart_published": {p.service: {"host_ip": p.host_ip, "host_port": p.host_port, "url": p.url}
-                                    for p in cfg.published},
-            "scalemart_data_dirs": {suffix: path for suffix, (_role, path) in VOLUMES.items()},
-            "scalemart_sentry_traces_sample_rate": cfg.app_settings["sentry_traces_sample_rate"],
-            "scalemart_log_level": cfg.app_settings["log_level"],
-            "scalemart_rate_limit_requests": cfg.app_settings["rate_limit_requests"],
-            "scalemart_lb_rate_limit_per_second": cfg.lb_settings["rate_limit_per_second"],
-            "scalemart_lb_rate_limit_burst": cfg.lb_settings["rate_limit_burst"],
-        },
-        "children": children,
-    }}
+    return {
+        "all": {
+            "vars": {
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "scalemart_environment": cfg.environment,
+                "scalemart_stack": cfg.stack,
+                "scalemart_name_prefix": cfg.name_prefix,
+                "scalemart_subnet": cfg.subnet,
+                "scalemart_ports": dict(cfg.ports),
+                "scalemart_published": {
+                    p.service: {"host_ip": p.host_ip, "host_port": p.host_port, "url": p.url} for p in cfg.published
+                },
+                "scalemart_data_dirs": {suffix: path for suffix, (_role, path) in VOLUMES.items()},
+                "scalemart_sentry_traces_sample_rate": cfg.app_settings["sentry_traces_sample_rate"],
+                "scalemart_log_level": cfg.app_settings["log_level"],
+                "scalemart_rate_limit_requests": cfg.app_settings["rate_limit_requests"],
+                "scalemart_lb_rate_limit_per_second": cfg.lb_settings["rate_limit_per_second"],
+                "scalemart_lb_rate_limit_burst": cfg.lb_settings["rate_limit_burst"],
+            },
+            "children": children,
+        }
+    }
 
 
 def render(stack: str, data: Mapping[str, Any]) -> str:

@@ -66,8 +66,9 @@ def config_error(exc: ValidationError) -> ConfigError:
     return ConfigError(key, first["msg"], "compare with Pulumi.dev.yaml")
 
 
-def _mapping(value: Any, known: Iterable[str], not_mapping: str, unknown: tuple[str, str],
-             null_is_absent: bool = True) -> dict[str, Any]:
+def _mapping(
+    value: Any, known: Iterable[str], not_mapping: str, unknown: tuple[str, str], null_is_absent: bool = True
+) -> dict[str, Any]:
     """`value` as a dict; an unknown key is refused before anything else (it is usually a typo of a
     missing one). A null value (`key:` in YAML) counts as absent where `null_is_absent`."""
     if not isinstance(value, Mapping):
@@ -92,8 +93,13 @@ class _Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, value: Any) -> dict[str, Any]:
-        data = _mapping(value, (f.alias or name for name, f in cls.model_fields.items()), cls.NOT_MAPPING,
-                        cls.UNKNOWN, cls.NULL_IS_ABSENT)
+        data = _mapping(
+            value,
+            (f.alias or name for name, f in cls.model_fields.items()),
+            cls.NOT_MAPPING,
+            cls.UNKNOWN,
+            cls.NULL_IS_ABSENT,
+        )
         for key, fix in cls.MISSING.items():
             if key not in data:
                 raise _Invalid("is missing", fix, key)
@@ -167,8 +173,10 @@ def _log_level(value: Any) -> str:
 
 def _rate_limit(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _Invalid(f"{value!r} is not a whole number of 0 or more",
-                       "write requests per client per 10 s window, e.g. 100 (0 turns the limiter off)")
+        raise _Invalid(
+            f"{value!r} is not a whole number of 0 or more",
+            "write requests per client per 10 s window, e.g. 100 (0 turns the limiter off)",
+        )
     return value
 
 
@@ -237,9 +245,11 @@ class Stack(_Section):
     field's validator can read an earlier one from `info.data` (the count floors need the environment)."""
 
     NOT_MAPPING = "write the scalemart:* keys of Pulumi.<env>.yaml"
-    MISSING = {"subnet": "set scalemart:subnet to a private /24, e.g. 172.28.10.0/24",
-               "hosts": f"set scalemart:hosts with an entry for each of {', '.join(ROLES)}",
-               "publish": "set scalemart:publish with lb and perses, e.g. lb: 127.0.0.1:8080"}
+    MISSING = {
+        "subnet": "set scalemart:subnet to a private /24, e.g. 172.28.10.0/24",
+        "hosts": f"set scalemart:hosts with an entry for each of {', '.join(ROLES)}",
+        "publish": "set scalemart:publish with lb and perses, e.g. lb: 127.0.0.1:8080",
+    }
 
     environment: str = Field("", validate_default=True)
     name_prefix: str = Field("", alias="namePrefix", validate_default=True)
@@ -256,8 +266,10 @@ class Stack(_Section):
     def _environment(cls, value: Any, info: ValidationInfo) -> str:
         environment = str(value or _context(info, "stack"))
         if environment not in ENVIRONMENTS:
-            raise _Invalid(f"{environment!r} is not a known environment",
-                           f"set `pulumi config set {NAMESPACE}:environment` to one of {', '.join(ENVIRONMENTS)}")
+            raise _Invalid(
+                f"{environment!r} is not a known environment",
+                f"set `pulumi config set {NAMESPACE}:environment` to one of {', '.join(ENVIRONMENTS)}",
+            )
         return environment
 
     @field_validator("name_prefix", mode="before")
@@ -265,8 +277,10 @@ class Stack(_Section):
     def _name_prefix(cls, value: Any, info: ValidationInfo) -> str:
         prefix = str(value or f"sm-{info.data.get('environment', '')}")
         if not NAME_RE.match(prefix) or len(prefix) > 24:
-            raise _Invalid(f"{prefix!r} is not a valid name prefix",
-                           "use 2-24 lowercase letters, digits and dashes, starting with a letter")
+            raise _Invalid(
+                f"{prefix!r} is not a valid name prefix",
+                "use 2-24 lowercase letters, digits and dashes, starting with a letter",
+            )
         return prefix
 
     @field_validator("image", mode="before")
@@ -274,8 +288,10 @@ class Stack(_Section):
     def _image(cls, value: Any, info: ValidationInfo) -> str:
         image = str(value or _context(info, "image"))
         if not IMAGE_RE.match(image):
-            raise _Invalid(f"{image!r} is not an image reference",
-                           "name a local image such as scalemart-base:<tag> (see `make bootstrap`)")
+            raise _Invalid(
+                f"{image!r} is not an image reference",
+                "name a local image such as scalemart-base:<tag> (see `make bootstrap`)",
+            )
         return image
 
     @field_validator("subnet", mode="before")
@@ -296,8 +312,12 @@ class Stack(_Section):
     @field_validator("hosts", mode="before")
     @classmethod
     def _roles(cls, value: Any) -> dict[str, Any]:
-        hosts = _mapping(value, ROLES, "write role: {count: N, memory: 256m} entries",
-                         ("is not a known role", f"use one of {', '.join(ROLES)}"))
+        hosts = _mapping(
+            value,
+            ROLES,
+            "write role: {count: N, memory: 256m} entries",
+            ("is not a known role", f"use one of {', '.join(ROLES)}"),
+        )
         for role in ROLES:
             if role not in hosts:
                 raise _Invalid("is missing", f"add {role}: {{count: 1, memory: 256m}} under scalemart:hosts", role)
@@ -311,28 +331,52 @@ class Stack(_Section):
             key, count = f"hosts.{role}", entry.count
             floor = MIN_COUNTS.get(environment, {}).get(role, 1)
             if count < floor:
-                raise _Invalid(f"is {count}, below the minimum {floor} for {environment}",
-                               f"set {key}.count to {floor} or more", role, "count")
+                raise _Invalid(
+                    f"is {count}, below the minimum {floor} for {environment}",
+                    f"set {key}.count to {floor} or more",
+                    role,
+                    "count",
+                )
             size = ADDRESS_BLOCKS[role][1]
             if role in SINGLE_HOST_ROLES and count != 1:
-                raise _Invalid(f"is {count}; the {role} volumes mount into exactly one host",
-                               f"set {key}.count to 1", role, "count")
+                raise _Invalid(
+                    f"is {count}; the {role} volumes mount into exactly one host",
+                    f"set {key}.count to 1",
+                    role,
+                    "count",
+                )
             if count > size:
-                raise _Invalid(f"is {count}, more than the {size} addresses reserved for {role}",
-                               f"set {key}.count to {size} or fewer", role, "count")
+                raise _Invalid(
+                    f"is {count}, more than the {size} addresses reserved for {role}",
+                    f"set {key}.count to {size} or fewer",
+                    role,
+                    "count",
+                )
         return hosts
 
     @field_validator("ports", mode="before")
     @classmethod
     def _over_defaults(cls, value: Any) -> dict[str, Any]:
-        return {**DEFAULT_PORTS, **_mapping(value, DEFAULT_PORTS, "write service: port entries, e.g. app: 8000", (
-            "is not a known service", f"use one of {', '.join(DEFAULT_PORTS)}"), null_is_absent=False)}
+        return {
+            **DEFAULT_PORTS,
+            **_mapping(
+                value,
+                DEFAULT_PORTS,
+                "write service: port entries, e.g. app: 8000",
+                ("is not a known service", f"use one of {', '.join(DEFAULT_PORTS)}"),
+                null_is_absent=False,
+            ),
+        }
 
     @field_validator("publish", mode="before")
     @classmethod
     def _publishable(cls, value: Any) -> dict[str, Any]:
-        return _mapping(value, PUBLISHABLE, "write service: BIND:PORT entries, e.g. lb: 127.0.0.1:8080",
-                        ("cannot be published", f"publish only {', '.join(PUBLISHABLE)}"))
+        return _mapping(
+            value,
+            PUBLISHABLE,
+            "write service: BIND:PORT entries, e.g. lb: 127.0.0.1:8080",
+            ("cannot be published", f"publish only {', '.join(PUBLISHABLE)}"),
+        )
 
     @field_validator("publish")
     @classmethod
@@ -341,13 +385,15 @@ class Stack(_Section):
         for service, (host_ip, host_port) in publish.items():
             for (other_ip, other_port), other in seen.items():
                 if other_port == host_port and (other_ip == host_ip or "0.0.0.0" in (host_ip, other_ip)):  # noqa: S104
-                    raise _Invalid(f"port {host_port} is already published for {other}",
-                                   "give each published service its own host port", service)
+                    raise _Invalid(
+                        f"port {host_port} is already published for {other}",
+                        "give each published service its own host port",
+                        service,
+                    )
             seen[(host_ip, host_port)] = service
         for service in REQUIRED_PUBLISHED:
             if service not in publish:
-                raise _Invalid("is missing", f"set scalemart:publish.{service} to a loopback port, e.g. 127.0.0.1:PORT",
-                               service)
+                raise _Invalid(
+                    "is missing", f"set scalemart:publish.{service} to a loopback port, e.g. 127.0.0.1:PORT", service
+                )
         return publish
-
-

@@ -19,8 +19,9 @@ def _tail(log: Path | None) -> str:
     return log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
 
 
-def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, log: Path | None = None,
-              timeout: float = 30) -> None:
+def wait_port(
+    port: int, proc: subprocess.Popen[Any] | None = None, log: Path | None = None, timeout: float = 30
+) -> None:
     """Return once 127.0.0.1:port accepts; fail early, with the log's tail, if `proc` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -31,4 +32,3 @@ def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, log: Path | 
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s:\n{_tail(log)}")
-

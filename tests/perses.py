@@ -19,11 +19,11 @@ __all__ = ["LOGIN", "PanelQuery", "dashboards", "login", "panel_queries", "run"]
 
 @dataclass(frozen=True)
 class PanelQuery:
-    dashboard: str   # display name, as the UI shows it
+    dashboard: str  # display name, as the UI shows it
     panel: str
     index: int
     expr: str
-    instant: bool    # a Table panel asks for the last value only
+    instant: bool  # a Table panel asks for the last value only
 
     @property
     def where(self) -> str:
@@ -36,8 +36,9 @@ def panel_queries(dashboard: dict[str, Any]) -> Iterator[PanelQuery]:
         spec = panel["spec"]
         for i, query in enumerate(spec.get("queries") or []):
             plugin = query["spec"]["plugin"]
-            yield PanelQuery(title, spec["display"]["name"], i, plugin["spec"]["query"],
-                             spec["plugin"]["kind"] == "Table")
+            yield PanelQuery(
+                title, spec["display"]["name"], i, plugin["spec"]["query"], spec["plugin"]["kind"] == "Table"
+            )
 
 
 def run(client: httpx.Client, query: PanelQuery, env: str = ".*", end: float | None = None) -> dict[str, Any]:
@@ -51,5 +52,6 @@ def run(client: httpx.Client, query: PanelQuery, env: str = ".*", end: float | N
         r = client.get(f"{proxy}/query_range", params={"query": expr, "start": end - 600, "end": end, "step": 15})
     body: dict[str, Any] = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
     assert r.status_code == 200 and body.get("status") == "success", (
-        f"{query.where}: {r.status_code} {body.get('error') or r.text[:300]}")
+        f"{query.where}: {r.status_code} {body.get('error') or r.text[:300]}"
+    )
     return body

@@ -26,12 +26,29 @@ from toolchain.common import CACHE, ROOT, ToolchainError, digest, link, log, nee
 # tests a real Redis and promtool/amtool, and the exporters the no-data check scrapes (the blackbox exporter
 # and mtail included); golang-go only when no Go toolchain is present.
 APT_PACKAGES = [
-    "docker.io", "debootstrap", "jq", "git", "gcc", "libc6-dev", "make", "rsync",
-    "redis-server", "redis-tools", "prometheus", "prometheus-alertmanager", "nginx-light",
-    "prometheus-node-exporter", "prometheus-redis-exporter", "prometheus-mongodb-exporter",
-    "prometheus-nginx-exporter", "prometheus-blackbox-exporter", "mtail", "wrk",
+    "docker.io",
+    "debootstrap",
+    "jq",
+    "git",
+    "gcc",
+    "libc6-dev",
+    "make",
+    "rsync",
+    "redis-server",
+    "redis-tools",
+    "prometheus",
+    "prometheus-alertmanager",
+    "nginx-light",
+    "prometheus-node-exporter",
+    "prometheus-redis-exporter",
+    "prometheus-mongodb-exporter",
+    "prometheus-nginx-exporter",
+    "prometheus-blackbox-exporter",
+    "mtail",
+    "wrk",
     # The browser for the UI tests (selenium drives it through chromedriver; nothing downloads a browser).
-    "chromium", "chromium-driver",
+    "chromium",
+    "chromium-driver",
 ]
 
 
@@ -39,16 +56,18 @@ def apt_packages() -> None:
     wanted = list(APT_PACKAGES)
     if shutil.which("go") is None:
         wanted.append("golang-go")
-    proc = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *wanted],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${Status}\n", *wanted], capture_output=True, text=True, check=False
+    )
     installed = {line.split()[0] for line in proc.stdout.splitlines() if line.endswith("install ok installed")}
     missing = [p for p in wanted if p not in installed]
     if not missing:
         log(f"debian packages: all {len(wanted)} present")
         return
     if os.geteuid() != 0:
-        raise ToolchainError(f"Debian packages missing: {' '.join(missing)}",
-                             f"sudo apt-get install -y {' '.join(missing)}")
+        raise ToolchainError(
+            f"Debian packages missing: {' '.join(missing)}", f"sudo apt-get install -y {' '.join(missing)}"
+        )
     log(f"debian packages: installing {' '.join(missing)}")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     # The control machine may not run systemd; keep package scripts from starting services.
@@ -58,11 +77,18 @@ def apt_packages() -> None:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     try:
-        run(["apt-get", "update", "-q"], env=env, log_file=CACHE / "logs" / "apt-update.log",
-            fix="check that the Debian mirror is reachable, then rerun `make bootstrap`")
-        run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
+        run(
+            ["apt-get", "update", "-q"],
+            env=env,
+            log_file=CACHE / "logs" / "apt-update.log",
+            fix="check that the Debian mirror is reachable, then rerun `make bootstrap`",
+        )
+        run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            env=env,
             log_file=CACHE / "logs" / "apt-install.log",
-            fix=f"apt-get install -y {' '.join(missing)}")
+            fix=f"apt-get install -y {' '.join(missing)}",
+        )
     finally:
         if created_policy:
             policy.unlink()
@@ -89,8 +115,10 @@ def engine_settings() -> bool:
     if all(current.get(k) == v for k, v in ENGINE_SETTINGS.items()):
         return False
     if os.geteuid() != 0:
-        log(f"docker engine: not root, so {DAEMON_JSON} keeps its settings; published ports go through docker-proxy "
-            f"(fix: add {json.dumps(ENGINE_SETTINGS)} to it as root and restart the engine)")
+        log(
+            f"docker engine: not root, so {DAEMON_JSON} keeps its settings; published ports go through docker-proxy "
+            f"(fix: add {json.dumps(ENGINE_SETTINGS)} to it as root and restart the engine)"
+        )
         return False
     DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
     DAEMON_JSON.write_text(json.dumps({**current, **ENGINE_SETTINGS}, indent=2) + "\n")
@@ -124,14 +152,18 @@ def _restart_local_engine() -> None:
     pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
     if running or not pids:
         why = f"{len(running)} containers are running" if running else "the engine is not a local dockerd"
-        log(f"docker engine: the new settings apply at the engine's next start ({why}; to apply them now, "
-            "`make down` every environment, stop dockerd and rerun `make bootstrap`)")
+        log(
+            f"docker engine: the new settings apply at the engine's next start ({why}; to apply them now, "
+            "`make down` every environment, stop dockerd and rerun `make bootstrap`)"
+        )
         return
     log("docker engine: restarting dockerd to apply the settings (no container was running)")
     subprocess.run(["kill", "-TERM", *pids], check=False)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True,
-                                                         check=False).returncode == 0:
+    while (
+        time.monotonic() < deadline
+        and subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, check=False).returncode == 0
+    ):
         time.sleep(0.5)
     _start_dockerd()
 
@@ -146,8 +178,10 @@ def docker_engine() -> None:
             _restart_local_engine()
         return
     if remote:
-        raise ToolchainError(f"no Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}",
-                             "start the remote engine or unset DOCKER_HOST")
+        raise ToolchainError(
+            f"no Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}",
+            "start the remote engine or unset DOCKER_HOST",
+        )
     _start_dockerd()
 
 
@@ -166,9 +200,11 @@ def virtualenv() -> Path:
         run([sys.executable, "-m", "venv", venv], fix="apt-get install -y python3-venv")
         req_file = venv / "requirements.txt"
         req_file.write_text("\n".join(reqs) + "\n")
-        run([venv / "bin" / "pip", "install", "-q", "--disable-pip-version-check", "-r", req_file],
+        run(
+            [venv / "bin" / "pip", "install", "-q", "--disable-pip-version-check", "-r", req_file],
             log_file=CACHE / "logs" / "pip-install.log",
-            fix="check the pins in pyproject.toml, then rerun `make bootstrap`")
+            fix="check the pins in pyproject.toml, then rerun `make bootstrap`",
+        )
         marker.write_text("ok\n")
     else:
         log(f"virtualenv: up to date ({venv.name})")
@@ -179,8 +215,7 @@ def virtualenv() -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-image", action="store_true", help="do not build the base host image")
-    parser.add_argument("--only", choices=["apt", "docker", "venv", "tools", "image"],
-                        help="run one step only")
+    parser.add_argument("--only", choices=["apt", "docker", "venv", "tools", "image"], help="run one step only")
     args = parser.parse_args()
     started = time.monotonic()
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -69,25 +69,30 @@ def step(name: str) -> Iterator[None]:
     log(f"{name}: done in {time.monotonic() - start:.1f} s")
 
 
-def run(cmd: Sequence[str | os.PathLike[str]], *, fix: str = "", cwd: Path | None = None,
-        env: dict[str, str] | None = None, capture: bool = False, log_file: Path | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    fix: str = "",
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    capture: bool = False,
+    log_file: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure raise ToolchainError with its tail of output."""
     argv = [str(c) for c in cmd]
     full_env = {**os.environ, **(env or {})}
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("w") as fh:
-            proc = subprocess.run(argv, cwd=cwd, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
-                                  text=True, check=False)
+            proc = subprocess.run(
+                argv, cwd=cwd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, text=True, check=False
+            )
         if proc.returncode != 0:
             tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-25:])
             sys.stderr.write(tail)
-            raise ToolchainError(f"`{' '.join(argv[:4])} …` failed (exit {proc.returncode}); "
-                                 f"full log: {log_file}", fix)
+            raise ToolchainError(f"`{' '.join(argv[:4])} …` failed (exit {proc.returncode}); full log: {log_file}", fix)
         return proc
-    proc = subprocess.run(argv, cwd=cwd, env=full_env, text=True, check=False,
-                          capture_output=capture)
+    proc = subprocess.run(argv, cwd=cwd, env=full_env, text=True, check=False, capture_output=capture)
     if proc.returncode != 0:
         if capture:
             sys.stderr.write((proc.stdout or "")[-2000:] + (proc.stderr or "")[-2000:])

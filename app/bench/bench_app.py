@@ -91,29 +91,86 @@ def main() -> int:
 
     try:
         redis_port, mongo_port, app_port = free_port(), free_port(), free_port()
-        start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(work), "--save", "",
-               "--appendonly", "no", "--maxclients", "10000"], "redis")
-        start([str(FERRETDB), "--handler=sqlite", f"--sqlite-url=file:{work}/", f"--state-dir={work}",
-               f"--listen-addr=127.0.0.1:{mongo_port}", f"--debug-addr=127.0.0.1:{free_port()}",
-               "--telemetry=disable", "--log-level=WARN"], "ferretdb")
+        start(
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(work),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "10000",
+            ],
+            "redis",
+        )
+        start(
+            [
+                str(FERRETDB),
+                "--handler=sqlite",
+                f"--sqlite-url=file:{work}/",
+                f"--state-dir={work}",
+                f"--listen-addr=127.0.0.1:{mongo_port}",
+                f"--debug-addr=127.0.0.1:{free_port()}",
+                "--telemetry=disable",
+                "--log-level=WARN",
+            ],
+            "ferretdb",
+        )
         wait_port(redis_port)
         wait_port(mongo_port)
         token, buyer_key = secrets.token_urlsafe(32), secrets.token_urlsafe(48)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALEMART_", "PROMETHEUS_MULTIPROC"))}
-        env.update({"PYTHONPATH": str(APP_SRC), "SCALEMART_ENVIRONMENT": "dev", "SCALEMART_ADMIN_TOKEN": token,
-                    "SCALEMART_BUYER_TOKEN_KEY": buyer_key,
-                    "SCALEMART_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                    "SCALEMART_MONGO_URL": f"mongodb://127.0.0.1:{mongo_port}/", "SCALEMART_MONGO_DB": "bench",
-                    # one client (wrk) sends everything: a limit it can never reach keeps the limiter's cost in
-                    "SCALEMART_RATE_LIMIT_REQUESTS": "1000000000", "SCALEMART_LOG_LEVEL": "warning",
-                    "SCALEMART_WORKER_NAME": "bench-worker"})
-        app = start([str(PYTHON), "-m", "scalemart", "serve", "--host", "127.0.0.1", "--port", str(app_port),
-                     "--workers", str(args.workers)], "serve", env)
+        env.update(
+            {
+                "PYTHONPATH": str(APP_SRC),
+                "SCALEMART_ENVIRONMENT": "dev",
+                "SCALEMART_ADMIN_TOKEN": token,
+                "SCALEMART_BUYER_TOKEN_KEY": buyer_key,
+                "SCALEMART_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "SCALEMART_MONGO_URL": f"mongodb://127.0.0.1:{mongo_port}/",
+                "SCALEMART_MONGO_DB": "bench",
+                # one client (wrk) sends everything: a limit it can never reach keeps the limiter's cost in
+                "SCALEMART_RATE_LIMIT_REQUESTS": "1000000000",
+                "SCALEMART_LOG_LEVEL": "warning",
+                "SCALEMART_WORKER_NAME": "bench-worker",
+            }
+        )
+        app = start(
+            [
+                str(PYTHON),
+                "-m",
+                "scalemart",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(app_port),
+                "--workers",
+                str(args.workers),
+            ],
+            "serve",
+            env,
+        )
         url = f"http://127.0.0.1:{app_port}"
         wait_http(url + "/health/live", app, work / "serve.log")
         admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        r = admin.post("/api/admin/products", json={"id": "bench", "name": "Bench TV", "price": 9.99,
-                                                    "stock": 1_000_000, "per_user_limit": 1000, "open": True})
+        r = admin.post(
+            "/api/admin/products",
+            json={
+                "id": "bench",
+                "name": "Bench TV",
+                "price": 9.99,
+                "stock": 1_000_000,
+                "per_user_limit": 1000,
+                "open": True,
+            },
+        )
         if r.status_code != 201:
             sys.exit(f"bench: could not create the product: {r.status_code} {r.text}")
 
@@ -132,30 +189,47 @@ def main() -> int:
         t0 = time.monotonic()
         worker.wait(timeout=1800)
         drain_s = time.monotonic() - t0
-        rec = subprocess.run([str(PYTHON), "-m", "scalemart", "reconcile", "--require-drained"], env=env,
-                             capture_output=True, text=True, timeout=300)
+        rec = subprocess.run(
+            [str(PYTHON), "-m", "scalemart", "reconcile", "--require-drained"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
         cpu = os.cpu_count()
-        print(f"\nScaleMart API benchmark - load generator: wrk 4.1.0 ({args.threads} threads, keep-alive), "
-              f"{args.seconds} s per run.")
-        print(f"Server: `scalemart serve --workers {args.workers}` (uvicorn+uvloop+httptools), redis-server, FerretDB; "
-              f"wrk and all of them share this machine's {cpu} cores (load average before: "
-              f"{os.getloadavg()[0]:.1f}).")
-        print("POST /api/buy: each request is a new idempotency key from the next of 2,000 buyers (each its own buyer "
-              "token, verified), i.e. a real sale via the Lua script.\n")
-        print(f"| {'endpoint':<17} | {'conns':>5} | {'req/s':>7} | {'p50 ms':>6} | {'p95 ms':>6} | {'p99 ms':>7} "
-              f"| {'errors':>6} |")
+        print(
+            f"\nScaleMart API benchmark - load generator: wrk 4.1.0 ({args.threads} threads, keep-alive), "
+            f"{args.seconds} s per run."
+        )
+        print(
+            f"Server: `scalemart serve --workers {args.workers}` (uvicorn+uvloop+httptools), redis-server, FerretDB; "
+            f"wrk and all of them share this machine's {cpu} cores (load average before: "
+            f"{os.getloadavg()[0]:.1f})."
+        )
+        print(
+            "POST /api/buy: each request is a new idempotency key from the next of 2,000 buyers (each its own buyer "
+            "token, verified), i.e. a real sale via the Lua script.\n"
+        )
+        print(
+            f"| {'endpoint':<17} | {'conns':>5} | {'req/s':>7} | {'p50 ms':>6} | {'p95 ms':>6} | {'p99 ms':>7} "
+            f"| {'errors':>6} |"
+        )
         print(f"|{'-' * 19}|{'-' * 7}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 9}|{'-' * 8}|")
         for label, conns, res in rows:
-            print(f"| {label:<17} | {conns:>5} | {res['rps']:>7.0f} | {res['p50'] / 1000:>6.1f} | "
-                  f"{res['p95'] / 1000:>6.1f} | {res['p99'] / 1000:>7.1f} | {res['errors']:>6} |")
+            print(
+                f"| {label:<17} | {conns:>5} | {res['rps']:>7.0f} | {res['p50'] / 1000:>6.1f} | "
+                f"{res['p95'] / 1000:>6.1f} | {res['p99'] / 1000:>7.1f} | {res['errors']:>6} |"
+            )
         print()
         for conns in levels:
             buy = next(r for lbl, c, r in rows if c == conns and lbl.startswith("POST"))
             live = next(r for lbl, c, r in rows if c == conns and lbl.startswith("GET"))
             print(f"buy/trivial throughput ratio at {conns:>4} connections: {buy['rps'] / live['rps']:.2f}")
-        print(f"\nunits sold during the runs: {sold}; worker drained them into FerretDB in {drain_s:.1f} s "
-              f"({sold / max(drain_s, 0.001):.0f} orders/s)")
+        print(
+            f"\nunits sold during the runs: {sold}; worker drained them into FerretDB in {drain_s:.1f} s "
+            f"({sold / max(drain_s, 0.001):.0f} orders/s)"
+        )
         print(f"reconcile after drain: {'clean' if rec.returncode == 0 else 'NOT CLEAN'}")
         if rec.returncode != 0:
             print(rec.stdout, rec.stderr)

@@ -41,10 +41,13 @@ class ObserveMiddleware:
     METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
     BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
     # What a JSON API answers a browser with; a route that sets one of them (the console's pages) keeps its own.
-    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-               (b"referrer-policy", b"no-referrer"),
-               (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-               (b"cross-origin-resource-policy", b"same-origin"))
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+        (b"cross-origin-resource-policy", b"same-origin"),
+    )
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -96,14 +99,22 @@ class ObserveMiddleware:
         media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media != b"application/json":
             shown = media.decode("latin-1") or "none"
-            return errors.error_response(415, "unsupported_media_type", f"the body must be JSON sent as "
-                                         f"'Content-Type: application/json' (got {shown})", field="Content-Type")
+            return errors.error_response(
+                415,
+                "unsupported_media_type",
+                f"the body must be JSON sent as 'Content-Type: application/json' (got {shown})",
+                field="Content-Type",
+            )
         return None
 
     def _too_large(self, size: str) -> ASGIApp:
         metrics.OVERSIZED_BODIES.inc()
-        return errors.error_response(413, "body_too_large", f"the body is {size}; this API takes at most "
-                                     f"{self.max_body_bytes} bytes (SCALEMART_MAX_BODY_BYTES)", field="body")
+        return errors.error_response(
+            413,
+            "body_too_large",
+            f"the body is {size}; this API takes at most {self.max_body_bytes} bytes (SCALEMART_MAX_BODY_BYTES)",
+            field="body",
+        )
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Without Content-Length nothing stops a chunked body from growing without end in the route's
@@ -136,10 +147,17 @@ class ObserveMiddleware:
         for name, _ in parse_qsl(query, keep_blank_values=True):
             if _OPERATOR_NAME.search(name):
                 metrics.INJECTION_ATTEMPTS.inc()
-                message = (f"query parameter {name!r} is not a parameter of this API (brackets and '$' operators "
-                           "are refused); send plain name=value parameters as /openapi.json lists them")
-                return errors.error_response(422, "validation_error", message, field=name,
-                                             errors=[{"field": name, "message": "is not a known parameter"}])
+                message = (
+                    f"query parameter {name!r} is not a parameter of this API (brackets and '$' operators "
+                    "are refused); send plain name=value parameters as /openapi.json lists them"
+                )
+                return errors.error_response(
+                    422,
+                    "validation_error",
+                    message,
+                    field=name,
+                    errors=[{"field": name, "message": "is not a known parameter"}],
+                )
         return None
 
 
@@ -148,8 +166,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.sentry_dsn:
         import sentry_sdk
 
-        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, release=settings.release_name,
-                        traces_sample_rate=settings.sentry_traces_sample_rate, send_default_pii=False)
+        sentry_sdk.init(
+            dsn=settings.sentry_dsn,
+            environment=settings.environment,
+            release=settings.release_name,
+            traces_sample_rate=settings.sentry_traces_sample_rate,
+            send_default_pii=False,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -163,16 +186,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await st.aclose()
 
-    app = FastAPI(title="ScaleMart API", version=settings.release_name, lifespan=lifespan,
-                  description="Flash-sale shop API: Redis-atomic stock, orders persisted to MongoDB by a worker.",
-                  exception_handlers={errors.ApiError: errors.api_error_handler,
-                                      RequestValidationError: errors.validation_error_handler,
-                                      StarletteHTTPException: errors.http_error_handler,
-                                      Exception: errors.unhandled_error_handler})
+    app = FastAPI(
+        title="ScaleMart API",
+        version=settings.release_name,
+        lifespan=lifespan,
+        description="Flash-sale shop API: Redis-atomic stock, orders persisted to MongoDB by a worker.",
+        exception_handlers={
+            errors.ApiError: errors.api_error_handler,
+            RequestValidationError: errors.validation_error_handler,
+            StarletteHTTPException: errors.http_error_handler,
+            Exception: errors.unhandled_error_handler,
+        },
+    )
     app.add_middleware(ObserveMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_allow_origins:  # the shop's own front end only; no CORS at all by default
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     # The routers' routes go onto the app itself rather than through include_router, which since
     # FastAPI 0.137 keeps each router as a node that every request is matched through again: +43 %
     # function calls on POST /api/buy. An APIRoute already carries its router's tags, dependencies

@@ -31,10 +31,21 @@ def serve(args: argparse.Namespace) -> int:
 
     workers = args.workers or settings.workers
     try:
-        uvicorn.run("scalemart.api:create_app", factory=True, host=args.host or settings.host,
-                    port=args.port or settings.port, workers=workers, proxy_headers=True,
-                    forwarded_allow_ips=settings.forwarded_allow_ips, log_level=settings.log_level,
-                    access_log=False, loop="uvloop", http="httptools", backlog=4096, timeout_keep_alive=30)
+        uvicorn.run(
+            "scalemart.api:create_app",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=workers,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            log_level=settings.log_level,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+            backlog=4096,
+            timeout_keep_alive=30,
+        )
     finally:
         if not settings.metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -54,16 +54,25 @@ async def require_admin(request: Request) -> None:
     scheme, _, token = header.partition(" ")
     if not header:
         metrics.LOGIN_FAILURES.inc()
-        raise ApiError(401, "missing_credentials", "admin endpoints need the header "
-                       "'Authorization: Bearer <SCALEMART_ADMIN_TOKEN>'", field="Authorization",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "missing_credentials",
+            "admin endpoints need the header 'Authorization: Bearer <SCALEMART_ADMIN_TOKEN>'",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     expected = st.settings.admin_token.get_secret_value().encode()
     # compare bytes: compare_digest refuses non-ASCII str, and a header may carry anything
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("utf-8", "replace"), expected):
         metrics.LOGIN_FAILURES.inc()
-        raise ApiError(401, "invalid_credentials", "the admin token is wrong; use the token generated at install "
-                       "time (SCALEMART_ADMIN_TOKEN) as 'Authorization: Bearer <token>'", field="Authorization",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "invalid_credentials",
+            "the admin token is wrong; use the token generated at install "
+            "time (SCALEMART_ADMIN_TOKEN) as 'Authorization: Bearer <token>'",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def buyer_of(request: Request) -> str:
@@ -73,16 +82,24 @@ def buyer_of(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     try:
         if not header:
-            raise tokens.TokenError("missing", "buying and reading your orders need the header "
-                                    "'Authorization: Bearer <buyer token>' from the shop's login")
+            raise tokens.TokenError(
+                "missing",
+                "buying and reading your orders need the header "
+                "'Authorization: Bearer <buyer token>' from the shop's login",
+            )
         if scheme.lower() != "bearer" or not token.strip():
             raise tokens.TokenError("malformed", "the Authorization header must be 'Bearer <buyer token>'")
         return tokens.verify(state_of(request).buyer_key, token.strip())
     except tokens.TokenError as exc:
         metrics.TOKEN_FAILURES.labels(exc.reason).inc()
-        raise ApiError(401, "missing_token" if exc.reason == "missing" else "invalid_token", f"Authorization: {exc}",
-                       field="Authorization", details={"reason": exc.reason},
-                       headers={"WWW-Authenticate": "Bearer"}) from None
+        raise ApiError(
+            401,
+            "missing_token" if exc.reason == "missing" else "invalid_token",
+            f"Authorization: {exc}",
+            field="Authorization",
+            details={"reason": exc.reason},
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from None
 
 
 async def _buyer(request: Request) -> str:

@@ -19,29 +19,44 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 # Latency buckets centred on the API's SLO range (tens of milliseconds) with a tail to 10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-HTTP_REQUESTS = Counter("scalemart_http_requests_total", "HTTP requests by route template, method and status",
-                        ["route", "method", "status"])
-HTTP_DURATION = Histogram("scalemart_http_request_duration_seconds", "HTTP request latency by route template",
-                          ["route", "method"], buckets=LATENCY_BUCKETS)
-HTTP_IN_PROGRESS = Gauge("scalemart_http_requests_in_progress", "HTTP requests being served", ["method"],
-                         multiprocess_mode="livesum")
+HTTP_REQUESTS = Counter(
+    "scalemart_http_requests_total", "HTTP requests by route template, method and status", ["route", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "scalemart_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_IN_PROGRESS = Gauge(
+    "scalemart_http_requests_in_progress", "HTTP requests being served", ["method"], multiprocess_mode="livesum"
+)
 ORDERS = Counter("scalemart_orders_total", "Accepted orders (purchases that took stock)", ["product"])
 REVENUE = Counter("scalemart_revenue_total", "Revenue of accepted orders, in currency units")
 PRODUCT_VIEWS = Counter("scalemart_product_views_total", "Product detail reads", ["product"])
-PURCHASE_ATTEMPTS = Counter("scalemart_purchase_attempts_total", "Purchase attempts by outcome",
-                            ["product", "result"])
+PURCHASE_ATTEMPTS = Counter("scalemart_purchase_attempts_total", "Purchase attempts by outcome", ["product", "result"])
 CACHE_HITS = Counter("scalemart_cache_hits_total", "Product reads answered from the Redis cache")
 CACHE_MISSES = Counter("scalemart_cache_misses_total", "Product reads that had to go to MongoDB")
 LOGIN_FAILURES = Counter("scalemart_login_failures_total", "Admin requests with a missing or wrong credential")
-TOKEN_FAILURES = Counter("scalemart_token_failures_total", "Buyer requests refused for their token, by reason "
-                         "(missing, malformed, expired, bad_signature, bad_claims)", ["reason"])
-INJECTION_ATTEMPTS = Counter("scalemart_injection_attempts_total", "Refused requests whose input carried a "
-                             "MongoDB operator or another injection pattern")
-OVERSIZED_BODIES = Counter("scalemart_oversized_bodies_total", "Requests refused for a body over "
-                           "SCALEMART_MAX_BODY_BYTES")
+TOKEN_FAILURES = Counter(
+    "scalemart_token_failures_total",
+    "Buyer requests refused for their token, by reason (missing, malformed, expired, bad_signature, bad_claims)",
+    ["reason"],
+)
+INJECTION_ATTEMPTS = Counter(
+    "scalemart_injection_attempts_total",
+    "Refused requests whose input carried a MongoDB operator or another injection pattern",
+)
+OVERSIZED_BODIES = Counter(
+    "scalemart_oversized_bodies_total", "Requests refused for a body over SCALEMART_MAX_BODY_BYTES"
+)
 RATE_LIMITED = Counter("scalemart_rate_limited_total", "Requests rejected by the per-client rate limiter")
-APP_INFO = Gauge("scalemart_app_info", "Always 1; labels carry the version and environment",
-                 ["version", "environment"], multiprocess_mode="max")
+APP_INFO = Gauge(
+    "scalemart_app_info",
+    "Always 1; labels carry the version and environment",
+    ["version", "environment"],
+    multiprocess_mode="max",
+)
 
 
 class SnapshotCollector(Collector):
@@ -57,8 +72,9 @@ class SnapshotCollector(Collector):
             stock.add_metric([product], left)
         yield stock
         if self.active_users is not None:
-            yield GaugeMetricFamily("scalemart_active_users", "Distinct users seen in the last 5 minutes",
-                                    value=self.active_users)
+            yield GaugeMetricFamily(
+                "scalemart_active_users", "Distinct users seen in the last 5 minutes", value=self.active_users
+            )
 
 
 def render(snapshot: SnapshotCollector) -> bytes:
@@ -69,9 +85,23 @@ def render(snapshot: SnapshotCollector) -> bytes:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = CollectorRegistry()
-        for metric in (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_PROGRESS, ORDERS, REVENUE, PRODUCT_VIEWS,
-                       PURCHASE_ATTEMPTS, CACHE_HITS, CACHE_MISSES, LOGIN_FAILURES, TOKEN_FAILURES, INJECTION_ATTEMPTS,
-                       OVERSIZED_BODIES, RATE_LIMITED, APP_INFO):
+        for metric in (
+            HTTP_REQUESTS,
+            HTTP_DURATION,
+            HTTP_IN_PROGRESS,
+            ORDERS,
+            REVENUE,
+            PRODUCT_VIEWS,
+            PURCHASE_ATTEMPTS,
+            CACHE_HITS,
+            CACHE_MISSES,
+            LOGIN_FAILURES,
+            TOKEN_FAILURES,
+            INJECTION_ATTEMPTS,
+            OVERSIZED_BODIES,
+            RATE_LIMITED,
+            APP_INFO,
+        ):
             registry.register(metric)
     registry.register(snapshot)
     return generate_latest(registry)

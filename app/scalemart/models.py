@@ -66,8 +66,9 @@ class ProductCreate(SaleWindow):
     name: str = Field(pattern=NAME)
     price: Number = Field(ge=0.01, le=MAX_PRICE, description="in currency units, at most 2 decimals")
     stock: Int = Field(ge=0, le=MAX_STOCK, description="initial units")
-    per_user_limit: Int | None = Field(default=None, ge=1, le=1000,
-                                       description="units one user may buy; the server default when omitted")
+    per_user_limit: Int | None = Field(
+        default=None, ge=1, le=1000, description="units one user may buy; the server default when omitted"
+    )
     open: bool = Field(default=False, strict=True, description="open the sale right away")
 
     @field_validator("price")
@@ -91,12 +92,14 @@ class SaleIn(SaleWindow):
 
 
 class BuyIn(Strict):
-    user_id: str | None = Field(default=None, pattern=USER_ID,
-                                description="optional: the buyer is the token's user; a different one gets 403")
+    user_id: str | None = Field(
+        default=None, pattern=USER_ID, description="optional: the buyer is the token's user; a different one gets 403"
+    )
     product_id: str = Field(pattern=PRODUCT_ID)
     quantity: Int = Field(ge=1, le=MAX_QUANTITY)
-    idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY,
-                                 description="unique per purchase attempt; a replay returns the first answer")
+    idempotency_key: str = Field(
+        pattern=IDEMPOTENCY_KEY, description="unique per purchase attempt; a replay returns the first answer"
+    )
 
 
 class TokenIn(Strict):
@@ -158,7 +161,8 @@ class OrderOut(BaseModel):
 class OrdersOut(BaseModel):
     user_id: str
     source: Literal["redis", "mongodb"] = Field(
-        description="redis: every accepted order, newest first; mongodb: persisted orders only (Redis is down)")
+        description="redis: every accepted order, newest first; mongodb: persisted orders only (Redis is down)"
+    )
     orders: list[OrderOut]
 
 

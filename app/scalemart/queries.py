@@ -35,17 +35,30 @@ def sale_open_now(doc: dict[str, Any], now: float) -> bool:
 
 def catalogue_doc(doc: dict[str, Any]) -> dict[str, Any]:
     """The cached catalogue fields of a product (JSON-safe)."""
-    return {"id": doc["_id"], "name": doc["name"], "price_cents": doc["price_cents"],
-            "per_user_limit": doc["per_user_limit"], "sale_open": doc["sale_open"],
-            "starts_at": doc.get("starts_at", 0), "ends_at": doc.get("ends_at", 0)}
+    return {
+        "id": doc["_id"],
+        "name": doc["name"],
+        "price_cents": doc["price_cents"],
+        "per_user_limit": doc["per_user_limit"],
+        "sale_open": doc["sale_open"],
+        "starts_at": doc.get("starts_at", 0),
+        "ends_at": doc.get("ends_at", 0),
+    }
 
 
 def product_out(cat: dict[str, Any], stock: int | None, stocked: int | None, stale: bool) -> dict[str, Any]:
     open_now = sale_open_now(cat, time.time())
-    return {"id": cat["id"], "name": cat["name"], "price": store.cents_to_units(cat["price_cents"]),
-            "per_user_limit": cat["per_user_limit"], "stock_left": stock, "stocked": stocked,
-            "sale": {"open": cat["sale_open"], "starts_at": _iso(cat["starts_at"]), "ends_at": _iso(cat["ends_at"])},
-            "on_sale": open_now and bool(stock), "stale": stale}
+    return {
+        "id": cat["id"],
+        "name": cat["name"],
+        "price": store.cents_to_units(cat["price_cents"]),
+        "per_user_limit": cat["per_user_limit"],
+        "stock_left": stock,
+        "stocked": stocked,
+        "sale": {"open": cat["sale_open"], "starts_at": _iso(cat["starts_at"]), "ends_at": _iso(cat["ends_at"])},
+        "on_sale": open_now and bool(stock),
+        "stale": stale,
+    }
 
 
 def product_json(out: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +87,8 @@ async def read_product(st: State, product_id: str) -> dict[str, Any]:
     """One product with its live stock; counts a view of it."""
     try:
         cached, stock, stocked = await st.scripts.read(
-            keys=[store.product_key(product_id), store.cache_key(product_id), store.VIEWS], args=[product_id])
+            keys=[store.product_key(product_id), store.cache_key(product_id), store.VIEWS], args=[product_id]
+        )
     except store.REDIS_DOWN:
         return await read_product_fallback(st, product_id)
     stock, stocked = int_or_none(stock), int_or_none(stocked)
@@ -88,8 +102,9 @@ async def read_product(st: State, product_id: str) -> dict[str, Any]:
             raise unknown_product(product_id)
         cat = catalogue_doc(doc)
         try:
-            await st.redis.set(store.cache_key(product_id), store.dumps(cat),
-                               px=int(st.settings.cache_ttl_seconds * 1000))
+            await st.redis.set(
+                store.cache_key(product_id), store.dumps(cat), px=int(st.settings.cache_ttl_seconds * 1000)
+            )
         except store.REDIS_DOWN:
             pass
     metrics.PRODUCT_VIEWS.labels(product_id).inc()
@@ -171,14 +186,22 @@ async def product_stats(st: State, what: str) -> tuple[list[dict[str, Any]], lis
         stock_i, stocked_i = int_or_none(stock), int_or_none(stocked)
         n_views = int(views.get(p["id"], 0))
         n_orders = int(n_orders or 0)
-        rows.append({
-            "product_id": p["id"], "name": p["name"], "orders": n_orders,
-            "units_sold": stocked_i - stock_i if stocked_i is not None and stock_i is not None else 0,
-            "revenue": store.cents_to_units(int(revenue_cents or 0)), "stocked": stocked_i,
-            "stock_left": stock_i,
-            "sell_through": (round((stocked_i - stock_i) / stocked_i, 4)
-                             if stocked_i and stock_i is not None else None),
-            "views": n_views, "conversion": round(n_orders / n_views, 4) if n_views else None})
+        rows.append(
+            {
+                "product_id": p["id"],
+                "name": p["name"],
+                "orders": n_orders,
+                "units_sold": stocked_i - stock_i if stocked_i is not None and stock_i is not None else 0,
+                "revenue": store.cents_to_units(int(revenue_cents or 0)),
+                "stocked": stocked_i,
+                "stock_left": stock_i,
+                "sell_through": (
+                    round((stocked_i - stock_i) / stocked_i, 4) if stocked_i and stock_i is not None else None
+                ),
+                "views": n_views,
+                "conversion": round(n_orders / n_views, 4) if n_views else None,
+            }
+        )
     return products, rows, int(queued)
 
 
@@ -209,8 +232,10 @@ async def set_sale(st: State, product_id: str, is_open: bool, starts: int, ends:
     """Open or close a product's sale in the catalogue; the updated entry."""
     try:
         doc = await st.db.products.find_one_and_update(
-            {"_id": product_id}, {"$set": {"sale_open": is_open, "starts_at": starts, "ends_at": ends}},
-            return_document=True)
+            {"_id": product_id},
+            {"$set": {"sale_open": is_open, "starts_at": starts, "ends_at": ends}},
+            return_document=True,
+        )
     except PyMongoError:
         raise mongo_unavailable("changing the sale") from None
     if doc is None:  # deleted since the caller looked it up
@@ -221,9 +246,15 @@ async def set_sale(st: State, product_id: str, is_open: bool, starts: int, ends:
 # --- orders
 def order_out(order_id: str, user_id: str, o: dict[str, Any], created_at: datetime) -> dict[str, Any]:
     """One OrderOut from a Redis list entry or a MongoDB document (they share the cents fields)."""
-    return {"order_id": order_id, "user_id": user_id, "product_id": o["product_id"], "quantity": o["quantity"],
-            "unit_price": store.cents_to_units(o["unit_price_cents"]), "total": store.cents_to_units(o["total_cents"]),
-            "created_at": created_at}
+    return {
+        "order_id": order_id,
+        "user_id": user_id,
+        "product_id": o["product_id"],
+        "quantity": o["quantity"],
+        "unit_price": store.cents_to_units(o["unit_price_cents"]),
+        "total": store.cents_to_units(o["total_cents"]),
+        "created_at": created_at,
+    }
 
 
 async def orders_from_mongo(st: State, user_id: str, limit: int) -> dict[str, Any]:
@@ -232,5 +263,8 @@ async def orders_from_mongo(st: State, user_id: str, limit: int) -> dict[str, An
         docs = [d async for d in st.db.orders.find({"user_id": user_id}).sort("created_at", -1).limit(limit)]
     except PyMongoError:
         raise mongo_unavailable("listing orders") from None
-    return {"user_id": user_id, "source": "mongodb",
-            "orders": [order_out(d["_id"], user_id, d, d["created_at"]) for d in docs]}
+    return {
+        "user_id": user_id,
+        "source": "mongodb",
+        "orders": [order_out(d["_id"], user_id, d, d["created_at"]) for d in docs],
+    }

@@ -78,20 +78,24 @@ def _collect(r: Any, db: Any, product: str | None) -> list[Row]:
     for pid in sorted(ids):
         stock, stocked = r.hmget(store.product_key(pid), ["stock", "stocked"])
         by_users = sum(int(v) for v in r.hvals(store.bought_key(pid)))
-        rows.append(Row(pid, int(stocked or 0), int(stock or 0), persisted[pid][0], queued[pid], by_users,
-                        persisted[pid][1]))
+        rows.append(
+            Row(pid, int(stocked or 0), int(stock or 0), persisted[pid][0], queued[pid], by_users, persisted[pid][1])
+        )
     return rows
 
 
 def report(rows: list[Row], require_drained: bool) -> tuple[str, bool]:
-    head = (f"{'product':<24} {'stocked':>9} {'left':>9} {'taken':>9} {'persisted':>9} {'queued':>7} "
-            f"{'orders':>7}  status")
+    head = (
+        f"{'product':<24} {'stocked':>9} {'left':>9} {'taken':>9} {'persisted':>9} {'queued':>7} {'orders':>7}  status"
+    )
     lines = [head, "-" * len(head)]
     clean = True
     for row in rows:
         problems = row.problems(require_drained)
         clean = clean and not problems
-        lines.append(f"{row.product:<24} {row.stocked:>9} {row.left:>9} {row.taken:>9} {row.persisted:>9} "
-                     f"{row.queued:>7} {row.orders:>7}  {'ok' if not problems else 'MISMATCH: ' + '; '.join(problems)}")
+        lines.append(
+            f"{row.product:<24} {row.stocked:>9} {row.left:>9} {row.taken:>9} {row.persisted:>9} "
+            f"{row.queued:>7} {row.orders:>7}  {'ok' if not problems else 'MISMATCH: ' + '; '.join(problems)}"
+        )
     lines.append(f"{len(rows)} product(s): {'clean' if clean else 'NOT clean'}")
     return "\n".join(lines), clean

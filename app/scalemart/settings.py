@@ -31,8 +31,12 @@ class Settings(BaseSettings):
     buyer_token_key: SecretStr = Field(min_length=32)
     # Origins of the shop's own front end allowed to call the API from a browser (CORS); none by default.
     cors_allow_origins: list[str] = Field(default_factory=list)
-    max_body_bytes: int = Field(default=16384, ge=1024, le=10 * 1024 * 1024,
-                                description="larger request bodies get 413 (a purchase is ~150 bytes)")
+    max_body_bytes: int = Field(
+        default=16384,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        description="larger request bodies get 413 (a purchase is ~150 bytes)",
+    )
 
     host: str = "0.0.0.0"  # noqa: S104 - a service host; the load balancer reaches it on the private address
     port: int = Field(default=8000, ge=1, le=65535)
@@ -46,11 +50,16 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=86400, ge=60)
     default_per_user_limit: int = Field(default=5, ge=1, le=1000)
 
-    user_orders_kept: int = Field(default=500, ge=1, le=10000,
-                                  description="newest orders per user the orders endpoint lists (from Redis)")
-    user_orders_ttl_days: int = Field(default=30, ge=0, le=3650,
-                                      description="a user's order list expires this long after the last "
-                                      "purchase; 0 keeps it (MongoDB keeps every order regardless)")
+    user_orders_kept: int = Field(
+        default=500, ge=1, le=10000, description="newest orders per user the orders endpoint lists (from Redis)"
+    )
+    user_orders_ttl_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="a user's order list expires this long after the last "
+        "purchase; 0 keeps it (MongoDB keeps every order regardless)",
+    )
     rate_limit_requests: int = Field(default=100, ge=0, description="per client per window; 0 disables")
     rate_limit_window_seconds: int = Field(default=10, ge=1, le=3600)
 
@@ -67,16 +76,23 @@ class Settings(BaseSettings):
     # page's session, and the stock level it calls low (the site sets it from thresholds.yml).
     # With the credential their web config asks for in the URL (http://user:password@host:9090), sent as
     # basic auth and never echoed in an error.
-    prometheus_url: str = Field(default="", description="Prometheus' HTTP API; the analytics figures answer 503 "
-                                "when empty")
-    alertmanager_url: str = Field(default="", description="Alertmanager's HTTP API; /analytics/api/alerts "
-                                  "answers 503 when empty")
+    prometheus_url: str = Field(
+        default="", description="Prometheus' HTTP API; the analytics figures answer 503 when empty"
+    )
+    alertmanager_url: str = Field(
+        default="", description="Alertmanager's HTTP API; /analytics/api/alerts answers 503 when empty"
+    )
     analytics_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     analytics_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
-    analytics_session_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 86400,
-                                           description="how long an admin page login lasts")
-    low_stock_units: int = Field(default=10, ge=0, description="a product on sale with this many units or "
-                                 "fewer is low on stock (the site passes thresholds.yml's business.stock_left)")
+    analytics_session_seconds: int = Field(
+        default=8 * 3600, ge=60, le=7 * 86400, description="how long an admin page login lasts"
+    )
+    low_stock_units: int = Field(
+        default=10,
+        ge=0,
+        description="a product on sale with this many units or "
+        "fewer is low on stock (the site passes thresholds.yml's business.stock_left)",
+    )
 
     sentry_dsn: str = ""
     sentry_traces_sample_rate: float = Field(default=0.1, ge=0, le=1)
@@ -107,8 +123,10 @@ class Settings(BaseSettings):
     def _origins(cls, v: list[str]) -> list[str]:
         for origin in v:
             if origin == "*" or not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin:
-                raise ValueError(f"{origin!r} is not an origin: list the front end's exact origins, e.g. "
-                                 '["https://shop.example.com"] (no wildcard, no trailing slash)')
+                raise ValueError(
+                    f"{origin!r} is not an origin: list the front end's exact origins, e.g. "
+                    '["https://shop.example.com"] (no wildcard, no trailing slash)'
+                )
         return v
 
     @model_validator(mode="after")
@@ -119,7 +137,8 @@ class Settings(BaseSettings):
                 if len(value) < 24 or any(word in value.lower() for word in PLACEHOLDER_WORDS):
                     raise ValueError(
                         f"{ENV_PREFIX}{name} looks like a placeholder; outside dev use the generated value "
-                        "(at least 24 random characters, e.g. from `openssl rand -hex 24`)")
+                        "(at least 24 random characters, e.g. from `openssl rand -hex 24`)"
+                    )
         return self
 
     @property
@@ -142,7 +161,6 @@ def load_settings(env_file: str | None = None) -> Settings:
             if err["type"] == "missing":
                 msg = "is required and has no default; set it in the environment or the env file"
                 if field in ("admin_token", "buyer_token_key"):
-                    msg += (" (the install generates it; for a dev shell: "
-                            f"export {name}=$(openssl rand -hex 24))")
+                    msg += f" (the install generates it; for a dev shell: export {name}=$(openssl rand -hex 24))"
             lines.append(f"{name}: {msg}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -20,8 +20,12 @@ class State:
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             # A generous socket timeout: a timed-out socket is closed and the next request pays a new
             # SCRAM handshake (costly on FerretDB), while the abandoned query keeps running server-side.
-            settings.mongo_url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=30000,
-            tz_aware=True)
+            settings.mongo_url,
+            serverSelectionTimeoutMS=2000,
+            connectTimeoutMS=2000,
+            socketTimeoutMS=30000,
+            tz_aware=True,
+        )
         self.db = self.mongo[settings.mongo_db]
         # The last good answers, served (flagged stale) while Redis is unreachable.
         self.local: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -32,8 +36,14 @@ class State:
         self.rate_window = settings.rate_limit_window_seconds
         self.idem_ttl = settings.idempotency_ttl_seconds
         self.analytics = Sources(settings)  # the analytics console's Prometheus and Alertmanager clients
-        self.buyer = store.BuyBatcher(self.scripts.buy, self.idem_ttl, self.rate_limit, self.rate_window,
-                                      settings.user_orders_kept, settings.user_orders_ttl_days * 86400)
+        self.buyer = store.BuyBatcher(
+            self.scripts.buy,
+            self.idem_ttl,
+            self.rate_limit,
+            self.rate_window,
+            settings.user_orders_kept,
+            settings.user_orders_ttl_days * 86400,
+        )
 
     async def aclose(self) -> None:
         await self.redis.aclose()

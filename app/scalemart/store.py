@@ -80,13 +80,16 @@ def rate_key(client: str) -> str:
 # KEYS: stream, active users.  ARGV: n, idempotency ttl, rate limit, rate window, kept, history ttl,
 # then per purchase: user, product, quantity, order id, idempotency key, client.
 # Returns 2n values: kind ("new" or "replay" = the stored first answer) and the answer JSON.
-BUY_LUA = """
+BUY_LUA = (
+    """
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
 local now_ms = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n, ttl, rl_limit, rl_window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local kept, history_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local P = '""" + PREFIX + """'
+local P = '"""
+    + PREFIX
+    + """'
 
 local function buy(user, product, qty_s, order_id, key, client)
   if rl_limit > 0 then
@@ -169,6 +172,7 @@ for i = 0, n - 1 do
 end
 return out
 """
+)
 
 # KEYS: product.  ARGV: stock, price_cents, per_user_limit, open, starts_at, ends_at.  1 = created, 0 = existed.
 CREATE_LUA = """
@@ -228,12 +232,22 @@ class BoundedRedis(aioredis.Redis):
 
 def redis_client(url: str, max_connections: int = 256) -> aioredis.Redis:
     pool = aioredis.ConnectionPool.from_url(
-        url, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=5.0, max_connections=max_connections,
-        health_check_interval=0, client_name=f"scalemart-{socket.gethostname()}")
+        url,
+        decode_responses=True,
+        socket_connect_timeout=0.5,
+        socket_timeout=5.0,
+        max_connections=max_connections,
+        health_check_interval=0,
+        client_name=f"scalemart-{socket.gethostname()}",
+    )
     # One retry on a broken pooled connection (after a Redis restart) so the first request
     # afterwards does not fail; purchases stay safe because retries carry the same idempotency key.
-    return BoundedRedis(connection_pool=pool, retry=Retry(NoBackoff(), 1),
-                        retry_on_error=[redis.exceptions.ConnectionError], slots=max_connections - 32)
+    return BoundedRedis(
+        connection_pool=pool,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[redis.exceptions.ConnectionError],
+        slots=max_connections - 32,
+    )
 
 
 class BuyBatcher:
@@ -246,15 +260,17 @@ class BuyBatcher:
 
     MAX_BATCH = 256
 
-    def __init__(self, script: Any, idem_ttl: int, rate_limit: int, rate_window: int, kept: int,
-                 history_ttl: int) -> None:
+    def __init__(
+        self, script: Any, idem_ttl: int, rate_limit: int, rate_window: int, kept: int, history_ttl: int
+    ) -> None:
         self.script = script
         self.head = [idem_ttl, rate_limit, rate_window, kept, history_ttl]
         self.pending: list[tuple[list[Any], asyncio.Future[tuple[str, str]]]] = []
         self.running = False
 
-    async def buy(self, user: str, product: str, quantity: int, order_id: str, key: str,
-                  client: str) -> tuple[str, str]:
+    async def buy(
+        self, user: str, product: str, quantity: int, order_id: str, key: str, client: str
+    ) -> tuple[str, str]:
         fut: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
         self.pending.append(([user, product, quantity, order_id, key, client], fut))
         if not self.running:
@@ -265,7 +281,7 @@ class BuyBatcher:
     async def _drain(self) -> None:
         try:
             while self.pending:
-                batch, self.pending = self.pending[:self.MAX_BATCH], self.pending[self.MAX_BATCH:]
+                batch, self.pending = self.pending[: self.MAX_BATCH], self.pending[self.MAX_BATCH :]
                 args: list[Any] = [len(batch), *self.head]
                 for purchase, _ in batch:
                     args.extend(purchase)
@@ -294,9 +310,14 @@ class Scripts:
 
 
 def register_scripts(r: aioredis.Redis) -> Scripts:
-    return Scripts(buy=r.register_script(BUY_LUA), create=r.register_script(CREATE_LUA),
-                   restock=r.register_script(RESTOCK_LUA), sale=r.register_script(SALE_LUA),
-                   rate=r.register_script(RATE_LUA), read=r.register_script(READ_LUA))
+    return Scripts(
+        buy=r.register_script(BUY_LUA),
+        create=r.register_script(CREATE_LUA),
+        restock=r.register_script(RESTOCK_LUA),
+        sale=r.register_script(SALE_LUA),
+        rate=r.register_script(RATE_LUA),
+        read=r.register_script(READ_LUA),
+    )
 
 
 def cents_to_units(cents: int) -> float:

@@ -68,8 +68,9 @@ def verify(key: str, token: str) -> str:
     except jwt.ExpiredSignatureError:
         raise TokenError("expired", "the token has expired; ask the shop's login for a new one") from None
     except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
-        raise TokenError("bad_signature", f"the token is not signed by this shop (only {ALGORITHM} with the "
-                         "shop's key is accepted)") from None
+        raise TokenError(
+            "bad_signature", f"the token is not signed by this shop (only {ALGORITHM} with the shop's key is accepted)"
+        ) from None
     except jwt.DecodeError:
         raise TokenError("malformed", "the token is not a JWT (three base64url parts)") from None
     except jwt.InvalidTokenError as exc:

@@ -35,18 +35,28 @@ class WorkerMetrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.queue_length = Gauge("scalemart_queue_length", "Accepted orders waiting to be persisted",
-                                  registry=self.registry)
-        self.oldest_age = Gauge("scalemart_queue_oldest_message_age_seconds",
-                                "Age of the oldest order waiting to be persisted (0 when none)", registry=self.registry)
-        self.task_duration = Histogram("scalemart_worker_task_duration_seconds",
-                                       "Time to persist and acknowledge one batch of orders",
-                                       buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-                                       registry=self.registry)
-        self.heartbeat = Gauge("scalemart_worker_heartbeat_timestamp_seconds",
-                               "Unix time of the worker's last loop", registry=self.registry)
-        self.persisted = Counter("scalemart_worker_orders_persisted", "Orders written to MongoDB by this worker",
-                                 registry=self.registry)
+        self.queue_length = Gauge(
+            "scalemart_queue_length", "Accepted orders waiting to be persisted", registry=self.registry
+        )
+        self.oldest_age = Gauge(
+            "scalemart_queue_oldest_message_age_seconds",
+            "Age of the oldest order waiting to be persisted (0 when none)",
+            registry=self.registry,
+        )
+        self.task_duration = Histogram(
+            "scalemart_worker_task_duration_seconds",
+            "Time to persist and acknowledge one batch of orders",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.heartbeat = Gauge(
+            "scalemart_worker_heartbeat_timestamp_seconds",
+            "Unix time of the worker's last loop",
+            registry=self.registry,
+        )
+        self.persisted = Counter(
+            "scalemart_worker_orders_persisted", "Orders written to MongoDB by this worker", registry=self.registry
+        )
 
     def serve(self, host: str, port: int) -> None:
         from prometheus_client import start_http_server
@@ -55,21 +65,29 @@ class WorkerMetrics:
 
 
 def order_doc(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    return {"_id": fields["order_id"], "user_id": fields["user_id"], "product_id": fields["product_id"],
-            "quantity": int(fields["quantity"]), "unit_price_cents": int(fields["unit_price_cents"]),
-            "total_cents": int(fields["total_cents"]),
-            "created_at": datetime.fromtimestamp(int(fields["created_at_ms"]) / 1000, UTC),
-            "idempotency_key": fields.get("idempotency_key", ""), "stream_id": entry_id}
+    return {
+        "_id": fields["order_id"],
+        "user_id": fields["user_id"],
+        "product_id": fields["product_id"],
+        "quantity": int(fields["quantity"]),
+        "unit_price_cents": int(fields["unit_price_cents"]),
+        "total_cents": int(fields["total_cents"]),
+        "created_at": datetime.fromtimestamp(int(fields["created_at_ms"]) / 1000, UTC),
+        "idempotency_key": fields.get("idempotency_key", ""),
+        "stream_id": entry_id,
+    }
 
 
 class Worker:
     def __init__(self, settings: Settings, worker_metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.name = settings.worker_name or socket.gethostname()
-        self.redis: Any = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=2,
-                                          socket_timeout=10)
-        self.mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000,
-                                                              tz_aware=True)
+        self.redis: Any = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10
+        )
+        self.mongo: MongoClient[dict[str, Any]] = MongoClient(
+            settings.mongo_url, serverSelectionTimeoutMS=5000, tz_aware=True
+        )
         self.orders = self.mongo[settings.mongo_db].orders
         self.metrics = worker_metrics
         self.stopping = False
@@ -133,8 +151,14 @@ class Worker:
             self.redis.xack(store.STREAM, store.GROUP, *gone)
         entries = [e for e in entries if e[1]]
         if not entries:
-            claimed = self.redis.xautoclaim(store.STREAM, store.GROUP, self.name,
-                                            int(self.settings.worker_claim_idle_seconds * 1000), "0-0", count=batch)
+            claimed = self.redis.xautoclaim(
+                store.STREAM,
+                store.GROUP,
+                self.name,
+                int(self.settings.worker_claim_idle_seconds * 1000),
+                "0-0",
+                count=batch,
+            )
             entries = [e for e in claimed[1] if e[1]]
         if not entries:
             fresh = self.redis.xreadgroup(store.GROUP, self.name, {store.STREAM: ">"}, count=batch, block=block_ms)

@@ -65,7 +65,8 @@ def assert_file(host: Any, path: str, owner: str, group: str, mode: int) -> None
     f = host.file(path)
     assert f.exists, f"{path} is missing"
     assert (f.user, f.group, f.mode) == (owner, group, mode), (
-        f"{path} is {f.user}:{f.group} {oct(f.mode)}, expected {owner}:{group} {oct(mode)}")
+        f"{path} is {f.user}:{f.group} {oct(f.mode)}, expected {owner}:{group} {oct(mode)}"
+    )
 
 
 def private_address(host: Any) -> str:
@@ -84,8 +85,15 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def http_get(host: Any, url: str, unit: str, headers: dict[str, str] | None = None,
-             timeout: float = 30, request_timeout: float = 5, body: str | None = None) -> tuple[int, str]:
+def http_get(
+    host: Any,
+    url: str,
+    unit: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+    request_timeout: float = 5,
+    body: str | None = None,
+) -> tuple[int, str]:
     """GET `url` (POST `body` when given) from inside the host with python3 (present on every host);
     retries until `timeout` while the connection fails."""
     script = (
@@ -97,8 +105,9 @@ def http_get(host: Any, url: str, unit: str, headers: dict[str, str] | None = No
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        out = host.run("python3 -c %s %s %s %s %s", script, url, json.dumps(headers or {}), str(request_timeout),
-                       body or "")
+        out = host.run(
+            "python3 -c %s %s %s %s %s", script, url, json.dumps(headers or {}), str(request_timeout), body or ""
+        )
         if out.rc == 0:
             status, _, body = out.stdout.partition("\n")
             return int(status), body

@@ -73,10 +73,32 @@ class RedisServer:
     def start(self) -> None:
         log = self.dir / "redis.log"
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "no", "--save", "", "--daemonize", "no",
-             "--logfile", str(log), "--databases", "64", "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "no",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(log),
+                "--databases",
+                "64",
+                "--maxclients",
+                "10000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         wait_port(self.port, self.proc, log=log)
 
     def stop(self) -> None:
@@ -93,10 +115,19 @@ class FerretDB:
         self.port = free_port()
         self.log = workdir / "ferretdb.log"
         self.proc = subprocess.Popen(
-            [str(binary), "--handler=sqlite", f"--sqlite-url=file:{workdir}/", f"--state-dir={workdir}",
-             f"--listen-addr=127.0.0.1:{self.port}", f"--debug-addr=127.0.0.1:{free_port()}",
-             "--telemetry=disable", "--log-level=WARN"],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+            [
+                str(binary),
+                "--handler=sqlite",
+                f"--sqlite-url=file:{workdir}/",
+                f"--state-dir={workdir}",
+                f"--listen-addr=127.0.0.1:{self.port}",
+                f"--debug-addr=127.0.0.1:{free_port()}",
+                "--telemetry=disable",
+                "--log-level=WARN",
+            ],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         wait_port(self.port, self.proc, log=self.log)
 
     @property
@@ -132,11 +163,15 @@ class Env:
         n = next(_db_counter)
         self.tmp = tmp
         self.vars = {
-            "SCALEMART_ENVIRONMENT": "test", "SCALEMART_REDIS_URL": f"{redis_base}/{n}",
-            "SCALEMART_MONGO_URL": mongo_base, "SCALEMART_MONGO_DB": f"scalemart_test_{n}_{secrets.token_hex(3)}",
-            "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_BUYER_TOKEN_KEY": BUYER_KEY,
+            "SCALEMART_ENVIRONMENT": "test",
+            "SCALEMART_REDIS_URL": f"{redis_base}/{n}",
+            "SCALEMART_MONGO_URL": mongo_base,
+            "SCALEMART_MONGO_DB": f"scalemart_test_{n}_{secrets.token_hex(3)}",
+            "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN,
+            "SCALEMART_BUYER_TOKEN_KEY": BUYER_KEY,
             "SCALEMART_RATE_LIMIT_REQUESTS": "0",
-            "SCALEMART_LOG_LEVEL": "warning", "SCALEMART_WORKER_NAME": f"worker-{n}",
+            "SCALEMART_LOG_LEVEL": "warning",
+            "SCALEMART_WORKER_NAME": f"worker-{n}",
         }
         self.vars.update({f"SCALEMART_{k.upper()}": str(v) for k, v in overrides.items()})
 
@@ -151,8 +186,9 @@ class Env:
         return {**env, **self.vars, "PYTHONPATH": str(APP_SRC)}
 
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(PYTHON), "-m", "scalemart", *args], env=self.environ(), capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [str(PYTHON), "-m", "scalemart", *args], env=self.environ(), capture_output=True, text=True, timeout=timeout
+        )
 
     def settings(self) -> Any:
         from scalemart.settings import Settings
@@ -175,9 +211,23 @@ class AppServer:
 
     def start(self) -> AppServer:
         self.proc = subprocess.Popen(
-            [str(PYTHON), "-m", "scalemart", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(self.workers)], env=self.env.environ(), stdout=self.log.open("a"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(PYTHON),
+                "-m",
+                "scalemart",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            env=self.env.environ(),
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_port(self.port, self.proc, log=self.log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # every worker process up: /health/live answers
@@ -209,7 +259,10 @@ class WorkerProc:
     def start(self) -> WorkerProc:
         self.proc = subprocess.Popen(
             [str(PYTHON), "-m", "scalemart", "worker", "--metrics-port", str(self.metrics_port)],
-            env=self.env.environ(), stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+            env=self.env.environ(),
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+        )
         if self.metrics_port:
             wait_port(self.metrics_port, self.proc, log=self.log)
         return self
@@ -244,8 +297,9 @@ def running() -> Iterator[list[Any]]:
 
 
 @pytest.fixture(scope="module")
-def shared_app(redis_server: RedisServer, ferretdb: FerretDB,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+def shared_app(
+    redis_server: RedisServer, ferretdb: FerretDB, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
     """One API (2 uvicorn workers) plus a worker per test module, for tests that do not restart anything."""
     env = Env(redis_server.url, ferretdb.url, tmp_path_factory.mktemp("app"))
     server = AppServer(env).start()
@@ -255,11 +309,14 @@ def shared_app(redis_server: RedisServer, ferretdb: FerretDB,
     server.stop()
 
 
-def buy(client: httpx.Client, product: str, user: str = "alice", qty: int = 1,
-        key: str | None = None) -> httpx.Response:
-    return client.post("/api/buy", json={"user_id": user, "product_id": product, "quantity": qty,
-                                         "idempotency_key": key or uuid.uuid4().hex},
-                       headers=as_buyer(user))
+def buy(
+    client: httpx.Client, product: str, user: str = "alice", qty: int = 1, key: str | None = None
+) -> httpx.Response:
+    return client.post(
+        "/api/buy",
+        json={"user_id": user, "product_id": product, "quantity": qty, "idempotency_key": key or uuid.uuid4().hex},
+        headers=as_buyer(user),
+    )
 
 
 def assert_error(r: httpx.Response, status: int, error: str, field: str | None = None) -> dict[str, Any]:
@@ -284,10 +341,20 @@ def anon(shared_app: AppServer) -> httpx.Client:
     return shared_app.client()
 
 
-def create_product(client: httpx.Client, product_id: str, stock: int = 10, price: float = 9.99,
-                   open_sale: bool = True, **extra: Any) -> dict[str, Any]:
-    r = client.post("/api/admin/products", json={"id": product_id, "name": f"Product {product_id}", "price": price,
-                                                 "stock": stock, "open": open_sale, **extra})
+def create_product(
+    client: httpx.Client, product_id: str, stock: int = 10, price: float = 9.99, open_sale: bool = True, **extra: Any
+) -> dict[str, Any]:
+    r = client.post(
+        "/api/admin/products",
+        json={
+            "id": product_id,
+            "name": f"Product {product_id}",
+            "price": price,
+            "stock": stock,
+            "open": open_sale,
+            **extra,
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -299,9 +366,10 @@ def wait_drained(env: Env, expected_orders: int | None = None, timeout: float = 
     db = env.mongo()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if r.xlen("sm:orders") == 0 and (expected_orders is None
-                                          or db.orders.count_documents({}) >= expected_orders):
+        if r.xlen("sm:orders") == 0 and (expected_orders is None or db.orders.count_documents({}) >= expected_orders):
             return
         time.sleep(0.1)
-    raise TimeoutError(f"queue not drained after {timeout} s: {r.xlen('sm:orders')} left, "
-                       f"{db.orders.count_documents({})} orders in MongoDB")
+    raise TimeoutError(
+        f"queue not drained after {timeout} s: {r.xlen('sm:orders')} left, "
+        f"{db.orders.count_documents({})} orders in MongoDB"
+    )

@@ -60,8 +60,10 @@ class Host:
         return 1 - self.disk_avail / self.disk_size
 
 
-HOSTS = (Host("app-1", "10.9.0.11:9100", 0.5, 2, 512 * MIB, 2 * GIB, 60 * GIB, 100 * GIB),
-         Host("data-1", "10.9.0.12:9100", 0.3, 1, 300 * MIB, 1 * GIB, 10 * GIB, 50 * GIB))
+HOSTS = (
+    Host("app-1", "10.9.0.11:9100", 0.5, 2, 512 * MIB, 2 * GIB, 60 * GIB, 100 * GIB),
+    Host("data-1", "10.9.0.12:9100", 0.3, 1, 300 * MIB, 1 * GIB, 10 * GIB, 50 * GIB),
+)
 REDIS_USED, REDIS_MAX = 100 * MIB, 400 * MIB
 DB_ACCEPTED, DB_CLOSED = 30, 18  # open connections: 12
 QUEUE_LENGTH, QUEUE_AGE = 7, 3.5
@@ -69,9 +71,11 @@ APP_INSTANCE = "10.9.0.11:8000"
 # The app's traffic, per second: (route, method) -> (requests by status, the latency bucket all of them fall
 # in, the latency each one takes). A route the console leaves out (/metrics) proves it does.
 BUCKETS = (0.0025, 0.005, 0.01, 0.025)
-TRAFFIC = {("/api/buy", "POST"): ({"200": 9.0, "503": 1.0}, 0.01, 0.008),
-           ("/api/products", "GET"): ({"200": 5.0}, 0.005, 0.004),
-           ("/metrics", "GET"): ({"200": 20.0}, 0.0025, 0.002)}
+TRAFFIC = {
+    ("/api/buy", "POST"): ({"200": 9.0, "503": 1.0}, 0.01, 0.008),
+    ("/api/products", "GET"): ({"200": 5.0}, 0.005, 0.004),
+    ("/metrics", "GET"): ({"200": 20.0}, 0.0025, 0.002),
+}
 CACHE_HITS_PER_S, CACHE_MISSES_PER_S = 9.0, 1.0
 
 
@@ -88,9 +92,12 @@ def expected_performance(routes: list[tuple[str, str]]) -> dict[str, float]:
     for upper, n in counts:
         merged[upper] = merged.get(upper, 0) + n
     spans = [(_lower(u), u, n) for u, n in merged.items()]
-    return {"requests_per_minute": per_s * 60, "error_ratio": errors / per_s,
-            "avg_seconds": sum(sum(TRAFFIC[r][0].values()) * TRAFFIC[r][2] for r in routes) / per_s,
-            **{f"p{int(q * 100)}_seconds": _quantile_spans(q, spans) for q in (0.5, 0.95, 0.99)}}
+    return {
+        "requests_per_minute": per_s * 60,
+        "error_ratio": errors / per_s,
+        "avg_seconds": sum(sum(TRAFFIC[r][0].values()) * TRAFFIC[r][2] for r in routes) / per_s,
+        **{f"p{int(q * 100)}_seconds": _quantile_spans(q, spans) for q in (0.5, 0.95, 0.99)},
+    }
 
 
 def _quantile_spans(q: float, spans: list[tuple[float, float, float]]) -> float:
@@ -152,22 +159,30 @@ class KnownData:
                 return None
             fs = {"device": "/dev/vda1", "fstype": "ext4", "mountpoint": "/"}
             tmpfs = {"device": "tmpfs", "fstype": "tmpfs", "mountpoint": "/run"}  # the disk figure leaves it out
-            return [("node_uname_info", {"nodename": host.name, "sysname": "Linux"}, 1),
-                    ("scalemart_host_cpu_usage_seconds_total", {}, host.cpu_cores_busy * t),
-                    ("scalemart_host_cpu_limit_cores", {}, host.cpu_limit_cores),
-                    ("scalemart_host_memory_working_set_bytes", {}, host.memory_working_set),
-                    ("scalemart_host_memory_limit_bytes", {}, host.memory_limit),
-                    ("node_filesystem_avail_bytes", fs, host.disk_avail),
-                    ("node_filesystem_size_bytes", fs, host.disk_size),
-                    ("node_filesystem_avail_bytes", tmpfs, 1), ("node_filesystem_size_bytes", tmpfs, 100)]
+            return [
+                ("node_uname_info", {"nodename": host.name, "sysname": "Linux"}, 1),
+                ("scalemart_host_cpu_usage_seconds_total", {}, host.cpu_cores_busy * t),
+                ("scalemart_host_cpu_limit_cores", {}, host.cpu_limit_cores),
+                ("scalemart_host_memory_working_set_bytes", {}, host.memory_working_set),
+                ("scalemart_host_memory_limit_bytes", {}, host.memory_limit),
+                ("node_filesystem_avail_bytes", fs, host.disk_avail),
+                ("node_filesystem_size_bytes", fs, host.disk_size),
+                ("node_filesystem_avail_bytes", tmpfs, 1),
+                ("node_filesystem_size_bytes", tmpfs, 100),
+            ]
         if path == "/data":
-            return [("redis_memory_used_bytes", {}, REDIS_USED), ("redis_memory_max_bytes", {}, REDIS_MAX),
-                    ("ferretdb_client_accepts_total", {"error": "0"}, DB_ACCEPTED),
-                    ("ferretdb_client_accepts_total", {"error": "1"}, 4),
-                    ("ferretdb_client_duration_seconds_count", {}, DB_CLOSED)]
+            return [
+                ("redis_memory_used_bytes", {}, REDIS_USED),
+                ("redis_memory_max_bytes", {}, REDIS_MAX),
+                ("ferretdb_client_accepts_total", {"error": "0"}, DB_ACCEPTED),
+                ("ferretdb_client_accepts_total", {"error": "1"}, 4),
+                ("ferretdb_client_duration_seconds_count", {}, DB_CLOSED),
+            ]
         if path == "/worker":
-            return [("scalemart_queue_length", {}, QUEUE_LENGTH),
-                    ("scalemart_queue_oldest_message_age_seconds", {}, QUEUE_AGE)]
+            return [
+                ("scalemart_queue_length", {}, QUEUE_LENGTH),
+                ("scalemart_queue_oldest_message_age_seconds", {}, QUEUE_AGE),
+            ]
         if path == "/app":
             return self._app(t)
         if path == "/flag":
@@ -176,8 +191,10 @@ class KnownData:
 
     @staticmethod
     def _app(t: float) -> list[Sample]:
-        out: list[Sample] = [("scalemart_cache_hits_total", {}, CACHE_HITS_PER_S * t),
-                             ("scalemart_cache_misses_total", {}, CACHE_MISSES_PER_S * t)]
+        out: list[Sample] = [
+            ("scalemart_cache_hits_total", {}, CACHE_HITS_PER_S * t),
+            ("scalemart_cache_misses_total", {}, CACHE_MISSES_PER_S * t),
+        ]
         for (route, method), (statuses, bucket, latency) in TRAFFIC.items():
             labels = {"route": route, "method": method}
             for status, per_s in statuses.items():
@@ -186,8 +203,10 @@ class KnownData:
             for le in (*BUCKETS, "+Inf"):
                 count = n if le == "+Inf" or float(le) >= bucket else 0
                 out.append(("scalemart_http_request_duration_seconds_bucket", {**labels, "le": str(le)}, count))
-            out += [("scalemart_http_request_duration_seconds_count", labels, n),
-                    ("scalemart_http_request_duration_seconds_sum", labels, n * latency)]
+            out += [
+                ("scalemart_http_request_duration_seconds_count", labels, n),
+                ("scalemart_http_request_duration_seconds_sum", labels, n * latency),
+            ]
         return out
 
     def backfill(self, targets: list[tuple[str, dict[str, str]]], path: Path, until: float) -> None:
@@ -226,24 +245,59 @@ class Monitoring:
         self.data = KnownData()
         self.procs: list[tuple[subprocess.Popen[Any], Path]] = []
         build(work / "rules")
-        (work / "fixture-rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "fixture", "rules": [{
-            "alert": FIXTURE_ALERT, "expr": "analytics_fixture_flag == 1", "labels": {"severity": "warning"},
-            "annotations": {"summary": "The fixture's alert, on while a test holds its flag up.",
-                            "runbook_url": f"docs/runbooks/{FIXTURE_ALERT}.md"}}]}]}))
+        (work / "fixture-rules.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "groups": [
+                        {
+                            "name": "fixture",
+                            "rules": [
+                                {
+                                    "alert": FIXTURE_ALERT,
+                                    "expr": "analytics_fixture_flag == 1",
+                                    "labels": {"severity": "warning"},
+                                    "annotations": {
+                                        "summary": "The fixture's alert, on while a test holds its flag up.",
+                                        "runbook_url": f"docs/runbooks/{FIXTURE_ALERT}.md",
+                                    },
+                                }
+                            ],
+                        }
+                    ]
+                }
+            )
+        )
         base = f"127.0.0.1:{self.data.port}"
-        targets = [*((f"/host/{h.name}", h.instance) for h in HOSTS), ("/data", "10.9.0.12:9121"),
-                   ("/worker", "10.9.0.11:9101"), ("/app", APP_INSTANCE)]
+        targets = [
+            *((f"/host/{h.name}", h.instance) for h in HOSTS),
+            ("/data", "10.9.0.12:9121"),
+            ("/worker", "10.9.0.11:9101"),
+            ("/app", APP_INSTANCE),
+        ]
         labels = {path: {"env": ENV, "instance": instance} for path, instance in targets}
-        conf = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(work / "rules" / "rules" / "*.yml"), str(work / "fixture-rules.yml")],
-                "scrape_configs": [{"job_name": "known-data", "static_configs": [
-                    {"targets": [base], "labels": {**lab, "__metrics_path__": path}}
-                    for path, lab in [*labels.items(), ("/flag", {"env": ENV, "instance": "fixture:0"})]]}]}
-        self.data.backfill([(path, {**lab, "job": "known-data"}) for path, lab in labels.items()],
-                           work / "history.om", time.time() - 1)
+        conf = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(work / "rules" / "rules" / "*.yml"), str(work / "fixture-rules.yml")],
+            "scrape_configs": [
+                {
+                    "job_name": "known-data",
+                    "static_configs": [
+                        {"targets": [base], "labels": {**lab, "__metrics_path__": path}}
+                        for path, lab in [*labels.items(), ("/flag", {"env": ENV, "instance": "fixture:0"})]
+                    ],
+                }
+            ],
+        }
+        self.data.backfill(
+            [(path, {**lab, "job": "known-data"}) for path, lab in labels.items()], work / "history.om", time.time() - 1
+        )
         promtool = _binary("promtool", "prometheus")
-        done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(work / "history.om"),
-                               str(work / "tsdb")], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(work / "history.om"), str(work / "tsdb")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0:
             pytest.fail(f"promtool could not backfill the known data:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         self.data.serve()
@@ -254,20 +308,34 @@ class Monitoring:
         self.auth = httpx.BasicAuth(USER, PASSWORD)
         (work / "prometheus.yml").write_text(yaml.safe_dump(conf))
         self.prometheus_port, self.alertmanager_port = free_port(), free_port()
-        self._start(work, "prometheus", [_binary("prometheus", "prometheus"),
-                                         f"--config.file={work / 'prometheus.yml'}",
-                                         f"--storage.tsdb.path={work / 'tsdb'}",
-                                         f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-                                         f"--web.config.file={work / 'web.yml'}"],
-                    f"{self.prometheus_base}/-/ready")
-        (work / "alertmanager.yml").write_text(yaml.safe_dump(
-            {"route": {"receiver": "nobody", "group_wait": "1h"}, "receivers": [{"name": "nobody"}]}))
-        self._start(work, "alertmanager", [_binary("prometheus-alertmanager", "prometheus-alertmanager"),
-                                           f"--config.file={work / 'alertmanager.yml'}",
-                                           f"--storage.path={work / 'am'}", "--cluster.listen-address=",
-                                           f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
-                                           f"--web.config.file={work / 'web.yml'}"],
-                    f"{self.alertmanager_base}/-/ready")
+        self._start(
+            work,
+            "prometheus",
+            [
+                _binary("prometheus", "prometheus"),
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                f"--web.config.file={work / 'web.yml'}",
+            ],
+            f"{self.prometheus_base}/-/ready",
+        )
+        (work / "alertmanager.yml").write_text(
+            yaml.safe_dump({"route": {"receiver": "nobody", "group_wait": "1h"}, "receivers": [{"name": "nobody"}]})
+        )
+        self._start(
+            work,
+            "alertmanager",
+            [
+                _binary("prometheus-alertmanager", "prometheus-alertmanager"),
+                f"--config.file={work / 'alertmanager.yml'}",
+                f"--storage.path={work / 'am'}",
+                "--cluster.listen-address=",
+                f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
+                f"--web.config.file={work / 'web.yml'}",
+            ],
+            f"{self.alertmanager_base}/-/ready",
+        )
 
     @property
     def prometheus_base(self) -> str:
@@ -288,8 +356,7 @@ class Monitoring:
 
     def _start(self, work: Path, name: str, argv: list[str], ready: str) -> None:
         log = work / f"{name}.log"
-        proc = subprocess.Popen(argv, cwd=work, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=work, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append((proc, log))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -318,9 +385,12 @@ class Monitoring:
 
     def post_alert(self, name: str, severity: str, summary: str, **labels: str) -> dict[str, Any]:
         now = datetime.now(UTC)
-        alert = {"labels": {"alertname": name, "severity": severity, **labels},
-                 "annotations": {"summary": summary, "runbook_url": f"docs/runbooks/{name}.md"},
-                 "startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=1)).isoformat()}
+        alert = {
+            "labels": {"alertname": name, "severity": severity, **labels},
+            "annotations": {"summary": summary, "runbook_url": f"docs/runbooks/{name}.md"},
+            "startsAt": now.isoformat(),
+            "endsAt": (now + timedelta(hours=1)).isoformat(),
+        }
         r = httpx.post(f"{self.alertmanager_base}/api/v2/alerts", json=[alert], auth=self.auth, timeout=10)
         r.raise_for_status()
         return alert

@@ -10,16 +10,21 @@ import pytest
 from tests.app.conftest import AppServer, as_buyer, assert_error, buy, create_product, wait_drained
 
 # --- auth
-ADMIN_CALLS = [("POST", "/api/admin/products", {"id": "x", "name": "x", "price": 1, "stock": 1}),
-               ("POST", "/api/admin/products/x/restock", {"quantity": 1}),
-               ("POST", "/api/admin/products/x/sale", {"action": "open"}),
-               ("GET", "/api/admin/stats", None), ("GET", "/api/admin/reconcile", None),
-               ("POST", "/api/admin/tokens", {"user_id": "x"}), ("GET", "/api/users/x/orders", None)]
+ADMIN_CALLS = [
+    ("POST", "/api/admin/products", {"id": "x", "name": "x", "price": 1, "stock": 1}),
+    ("POST", "/api/admin/products/x/restock", {"quantity": 1}),
+    ("POST", "/api/admin/products/x/sale", {"action": "open"}),
+    ("GET", "/api/admin/stats", None),
+    ("GET", "/api/admin/reconcile", None),
+    ("POST", "/api/admin/tokens", {"user_id": "x"}),
+    ("GET", "/api/users/x/orders", None),
+]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS)
-def test_admin_without_credential_is_401_naming_authorization(anon: httpx.Client, method: str, path: str,
-                                                              body: Any) -> None:
+def test_admin_without_credential_is_401_naming_authorization(
+    anon: httpx.Client, method: str, path: str, body: Any
+) -> None:
     r = anon.request(method, path, json=body)
     assert_error(r, 401, "missing_credentials", "Authorization")
     assert r.headers["WWW-Authenticate"] == "Bearer"
@@ -46,17 +51,37 @@ def test_create_product_twice_is_409_naming_id(admin: httpx.Client) -> None:
     assert_error(r, 409, "product_exists", "id")
 
 
-@pytest.mark.parametrize(("field", "value"), [("id", "Bad Id"), ("price", 0), ("price", -1), ("price", 0.001),
-                                              ("price", True), ("price", "9.99"), ("stock", -1), ("stock", "5"),
-                                              ("stock", True), ("name", ""), ("name", "a\nb"), ("per_user_limit", 0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "Bad Id"),
+        ("price", 0),
+        ("price", -1),
+        ("price", 0.001),
+        ("price", True),
+        ("price", "9.99"),
+        ("stock", -1),
+        ("stock", "5"),
+        ("stock", True),
+        ("name", ""),
+        ("name", "a\nb"),
+        ("per_user_limit", 0),
+    ],
+)
 def test_create_product_bad_field_is_422_naming_the_field(admin: httpx.Client, field: str, value: Any) -> None:
     body = {"id": "bad-create", "name": "n", "price": 1.0, "stock": 1, field: value}
     assert_error(admin.post("/api/admin/products", json=body), 422, "validation_error", field)
 
 
 def test_create_product_sale_window_must_be_ordered(admin: httpx.Client) -> None:
-    body = {"id": "bad-window", "name": "n", "price": 1.0, "stock": 1, "starts_at": "2030-01-02T00:00:00Z",
-            "ends_at": "2030-01-01T00:00:00Z"}
+    body = {
+        "id": "bad-window",
+        "name": "n",
+        "price": 1.0,
+        "stock": 1,
+        "starts_at": "2030-01-02T00:00:00Z",
+        "ends_at": "2030-01-01T00:00:00Z",
+    }
     body_out = assert_error(admin.post("/api/admin/products", json=body), 422, "validation_error")
     assert "ends_at" in body_out["message"]
 
@@ -69,11 +94,13 @@ def test_restock_adds_units(admin: httpx.Client) -> None:
 
 
 def test_restock_unknown_product_is_404_and_bad_quantity_422(admin: httpx.Client) -> None:
-    assert_error(admin.post("/api/admin/products/ghost/restock", json={"quantity": 5}), 404, "unknown_product",
-                 "product_id")
+    assert_error(
+        admin.post("/api/admin/products/ghost/restock", json={"quantity": 5}), 404, "unknown_product", "product_id"
+    )
     create_product(admin, "restock-b")
-    assert_error(admin.post("/api/admin/products/restock-b/restock", json={"quantity": 0}), 422,
-                 "validation_error", "quantity")
+    assert_error(
+        admin.post("/api/admin/products/restock-b/restock", json={"quantity": 0}), 422, "validation_error", "quantity"
+    )
 
 
 def test_sale_open_and_close_gate_purchases(admin: httpx.Client, anon: httpx.Client) -> None:
@@ -95,14 +122,17 @@ def test_sale_window_in_the_future_keeps_sale_closed(admin: httpx.Client, anon: 
 
 def test_sale_bad_action_is_422_and_unknown_product_404(admin: httpx.Client) -> None:
     create_product(admin, "sale-b")
-    assert_error(admin.post("/api/admin/products/sale-b/sale", json={"action": "pause"}), 422, "validation_error",
-                 "action")
-    assert_error(admin.post("/api/admin/products/ghost/sale", json={"action": "open"}), 404, "unknown_product",
-                 "product_id")
+    assert_error(
+        admin.post("/api/admin/products/sale-b/sale", json={"action": "pause"}), 422, "validation_error", "action"
+    )
+    assert_error(
+        admin.post("/api/admin/products/ghost/sale", json={"action": "open"}), 404, "unknown_product", "product_id"
+    )
 
 
-def test_stats_report_orders_revenue_sell_through_and_conversion(admin: httpx.Client, anon: httpx.Client,
-                                                                shared_app: AppServer) -> None:
+def test_stats_report_orders_revenue_sell_through_and_conversion(
+    admin: httpx.Client, anon: httpx.Client, shared_app: AppServer
+) -> None:
     create_product(admin, "stats-a", stock=10, price=4.0)
     for _ in range(4):
         anon.get("/api/products/stats-a")
@@ -124,19 +154,33 @@ def test_stats_count_orders_as_they_are_accepted(admin: httpx.Client, anon: http
     assert (row["orders"], row["units_sold"], row["revenue"], row["stock_left"]) == (1, 3, 7.5, 7)
 
 
-def test_reconcile_endpoint_is_clean_then_names_an_order_missing_from_mongodb(admin: httpx.Client,
-                                                                               anon: httpx.Client,
-                                                                               shared_app: AppServer) -> None:
+def test_reconcile_endpoint_is_clean_then_names_an_order_missing_from_mongodb(
+    admin: httpx.Client, anon: httpx.Client, shared_app: AppServer
+) -> None:
     create_product(admin, "recon-a", stock=10)
     order_ids = [buy(anon, "recon-a", user=f"ivy{i}", qty=2).json()["order_id"] for i in range(2)]
     wait_drained(shared_app.env)
     r = admin.get("/api/admin/reconcile", params={"product_id": "recon-a", "require_drained": True})
     assert r.status_code == 200
-    assert r.json() == {"clean": True, "products": [
-        {"product": "recon-a", "stocked": 10, "left": 6, "taken": 4, "persisted": 4, "queued": 0, "by_users": 4,
-         "orders": 2, "problems": []}]}
+    assert r.json() == {
+        "clean": True,
+        "products": [
+            {
+                "product": "recon-a",
+                "stocked": 10,
+                "left": 6,
+                "taken": 4,
+                "persisted": 4,
+                "queued": 0,
+                "by_users": 4,
+                "orders": 2,
+                "problems": [],
+            }
+        ],
+    }
     shared_app.env.mongo().orders.delete_one({"_id": order_ids[0]})
     r = admin.get("/api/admin/reconcile", params={"product_id": "recon-a"}).json()
     assert r["clean"] is False and r["products"][0]["problems"] == ["taken 4 != persisted 2 + queued 0"]
-    assert_error(admin.get("/api/admin/reconcile", params={"product_id": "bad id"}), 422, "validation_error",
-                 "product_id")
+    assert_error(
+        admin.get("/api/admin/reconcile", params={"product_id": "bad id"}), 422, "validation_error", "product_id"
+    )

@@ -40,12 +40,18 @@ def close(actual: float | None, expected: float, rel: float = REL) -> bool:
 
 
 @pytest.fixture(scope="module")
-def console(redis_server: Any, ferretdb: Any, monitoring: Monitoring,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+def console(
+    redis_server: Any, ferretdb: Any, monitoring: Monitoring, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
     """One API process (so its cache is the only one), pointed at the known data, with a worker."""
-    env = Env(redis_server.url, ferretdb.url, tmp_path_factory.mktemp("console"),
-              prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url,
-              low_stock_units=3)
+    env = Env(
+        redis_server.url,
+        ferretdb.url,
+        tmp_path_factory.mktemp("console"),
+        prometheus_url=monitoring.prometheus_url,
+        alertmanager_url=monitoring.alertmanager_url,
+        low_stock_units=3,
+    )
     server = AppServer(env, workers=1).start()
     worker = WorkerProc(env).start()
     yield server
@@ -81,8 +87,9 @@ def test_realtime_shows_each_host_against_its_own_limits_and_the_datastores(admi
 
 
 @pytest.mark.parametrize("window", ["5m", "1h"])
-def test_performance_matches_the_known_traffic_and_leaves_out_the_metrics_scrapes(admin: httpx.Client,
-                                                                                  window: str) -> None:
+def test_performance_matches_the_known_traffic_and_leaves_out_the_metrics_scrapes(
+    admin: httpx.Client, window: str
+) -> None:
     body = get(admin, "/metrics/performance", window=window)
     assert body["window"] == window
     shop = [("/api/buy", "POST"), ("/api/products", "GET")]
@@ -112,9 +119,9 @@ def test_a_window_outside_the_allowed_set_gets_422_naming_it(admin: httpx.Client
 
 
 def test_business_figures_come_from_the_shops_own_counters(console: AppServer, admin: httpx.Client) -> None:
-    create_product(admin, "an-boots", stock=4, price=20.0)   # sold out below
-    create_product(admin, "an-hats", stock=10, price=5.0)    # 3 left: low (low_stock_units=3)
-    create_product(admin, "an-socks", stock=50, price=2.5)   # plenty
+    create_product(admin, "an-boots", stock=4, price=20.0)  # sold out below
+    create_product(admin, "an-hats", stock=10, price=5.0)  # 3 left: low (low_stock_units=3)
+    create_product(admin, "an-socks", stock=50, price=2.5)  # plenty
     create_product(admin, "an-closed", stock=5, price=1.0, open_sale=False)
     with console.client() as anon:
         for i in range(4):
@@ -133,13 +140,21 @@ def test_business_figures_come_from_the_shops_own_counters(console: AppServer, a
     assert body["average_order_value"] == {"today": round(revenue / 12, 2), "total": round(revenue / 12, 2)}
     assert [p["product_id"] for p in body["top_products"]] == ["an-boots", "an-hats", "an-socks", "an-closed"]
     socks = body["top_products"][2]
-    assert socks == {"product_id": "an-socks", "name": "Product an-socks", "orders": 1, "units_sold": 2,
-                     "revenue": 5.0, "stock_left": 48, "conversion": round(1 / 6, 4)}
+    assert socks == {
+        "product_id": "an-socks",
+        "name": "Product an-socks",
+        "orders": 1,
+        "units_sold": 2,
+        "revenue": 5.0,
+        "stock_left": 48,
+        "conversion": round(1 / 6, 4),
+    }
     assert body["conversion"] == round(12 / 6, 4), "orders over product views, as the admin stats count them"
 
 
-def test_users_counts_active_windows_and_first_time_against_returning_buyers(console: AppServer,
-                                                                          admin: httpx.Client) -> None:
+def test_users_counts_active_windows_and_first_time_against_returning_buyers(
+    console: AppServer, admin: httpx.Client
+) -> None:
     r = redis.Redis.from_url(console.env.vars["SCALEMART_REDIS_URL"])
     now = time.time()
     r.hset("sm:buyers", "u-regular", int((now - 40 * 86400) * 1000))  # bought weeks ago
@@ -181,8 +196,9 @@ def test_alerts_lists_alertmanagers_active_alerts_by_severity(monitoring: Monito
         monitoring.resolve_alert(crit)
 
 
-def test_a_resolved_alert_is_listed_from_prometheus_history_with_its_rules_summary(monitoring: Monitoring,
-                                                                                   admin: httpx.Client) -> None:
+def test_a_resolved_alert_is_listed_from_prometheus_history_with_its_rules_summary(
+    monitoring: Monitoring, admin: httpx.Client
+) -> None:
     monitoring.data.flag = 1
     monitoring.wait_for(f'ALERTS{{alertname="{FIXTURE_ALERT}",alertstate="firing"}}', timeout=30)
     raised = time.time()
@@ -209,12 +225,16 @@ def _unix(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def test_the_answers_are_cached_so_many_browsers_cost_prometheus_one_round(monitoring: Monitoring,
-                                                                            console: AppServer) -> None:
+def test_the_answers_are_cached_so_many_browsers_cost_prometheus_one_round(
+    monitoring: Monitoring, console: AppServer
+) -> None:
     def queries_served() -> float:  # Prometheus' own count of the queries it answered
         text = httpx.get(monitoring.prometheus_base + "/metrics", auth=monitoring.auth, timeout=10).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query' in line)
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query' in line
+        )
 
     time.sleep(5.1)
     with console.client(admin=True) as c:
@@ -236,13 +256,23 @@ def test_every_endpoint_needs_the_admin_credential(console: AppServer, path: str
 
 
 def test_an_unreachable_source_answers_503_naming_it_and_the_others_keep_working(
-        redis_server: Any, ferretdb: Any, monitoring: Monitoring, tmp_path: Any, running: list[Any]) -> None:
+    redis_server: Any, ferretdb: Any, monitoring: Monitoring, tmp_path: Any, running: list[Any]
+) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
-    no_prometheus = AppServer(Env(redis_server.url, ferretdb.url, tmp_path, prometheus_url=closed,
-                                  alertmanager_url=monitoring.alertmanager_url), workers=1).start()
+    no_prometheus = AppServer(
+        Env(
+            redis_server.url,
+            ferretdb.url,
+            tmp_path,
+            prometheus_url=closed,
+            alertmanager_url=monitoring.alertmanager_url,
+        ),
+        workers=1,
+    ).start()
     running.append(no_prometheus)
-    no_alertmanager = AppServer(Env(redis_server.url, ferretdb.url, tmp_path,
-                                    prometheus_url=monitoring.prometheus_url), workers=1).start()
+    no_alertmanager = AppServer(
+        Env(redis_server.url, ferretdb.url, tmp_path, prometheus_url=monitoring.prometheus_url), workers=1
+    ).start()
     running.append(no_alertmanager)
     with no_prometheus.client(admin=True) as c:
         for path in ("/metrics/realtime", "/metrics/performance", "/alerts"):
@@ -258,15 +288,25 @@ def test_an_unreachable_source_answers_503_naming_it_and_the_others_keep_working
 
 
 def test_a_wrong_monitoring_credential_answers_503_naming_the_setting_and_never_echoes_it(
-        redis_server: Any, ferretdb: Any, monitoring: Monitoring, tmp_path: Any, running: list[Any]) -> None:
+    redis_server: Any, ferretdb: Any, monitoring: Monitoring, tmp_path: Any, running: list[Any]
+) -> None:
     wrong = monitoring.prometheus_url.replace(PASSWORD, "not-the-password-0123")
     bare = monitoring.prometheus_base
-    server = AppServer(Env(redis_server.url, ferretdb.url, tmp_path, prometheus_url=wrong,
-                           alertmanager_url=monitoring.alertmanager_base), workers=1).start()
+    server = AppServer(
+        Env(
+            redis_server.url,
+            ferretdb.url,
+            tmp_path,
+            prometheus_url=wrong,
+            alertmanager_url=monitoring.alertmanager_base,
+        ),
+        workers=1,
+    ).start()
     running.append(server)
     with server.client(admin=True) as c:
-        body = assert_error(c.get(API + "/metrics/realtime"), 503, "source_unavailable",
-                            field="SCALEMART_PROMETHEUS_URL")
+        body = assert_error(
+            c.get(API + "/metrics/realtime"), 503, "source_unavailable", field="SCALEMART_PROMETHEUS_URL"
+        )
         assert "401" in body["message"] and "wrong credential" in body["message"], body
         assert "not-the-password" not in body["message"] and bare in body["message"], body
         # the alerts read both sources: whichever it asks first refuses

@@ -64,8 +64,10 @@ def element(driver: webdriver.Chrome, by: str, what: str, timeout: float = WAIT)
     try:
         return WebDriverWait(driver, timeout).until(lambda d: d.find_element(by, what))
     except TimeoutException:
-        pytest.fail(f"no {what} on {driver.current_url} after {timeout} s; the page says: "
-                    f"{driver.find_element(By.TAG_NAME, 'body').text[:500]!r}")
+        pytest.fail(
+            f"no {what} on {driver.current_url} after {timeout} s; the page says: "
+            f"{driver.find_element(By.TAG_NAME, 'body').text[:500]!r}"
+        )
 
 
 def sections(driver: webdriver.Chrome) -> dict[str, dict[str, Any]]:
@@ -76,7 +78,8 @@ def wait_sections(driver: webdriver.Chrome, states: dict[str, str], timeout: flo
     """Until each section in `states` shows that state; fails with what every section shows."""
     try:
         WebDriverWait(driver, timeout).until(
-            lambda d: all(sections(d)[s]["state"] == state for s, state in states.items()))
+            lambda d: all(sections(d)[s]["state"] == state for s, state in states.items())
+        )
     except TimeoutException:
         pytest.fail(f"sections not {states} after {timeout} s: {sections(driver)}")
     return sections(driver)
@@ -89,11 +92,17 @@ def log_in(driver: webdriver.Chrome, base: str, token: str = ADMIN_TOKEN) -> Non
 
 
 @pytest.fixture(scope="module")
-def console(redis_server: Any, ferretdb: Any, monitoring: Monitoring,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+def console(
+    redis_server: Any, ferretdb: Any, monitoring: Monitoring, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
     """The app on the known data, with a shop that has been visited and sold: on sale, low, sold out, orders."""
-    env = Env(redis_server.url, ferretdb.url, tmp_path_factory.mktemp("console-browser"),
-              prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url)
+    env = Env(
+        redis_server.url,
+        ferretdb.url,
+        tmp_path_factory.mktemp("console-browser"),
+        prometheus_url=monitoring.prometheus_url,
+        alertmanager_url=monitoring.alertmanager_url,
+    )
     server = AppServer(env).start()
     worker = WorkerProc(env).start()
     with server.client(admin=True) as admin, server.client() as shop:
@@ -129,8 +138,7 @@ def test_logging_in_through_the_form_opens_the_dashboard(browser: webdriver.Chro
     assert browser.find_element(By.ID, "logout").is_displayed()
 
 
-def test_every_section_is_filled_with_figures(browser: webdriver.Chrome, console: AppServer,
-                                             tmp_path: Path) -> None:
+def test_every_section_is_filled_with_figures(browser: webdriver.Chrome, console: AppServer, tmp_path: Path) -> None:
     shown = wait_sections(browser, dict.fromkeys(SECTIONS, "ok"))
     for section, view in shown.items():
         assert view["updated"].startswith("updated "), (section, view)
@@ -143,19 +151,26 @@ def test_every_section_is_filled_with_figures(browser: webdriver.Chrome, console
     top = browser.find_element(By.CSS_SELECTOR, "#business .products tbody").text
     assert "Product b-hat" in top
     # the sparklines are SVGs drawn with data (a "no data" one would still load: its title tells)
-    WebDriverWait(browser, WAIT).until(lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('.sparklines img')).every(function (i) {"
-        " return i.complete && i.naturalWidth > 0 && i.src.indexOf('?t=') > 0; })"))
+    WebDriverWait(browser, WAIT).until(
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('.sparklines img')).every(function (i) {"
+            " return i.complete && i.naturalWidth > 0 && i.src.indexOf('?t=') > 0; })"
+        )
+    )
     svg = console.client(admin=True).get("/analytics/sparkline/requests_per_minute.svg")
     assert svg.status_code == 200 and "<polyline" in svg.text
     assert shoot(browser, tmp_path, "analytics-console-filled").stat().st_size > 20_000
 
 
-def test_posted_alerts_appear_in_their_severity_colour(browser: webdriver.Chrome, monitoring: Monitoring,
-                                                      tmp_path: Path) -> None:
-    posted = {severity: monitoring.post_alert(f"BrowserTest{severity.title()}", severity,
-                                              f"A {severity} alert posted by the browser test.")
-              for severity in COLOURS}
+def test_posted_alerts_appear_in_their_severity_colour(
+    browser: webdriver.Chrome, monitoring: Monitoring, tmp_path: Path
+) -> None:
+    posted = {
+        severity: monitoring.post_alert(
+            f"BrowserTest{severity.title()}", severity, f"A {severity} alert posted by the browser test."
+        )
+        for severity in COLOURS
+    }
     try:
         for severity, colour in COLOURS.items():
             name = f"BrowserTest{severity.title()}"
@@ -173,14 +188,18 @@ def test_posted_alerts_appear_in_their_severity_colour(browser: webdriver.Chrome
 
 def test_the_window_selector_asks_the_performance_endpoint_for_that_window(browser: webdriver.Chrome) -> None:
     Select(browser.find_element(By.ID, "window")).select_by_value("1h")
-    WebDriverWait(browser, WAIT).until(lambda d: d.execute_script(
-        "return performance.getEntriesByType('resource').some(function (e) {"
-        " return e.name.indexOf('/analytics/api/metrics/performance?window=1h') >= 0; })"))
+    WebDriverWait(browser, WAIT).until(
+        lambda d: d.execute_script(
+            "return performance.getEntriesByType('resource').some(function (e) {"
+            " return e.name.indexOf('/analytics/api/metrics/performance?window=1h') >= 0; })"
+        )
+    )
     wait_sections(browser, {"performance": "ok"})
 
 
-def test_logging_out_lands_on_the_login_form_and_the_dashboard_stays_shut(browser: webdriver.Chrome,
-                                                                         console: AppServer) -> None:
+def test_logging_out_lands_on_the_login_form_and_the_dashboard_stays_shut(
+    browser: webdriver.Chrome, console: AppServer
+) -> None:
     browser.find_element(By.ID, "logout").click()
     WebDriverWait(browser, WAIT).until(lambda d: d.current_url.endswith("/analytics/login"))
     assert browser.find_element(By.ID, "token").is_displayed()
@@ -188,8 +207,9 @@ def test_logging_out_lands_on_the_login_form_and_the_dashboard_stays_shut(browse
     WebDriverWait(browser, WAIT).until(lambda d: d.current_url.endswith("/analytics/login"))
 
 
-def test_a_session_lost_while_the_page_is_open_sends_it_to_the_login_form(browser: webdriver.Chrome,
-                                                                         console: AppServer) -> None:
+def test_a_session_lost_while_the_page_is_open_sends_it_to_the_login_form(
+    browser: webdriver.Chrome, console: AppServer
+) -> None:
     log_in(browser, console.url)
     wait_sections(browser, {"users": "ok"})
     browser.delete_cookie("scalemart_session")  # as its expiry would: the next poll gets 401
@@ -197,19 +217,29 @@ def test_a_session_lost_while_the_page_is_open_sends_it_to_the_login_form(browse
 
 
 def test_a_source_that_is_down_shows_its_message_and_the_other_sections_keep_working(
-        browser: webdriver.Chrome, redis_server: Any, ferretdb: Any, monitoring: Monitoring,
-        tmp_path: Path, running: list[Any]) -> None:
+    browser: webdriver.Chrome,
+    redis_server: Any,
+    ferretdb: Any,
+    monitoring: Monitoring,
+    tmp_path: Path,
+    running: list[Any],
+) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    env = Env(redis_server.url, ferretdb.url, tmp_path, prometheus_url=closed,
-              alertmanager_url=monitoring.alertmanager_url)
+    env = Env(
+        redis_server.url, ferretdb.url, tmp_path, prometheus_url=closed, alertmanager_url=monitoring.alertmanager_url
+    )
     server = AppServer(env, workers=1).start()
     running.append(server)
     log_in(browser, server.url)
     shown = wait_sections(browser, {"system": "error", "performance": "error", "business": "ok", "users": "ok"})
     for section in ("system", "performance"):
         assert "Prometheus" in shown[section]["error"] or "SCALEMART_PROMETHEUS_URL" in shown[section]["error"], shown
-    assert browser.execute_script(  # the sparkline says so in its own picture
-        "return document.getElementById('spark-requests_per_minute').naturalWidth") > 0
+    assert (
+        browser.execute_script(  # the sparkline says so in its own picture
+            "return document.getElementById('spark-requests_per_minute').naturalWidth"
+        )
+        > 0
+    )
     shoot(browser, tmp_path, "analytics-console-prometheus-down")
 
 

@@ -85,10 +85,14 @@ def test_login_form_is_html_posting_the_token_with_a_strict_policy(anon: httpx.C
 
 
 # explicit ids: ADMIN_TOKEN is random per process, and pytest-xdist's workers must collect the same names
-@pytest.mark.parametrize("token", ["wrong-token-value-123", "", "ünïcode", ADMIN_TOKEN + "x"],
-                         ids=["wrong", "empty", "non-ascii", "admin-token-plus-one"])
-def test_wrong_token_is_401_with_the_form_and_a_message_and_counts_a_failed_login(anon: httpx.Client,
-                                                                                 token: str) -> None:
+@pytest.mark.parametrize(
+    "token",
+    ["wrong-token-value-123", "", "ünïcode", ADMIN_TOKEN + "x"],
+    ids=["wrong", "empty", "non-ascii", "admin-token-plus-one"],
+)
+def test_wrong_token_is_401_with_the_form_and_a_message_and_counts_a_failed_login(
+    anon: httpx.Client, token: str
+) -> None:
     before = failures(anon)
     r = anon.post(LOGIN, data={"token": token})
     assert r.status_code == 401
@@ -99,10 +103,12 @@ def test_wrong_token_is_401_with_the_form_and_a_message_and_counts_a_failed_logi
 
 
 def test_right_token_sets_an_httponly_strict_expiring_cookie_and_goes_to_the_dashboard(
-        anon: httpx.Client, settings: Settings) -> None:
+    anon: httpx.Client, settings: Settings
+) -> None:
     before = failures(anon)
-    r = anon.post(LOGIN, content=f"token={ADMIN_TOKEN}", headers={"content-type": FORM["content-type"]
-                                                                  + "; charset=utf-8"})
+    r = anon.post(
+        LOGIN, content=f"token={ADMIN_TOKEN}", headers={"content-type": FORM["content-type"] + "; charset=utf-8"}
+    )
     assert r.status_code == 303 and r.headers["location"] == DASHBOARD
     cookie = set_cookie(r)
     assert cookie["httponly"] is True
@@ -121,14 +127,22 @@ def test_cookie_is_secure_when_the_request_came_over_https(anon: httpx.Client) -
     assert set_cookie(r)["secure"] is True
 
 
-@pytest.mark.parametrize(("content_type", "body"), [
-    ("application/json", f'{{"token": "{ADMIN_TOKEN}"}}'),
-    ("multipart/form-data; boundary=x", f'--x\r\nContent-Disposition: form-data; name="token"\r\n\r\n{ADMIN_TOKEN}'),
-    ("text/plain", f"token={ADMIN_TOKEN}"),
-    (None, f"token={ADMIN_TOKEN}"),
-], ids=["json", "multipart", "text", "none"])
-def test_login_in_another_content_type_is_415_naming_content_type(anon: httpx.Client, content_type: str | None,
-                                                                  body: str) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", f'{{"token": "{ADMIN_TOKEN}"}}'),
+        (
+            "multipart/form-data; boundary=x",
+            f'--x\r\nContent-Disposition: form-data; name="token"\r\n\r\n{ADMIN_TOKEN}',
+        ),
+        ("text/plain", f"token={ADMIN_TOKEN}"),
+        (None, f"token={ADMIN_TOKEN}"),
+    ],
+    ids=["json", "multipart", "text", "none"],
+)
+def test_login_in_another_content_type_is_415_naming_content_type(
+    anon: httpx.Client, content_type: str | None, body: str
+) -> None:
     headers = {"content-type": content_type} if content_type else {}
     r = anon.post(LOGIN, content=body, headers=headers)
     assert_error(r, 415, "unsupported_media_type", "Content-Type")
@@ -168,13 +182,16 @@ def test_dashboard_with_a_session_has_every_section_the_window_selector_and_logo
 
 
 @pytest.mark.parametrize("case", ["tampered", "expired", "other token", "garbage"])
-def test_dashboard_with_a_bad_session_redirects_to_login_and_clears_the_cookie(anon: httpx.Client,
-                                                                               settings: Settings, case: str) -> None:
+def test_dashboard_with_a_bad_session_redirects_to_login_and_clears_the_cookie(
+    anon: httpx.Client, settings: Settings, case: str
+) -> None:
     good = cookie_signed(settings)
-    value_ = {"tampered": good[:-2] + ("AA" if not good.endswith("AA") else "BB"),
-              "expired": cookie_signed(settings, seconds_ago=settings.analytics_session_seconds + 5),
-              "other token": cookie_signed(settings, token="another-admin-token-0123456789"),
-              "garbage": "not-a-session"}[case]
+    value_ = {
+        "tampered": good[:-2] + ("AA" if not good.endswith("AA") else "BB"),
+        "expired": cookie_signed(settings, seconds_ago=settings.analytics_session_seconds + 5),
+        "other token": cookie_signed(settings, token="another-admin-token-0123456789"),
+        "garbage": "not-a-session",
+    }[case]
     r = anon.get(DASHBOARD, headers={"cookie": f"{session.COOKIE}={value_}"})
     assert r.status_code == 303 and r.headers["location"] == LOGIN
     cleared = set_cookie(r)
@@ -220,12 +237,14 @@ def test_api_without_a_credential_is_401_and_counts_a_failure(anon: httpx.Client
 
 
 @pytest.mark.parametrize("seconds_ago", [None, 8 * 3600 + 5])
-def test_api_with_a_bad_or_expired_cookie_is_401_naming_the_cookie(anon: httpx.Client, settings: Settings,
-                                                                  seconds_ago: int | None) -> None:
+def test_api_with_a_bad_or_expired_cookie_is_401_naming_the_cookie(
+    anon: httpx.Client, settings: Settings, seconds_ago: int | None
+) -> None:
     before = failures(anon)
     cookie = "forged" if seconds_ago is None else cookie_signed(settings, seconds_ago=seconds_ago)
-    body = assert_error(anon.get(API, headers={"cookie": f"{session.COOKIE}={cookie}"}), 401,
-                        "invalid_credentials", session.COOKIE)
+    body = assert_error(
+        anon.get(API, headers={"cookie": f"{session.COOKIE}={cookie}"}), 401, "invalid_credentials", session.COOKIE
+    )
     assert ("expired" in body["message"]) == (seconds_ago is not None)
     assert failures(anon) == before + 1
 
@@ -246,8 +265,9 @@ def test_unknown_sparkline_is_404_naming_the_choices(viewer: httpx.Client) -> No
 
 
 @pytest.mark.parametrize("name", ["requests_per_minute", "p95_seconds"])
-def test_sparkline_without_prometheus_is_a_503_svg_saying_so(viewer: httpx.Client, admin: httpx.Client,
-                                                             name: str) -> None:
+def test_sparkline_without_prometheus_is_a_503_svg_saying_so(
+    viewer: httpx.Client, admin: httpx.Client, name: str
+) -> None:
     for c in (viewer, admin):
         r = c.get(f"/analytics/sparkline/{name}.svg", params={"t": "1"})
         assert r.status_code == 503
@@ -256,8 +276,9 @@ def test_sparkline_without_prometheus_is_a_503_svg_saying_so(viewer: httpx.Clien
 
 
 def test_sparkline_draws_points_and_labels_and_skips_nulls() -> None:
-    svg = sparkline.render("rpm", [[100, 1.0], [160, None], [220, 3.0], [280, float("nan")], [340, 2.0]],
-                           lambda v: f"{v:g}/min")
+    svg = sparkline.render(
+        "rpm", [[100, 1.0], [160, None], [220, 3.0], [280, float("nan")], [340, 2.0]], lambda v: f"{v:g}/min"
+    )
     points = re.search(r'<polyline points="([^"]+)"', svg)
     assert points and len(points.group(1).split()) == 3
     assert "max 3/min" in svg and "min 1/min" in svg and 'viewBox="0 0 ' in svg
@@ -288,10 +309,13 @@ def test_static_requests_are_counted_as_the_consoles_not_as_shop_traffic(anon: h
     assert anon.get("/analytics/static/analytics.css").status_code == 200
     after = samples(anon.get("/metrics").text)
     labels = {"method": "GET", "status": "200"}
-    assert value(after, "scalemart_http_requests_total", route="/analytics/static", **labels) == value(
-        before, "scalemart_http_requests_total", route="/analytics/static", **labels) + 1
+    assert (
+        value(after, "scalemart_http_requests_total", route="/analytics/static", **labels)
+        == value(before, "scalemart_http_requests_total", route="/analytics/static", **labels) + 1
+    )
     assert value(after, "scalemart_http_requests_total", route="<unmatched>") == value(
-        before, "scalemart_http_requests_total", route="<unmatched>")
+        before, "scalemart_http_requests_total", route="<unmatched>"
+    )
 
 
 @pytest.mark.parametrize("path", ["nope.js", "..%2fpage.py", "%2e%2e/session.py", "../templates/base.html"])

@@ -37,24 +37,38 @@ BAD_TOKENS = [
     ("malformed", "Bearer not-a-jwt", "invalid_token"),
     ("malformed", "Token abc.def.ghi", "invalid_token"),  # not the Bearer scheme
     ("expired", "Bearer " + jwt.encode({"sub": "eve", "exp": NOW - 60}, BUYER_KEY, algorithm="HS256"), "invalid_token"),
-    ("bad_signature", "Bearer " + jwt.encode({"sub": "eve", "exp": NOW + 600}, "another-key-" * 4, algorithm="HS256"),
-     "invalid_token"),
+    (
+        "bad_signature",
+        "Bearer " + jwt.encode({"sub": "eve", "exp": NOW + 600}, "another-key-" * 4, algorithm="HS256"),
+        "invalid_token",
+    ),
     # alg none: no signature at all
-    ("bad_signature", f"Bearer {_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64({'sub': 'eve', 'exp': NOW + 600})}.",
-     "invalid_token"),
+    (
+        "bad_signature",
+        f"Bearer {_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64({'sub': 'eve', 'exp': NOW + 600})}.",
+        "invalid_token",
+    ),
     # algorithm switching: the right key, another algorithm
-    ("bad_signature", "Bearer " + jwt.encode({"sub": "eve", "exp": NOW + 600}, BUYER_KEY, algorithm="HS512"),
-     "invalid_token"),
+    (
+        "bad_signature",
+        "Bearer " + jwt.encode({"sub": "eve", "exp": NOW + 600}, BUYER_KEY, algorithm="HS512"),
+        "invalid_token",
+    ),
     ("bad_claims", "Bearer " + jwt.encode({"sub": "eve"}, BUYER_KEY, algorithm="HS256"), "invalid_token"),  # no exp
-    ("bad_claims", "Bearer " + jwt.encode({"sub": "a:b", "exp": NOW + 600}, BUYER_KEY, algorithm="HS256"),
-     "invalid_token"),
+    (
+        "bad_claims",
+        "Bearer " + jwt.encode({"sub": "a:b", "exp": NOW + 600}, BUYER_KEY, algorithm="HS256"),
+        "invalid_token",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("reason", "header", "error"), BAD_TOKENS,
-                         ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(BAD_TOKENS)])
+@pytest.mark.parametrize(
+    ("reason", "header", "error"), BAD_TOKENS, ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(BAD_TOKENS)]
+)
 def test_a_bad_token_is_refused_with_its_reason_counted_and_nothing_sold(
-        admin: httpx.Client, anon: httpx.Client, reason: str, header: str | None, error: str) -> None:
+    admin: httpx.Client, anon: httpx.Client, reason: str, header: str | None, error: str
+) -> None:
     create_product(admin, "tok-a", stock=5) if admin.get("/api/products/tok-a").status_code == 404 else None
     before = _failures(anon)
     headers = {"Authorization": header} if header else {}
@@ -68,8 +82,7 @@ def test_a_bad_token_is_refused_with_its_reason_counted_and_nothing_sold(
     assert anon.get("/api/products/tok-a").json()["stock_left"] == 5, "a refused buyer took stock"
 
 
-def test_the_buyer_is_the_tokens_user_and_a_different_body_user_is_403(admin: httpx.Client,
-                                                                        anon: httpx.Client) -> None:
+def test_the_buyer_is_the_tokens_user_and_a_different_body_user_is_403(admin: httpx.Client, anon: httpx.Client) -> None:
     create_product(admin, "tok-b", stock=5)
     r = anon.post("/api/buy", json=_body("tok-b"), headers=as_buyer("frank"))  # no user_id: the token's
     assert r.status_code == 201 and r.json()["user_id"] == "frank", r.text
@@ -84,10 +97,15 @@ def test_the_buyer_is_the_tokens_user_and_a_different_body_user_is_403(admin: ht
 def test_another_users_orders_are_admin_only(admin: httpx.Client, anon: httpx.Client) -> None:
     create_product(admin, "tok-c", stock=5)
     assert buy(anon, "tok-c", user="heidi").status_code == 201
-    assert_error(anon.get("/api/users/heidi/orders", headers=as_buyer("ivan")), 401, "invalid_credentials",
-                 field="Authorization")
-    assert_error(anon.get("/api/users/heidi/orders", headers=as_buyer("heidi")), 401, "invalid_credentials",
-                 field="Authorization")  # even one's own, by id: that is /api/users/me/orders
+    assert_error(
+        anon.get("/api/users/heidi/orders", headers=as_buyer("ivan")), 401, "invalid_credentials", field="Authorization"
+    )
+    assert_error(
+        anon.get("/api/users/heidi/orders", headers=as_buyer("heidi")),
+        401,
+        "invalid_credentials",
+        field="Authorization",
+    )  # even one's own, by id: that is /api/users/me/orders
     assert len(admin.get("/api/users/heidi/orders").json()["orders"]) == 1
 
 
@@ -103,16 +121,16 @@ def test_idempotency_keys_are_per_authenticated_user(admin: httpx.Client, anon: 
     assert anon.get("/api/products/tok-d").json()["stock_left"] == 3
 
 
-def test_the_admin_endpoint_and_the_cli_mint_tokens_that_buy(shared_app: AppServer, admin: httpx.Client,
-                                                             anon: httpx.Client) -> None:
+def test_the_admin_endpoint_and_the_cli_mint_tokens_that_buy(
+    shared_app: AppServer, admin: httpx.Client, anon: httpx.Client
+) -> None:
     create_product(admin, "tok-e", stock=5)
     minted = admin.post("/api/admin/tokens", json={"user_id": "lena", "ttl_seconds": 120})
     assert minted.status_code == 201, minted.text
     assert minted.json()["user_id"] == "lena" and minted.json()["expires_at"]
     r = anon.post("/api/buy", json=_body("tok-e"), headers={"Authorization": f"Bearer {minted.json()['token']}"})
     assert r.status_code == 201 and r.json()["user_id"] == "lena"
-    for bad in ({"user_id": "lena", "ttl_seconds": 0}, {"user_id": "lena", "ttl_seconds": -5},
-                {"user_id": "bad:user"}):
+    for bad in ({"user_id": "lena", "ttl_seconds": 0}, {"user_id": "lena", "ttl_seconds": -5}, {"user_id": "bad:user"}):
         field = "ttl_seconds" if "ttl_seconds" in bad else "user_id"
         assert_error(admin.post("/api/admin/tokens", json=bad), 422, "validation_error", field=field)
     cli = shared_app.env.run_cli("token", "issue", "--user", "mona", "--ttl", "15m")
@@ -124,10 +142,12 @@ def test_the_admin_endpoint_and_the_cli_mint_tokens_that_buy(shared_app: AppServ
         assert refused.returncode == 2 and "--ttl must be" in refused.stderr, (ttl, refused.stderr)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
-                                          None])
-def test_a_json_body_sent_as_anything_but_json_is_415_and_sells_nothing(admin: httpx.Client, anon: httpx.Client,
-                                                                         content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]
+)
+def test_a_json_body_sent_as_anything_but_json_is_415_and_sells_nothing(
+    admin: httpx.Client, anon: httpx.Client, content_type: str | None
+) -> None:
     # What a cross-site form can send without a CORS preflight: it must not sell.
     if admin.get("/api/products/tok-f").status_code == 404:
         create_product(admin, "tok-f", stock=5)
@@ -139,13 +159,15 @@ def test_a_json_body_sent_as_anything_but_json_is_415_and_sells_nothing(admin: h
     assert anon.get("/api/products/tok-f").json()["stock_left"] == 5
 
 
-def test_oversized_bodies_and_injection_shapes_are_refused_and_counted(admin: httpx.Client,
-                                                                       anon: httpx.Client) -> None:
+def test_oversized_bodies_and_injection_shapes_are_refused_and_counted(admin: httpx.Client, anon: httpx.Client) -> None:
     before = samples(anon.get("/metrics").text)
     big = {**_body("tok-g"), "pad": "x" * 20000}
     assert_error(anon.post("/api/buy", json=big, headers=as_buyer("olga")), 413, "body_too_large", field="body")
-    for shape in ({"product_id": {"$gt": ""}}, {"product_id": "x'; DROP TABLE orders; --"},
-                  {"idempotency_key": {"$where": "sleep(1000)"}}):
+    for shape in (
+        {"product_id": {"$gt": ""}},
+        {"product_id": "x'; DROP TABLE orders; --"},
+        {"idempotency_key": {"$where": "sleep(1000)"}},
+    ):
         r = anon.post("/api/buy", json={**_body("tok-g"), **shape}, headers=as_buyer("olga"))
         assert r.status_code == 422, r.text
     r = admin.post("/api/admin/products", json={"id": {"$ne": None}, "name": "x", "price": 1, "stock": 1})
@@ -158,15 +180,16 @@ def test_oversized_bodies_and_injection_shapes_are_refused_and_counted(admin: ht
     plain = anon.post("/api/buy", json={**_body("tok-g"), "quantity": 0}, headers=as_buyer("olga"))
     assert plain.status_code == 422
     last = samples(anon.get("/metrics").text)
-    assert value(last, "scalemart_injection_attempts_total") == value(after, "scalemart_injection_attempts_total"), \
+    assert value(last, "scalemart_injection_attempts_total") == value(after, "scalemart_injection_attempts_total"), (
         "an ordinary bad value is not an injection attempt"
+    )
 
 
 def test_a_chunked_oversized_body_is_413_and_sells_nothing(admin: httpx.Client, anon: httpx.Client) -> None:
     # no Content-Length to refuse it by: the middleware reads it up to the limit instead of letting it grow
     create_product(admin, "tok-h", stock=5)
     big = json.dumps({**_body("tok-h"), "pad": "x" * 20000}).encode()
-    chunks = iter([big[i:i + 4096] for i in range(0, len(big), 4096)])
+    chunks = iter([big[i : i + 4096] for i in range(0, len(big), 4096)])
     before = value(samples(anon.get("/metrics").text), "scalemart_oversized_bodies_total")
     r = anon.post("/api/buy", content=chunks, headers={**as_buyer("olga"), "Content-Type": "application/json"})
     assert_error(r, 413, "body_too_large", field="body")
@@ -178,8 +201,7 @@ def test_a_chunked_oversized_body_is_413_and_sells_nothing(admin: httpx.Client, 
 
 
 @pytest.mark.parametrize("query", ["user_id[$ne]=x", "limit%5B%24gt%5D=", "$where=sleep(1000)"])
-def test_a_query_parameter_named_like_an_operator_is_422_naming_it_and_counted(anon: httpx.Client,
-                                                                              query: str) -> None:
+def test_a_query_parameter_named_like_an_operator_is_422_naming_it_and_counted(anon: httpx.Client, query: str) -> None:
     before = value(samples(anon.get("/metrics").text), "scalemart_injection_attempts_total")
     r = anon.get(f"/api/users/me/orders?{query}", headers=as_buyer("olga"))
     name = query.split("=")[0].replace("%5B%24gt%5D", "[$gt]")
@@ -196,8 +218,9 @@ def test_an_operator_as_an_unknown_key_is_counted(anon: httpx.Client) -> None:
     assert value(samples(anon.get("/metrics").text), "scalemart_injection_attempts_total") == before + 1
 
 
-@pytest.mark.parametrize("content", [b'{"quantity": "\xff\xfe"}', b"[" * 3000 + b"]" * 3000],
-                         ids=["not-utf8", "nested-3000"])
+@pytest.mark.parametrize(
+    "content", [b'{"quantity": "\xff\xfe"}', b"[" * 3000 + b"]" * 3000], ids=["not-utf8", "nested-3000"]
+)
 def test_an_unreadable_body_is_400_naming_the_body(admin: httpx.Client, content: bytes) -> None:
     r = admin.post("/api/admin/products/tok-g/restock", content=content, headers={"Content-Type": "application/json"})
     assert_error(r, 400, "malformed_body", field="body")
@@ -218,11 +241,18 @@ def test_the_cors_allow_list_admits_the_shops_own_front_end_only(make_env: Any, 
     server = AppServer(make_env(cors_allow_origins='["https://shop.example"]'), workers=1).start()
     running.append(server)
     with server.client() as c:
-        ok = c.options("/api/buy", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-                                            "Access-Control-Request-Headers": "authorization,content-type"})
+        ok = c.options(
+            "/api/buy",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://shop.example"
-        other = c.options("/api/buy", headers={"Origin": "https://evil.example",
-                                               "Access-Control-Request-Method": "POST"})
+        other = c.options(
+            "/api/buy", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
         assert other.headers.get("access-control-allow-origin") != "https://evil.example"
 
 

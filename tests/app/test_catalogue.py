@@ -54,6 +54,7 @@ def test_rate_limiter_answers_429_with_retry_after_and_counts(make_env: Any, run
         assert int(r.headers["Retry-After"]) >= 1
         assert c.get("/health/live").status_code == 200  # probes are never limited
         m = c.get("/metrics").text
-        count = next(float(line.split()[-1]) for line in m.splitlines()
-                     if line.startswith("scalemart_rate_limited_total"))
+        count = next(
+            float(line.split()[-1]) for line in m.splitlines() if line.startswith("scalemart_rate_limited_total")
+        )
         assert count >= 3

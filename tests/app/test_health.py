@@ -47,6 +47,16 @@ def test_unknown_route_is_404_json(anon: httpx.Client) -> None:
 
 def test_openapi_documents_every_contract_route(anon: httpx.Client) -> None:
     paths = anon.get("/openapi.json").json()["paths"]
-    assert {"/health/live", "/health/ready", "/api/products", "/api/products/{product_id}", "/api/admin/products",
-            "/api/admin/products/{product_id}/restock", "/api/admin/products/{product_id}/sale", "/api/buy",
-            "/api/users/{user_id}/orders", "/api/admin/stats", "/api/admin/reconcile"} <= set(paths)
+    assert {
+        "/health/live",
+        "/health/ready",
+        "/api/products",
+        "/api/products/{product_id}",
+        "/api/admin/products",
+        "/api/admin/products/{product_id}/restock",
+        "/api/admin/products/{product_id}/sale",
+        "/api/buy",
+        "/api/users/{user_id}/orders",
+        "/api/admin/stats",
+        "/api/admin/reconcile",
+    } <= set(paths)

@@ -85,24 +85,39 @@ OPERATORS = (
     Hostile("op-in-list", [{"$in": ["a"]}], True),
 )
 NUMBERS = (
-    Hostile("negative", -1, False), Hostile("zero", 0, False), Hostile("int64-min", -(2 ** 63), False),
-    Hostile("huge", 10 ** 30, False), Hostile("uint64-overflow", 2 ** 64, False),
-    Hostile("huge-float", 1e308, False), Hostile("fraction", 1.5, False), Hostile("nan", float("nan"), False),
-    Hostile("infinity", float("inf"), False), Hostile("minus-infinity", float("-inf"), False),
-    Hostile("400-digits", int("9" * 400), False), Hostile("sql-number", "1; DROP TABLE orders", True),
+    Hostile("negative", -1, False),
+    Hostile("zero", 0, False),
+    Hostile("int64-min", -(2**63), False),
+    Hostile("huge", 10**30, False),
+    Hostile("uint64-overflow", 2**64, False),
+    Hostile("huge-float", 1e308, False),
+    Hostile("fraction", 1.5, False),
+    Hostile("nan", float("nan"), False),
+    Hostile("infinity", float("inf"), False),
+    Hostile("minus-infinity", float("-inf"), False),
+    Hostile("400-digits", int("9" * 400), False),
+    Hostile("sql-number", "1; DROP TABLE orders", True),
 )
-WRONG_TYPES = (Hostile("type-bool", True, False), Hostile("type-object", {"a": 1}, False),
-               Hostile("type-list", [1], False), Hostile("type-null", None, False))
-QUERY_NAMES = (Hostile("qs-ne", "{name}[$ne]=x", True), Hostile("qs-gt-encoded", "{name}%5B%24gt%5D=", True),
-               Hostile("qs-where", "$where=sleep(1000)", True))
+WRONG_TYPES = (
+    Hostile("type-bool", True, False),
+    Hostile("type-object", {"a": 1}, False),
+    Hostile("type-list", [1], False),
+    Hostile("type-null", None, False),
+)
+QUERY_NAMES = (
+    Hostile("qs-ne", "{name}[$ne]=x", True),
+    Hostile("qs-gt-encoded", "{name}%5B%24gt%5D=", True),
+    Hostile("qs-where", "$where=sleep(1000)", True),
+)
 
 
 def hostile_values(schema: dict[str, Any], body: bool) -> list[Hostile]:
     """The catalogue for one field, each value one its schema surely refuses. A field of text gets every string
     and a few numbers; any other (numbers, booleans, enums, dates) every number and the injection-shaped strings:
     to a number field, one wrong string is as wrong as another."""
-    textual = any(s.get("type") == "string" and "enum" not in s and s.get("format") != "date-time"
-                  for s in _variants(schema))
+    textual = any(
+        s.get("type") == "string" and "enum" not in s and s.get("format") != "date-time" for s in _variants(schema)
+    )
     strings = STRINGS if textual else tuple(h for h in STRINGS if h.injection or h.name in ("nul", "over-long"))
     numbers = tuple(h for h in NUMBERS if h.name in ("negative", "huge", "nan")) if textual else NUMBERS
     found = (*strings, *numbers, *(OPERATORS + WRONG_TYPES if body else WRONG_TYPES[:1]))
@@ -135,6 +150,7 @@ def _variants(schema: dict[str, Any]) -> list[dict[str, Any]]:
 
 def refused(schema: dict[str, Any], v: Any) -> bool:
     """Whether the schema surely refuses `v` (only such values are sent: an accepted one would change the shop)."""
+
     def one(s: dict[str, Any]) -> bool:
         kind = s.get("type")
         if kind == "null":
@@ -149,8 +165,9 @@ def refused(schema: dict[str, Any], v: Any) -> bool:
             if v != v or v in (float("inf"), float("-inf")) or (kind == "integer" and v != int(v)):
                 return True
             low, high = s.get("minimum", s.get("exclusiveMinimum")), s.get("maximum", s.get("exclusiveMaximum"))
-            return (low is not None and (v < low or (v == low and "exclusiveMinimum" in s))) or \
-                (high is not None and (v > high or (v == high and "exclusiveMaximum" in s)))
+            return (low is not None and (v < low or (v == low and "exclusiveMinimum" in s))) or (
+                high is not None and (v > high or (v == high and "exclusiveMaximum" in s))
+            )
         if kind == "string" and s.get("format") == "date-time":
             # pydantic takes a number for a date (unix time); none of the hostile strings is a date
             return isinstance(v, bool) or not isinstance(v, int | float | str)
@@ -164,6 +181,7 @@ def refused(schema: dict[str, Any], v: Any) -> bool:
 
 def refused_text(schema: dict[str, Any], raw: str) -> bool:
     """`refused` for a path or query parameter, whose value is text the app converts to the schema's type."""
+
     def one(s: dict[str, Any]) -> bool:
         kind = s.get("type")
         if kind == "integer":
@@ -212,16 +230,24 @@ def _tokens() -> dict[str, tuple[str, str]]:
     now = int(time.time())
     claims = {"sub": BUYER, "iat": now, "exp": now + 600}
     return {
-        "token-forged": ("Bearer " + jwt.encode(claims, "another-shops-key-" + "x" * 32, algorithm="HS256"),
-                         "bad_signature"),
+        "token-forged": (
+            "Bearer " + jwt.encode(claims, "another-shops-key-" + "x" * 32, algorithm="HS256"),
+            "bad_signature",
+        ),
         "token-alg-none": (f"Bearer {_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.", "bad_signature"),
         "token-alg-hs384": ("Bearer " + jwt.encode(claims, BUYER_KEY, algorithm="HS384"), "bad_signature"),
-        "token-expired": ("Bearer " + jwt.encode({**claims, "exp": now - 3600}, BUYER_KEY, algorithm="HS256"),
-                          "expired"),
-        "token-sub-operator": ("Bearer " + jwt.encode({**claims, "sub": {"$ne": None}}, BUYER_KEY, algorithm="HS256"),
-                               "bad_claims"),
-        "token-sub-traversal": ("Bearer " + jwt.encode({**claims, "sub": "../admin"}, BUYER_KEY, algorithm="HS256"),
-                                "bad_claims"),
+        "token-expired": (
+            "Bearer " + jwt.encode({**claims, "exp": now - 3600}, BUYER_KEY, algorithm="HS256"),
+            "expired",
+        ),
+        "token-sub-operator": (
+            "Bearer " + jwt.encode({**claims, "sub": {"$ne": None}}, BUYER_KEY, algorithm="HS256"),
+            "bad_claims",
+        ),
+        "token-sub-traversal": (
+            "Bearer " + jwt.encode({**claims, "sub": "../admin"}, BUYER_KEY, algorithm="HS256"),
+            "bad_claims",
+        ),
         "token-no-exp": ("Bearer " + jwt.encode({"sub": BUYER}, BUYER_KEY, algorithm="HS256"), "bad_claims"),
         "token-not-jwt": ("Bearer ' OR '1'='1", "malformed"),
         "token-basic-scheme": ("Basic " + base64.b64encode(b"admin:admin").decode(), "malformed"),
@@ -250,12 +276,13 @@ def _auth_refusal(kind: str, cred: str) -> tuple[str, ...] | None:
     return ("login",)
 
 
-def _with_creds(kind: str, make: Any, stage: str, status: int, fld: str | None,
-                seen: set[tuple[str, str]] | None = None, **kw: Any) -> Iterator[Case]:
+def _with_creds(
+    kind: str, make: Any, stage: str, status: int, fld: str | None, seen: set[tuple[str, str]] | None = None, **kw: Any
+) -> Iterator[Case]:
     """The case with each credential that matters; `stage` is where the refusal happens: before the credential
     is read (`early`: the middleware, FastAPI's body parser), or after it (`late`). A wrong credential gets a
     late case once per hostile value and operation, not once per field: the input is never read."""
-    for cred in (("none",) if kind == "public" else ("none", "buyer", "admin")):
+    for cred in ("none",) if kind == "public" else ("none", "buyer", "admin"):
         auth = _auth_refusal(kind, cred)
         if auth is not None and stage == "late":
             value_name = kw["label"].rsplit(".", 1)[-1]
@@ -271,6 +298,7 @@ def _with_creds(kind: str, make: Any, stage: str, status: int, fld: str | None,
 
 def _maker(method: str, path: str, path_values: dict[str, str], body: Any) -> Any:
     """Cases of one operation, with its valid path values and body unless told otherwise."""
+
     def make(label: str, **kw: Any) -> Case:
         kw.setdefault("path_values", path_values)
         kw.setdefault("body", body)
@@ -295,8 +323,16 @@ def build_cases() -> list[Case]:
             for h in QUERY_NAMES:
                 name = next((p["name"] for p in params if p["in"] == "query"), "user_id")
                 qs_field = re.sub(r"%5B%24gt%5D", "[$gt]", h.value.format(name=name).split("=")[0])
-                cases += _with_creds(kind, make, "early", 422, qs_field, label=f"query-name.{h.name}",
-                                     query=h.value.format(name=name), injection=h.injection)
+                cases += _with_creds(
+                    kind,
+                    make,
+                    "early",
+                    422,
+                    qs_field,
+                    label=f"query-name.{h.name}",
+                    query=h.value.format(name=name),
+                    injection=h.injection,
+                )
             for p in params:
                 for h in hostile_values(p["schema"], body=False):
                     raw = h.value if isinstance(h.value, str) else json.dumps(h.value)
@@ -304,12 +340,29 @@ def build_cases() -> list[Case]:
                         if "/" in raw or "\\" in raw:
                             continue  # a slash is a different route (404), not this parameter
                         pv = {**path_values, p["name"]: raw}
-                        cases += _with_creds(kind, make, "late", 422, p["name"], seen,
-                                             label=f"path.{p['name']}.{h.name}", path_values=pv, injection=h.injection)
+                        cases += _with_creds(
+                            kind,
+                            make,
+                            "late",
+                            422,
+                            p["name"],
+                            seen,
+                            label=f"path.{p['name']}.{h.name}",
+                            path_values=pv,
+                            injection=h.injection,
+                        )
                     else:
-                        cases += _with_creds(kind, make, "late", 422, p["name"], seen,
-                                             label=f"query.{p['name']}.{h.name}",
-                                             query=f"{p['name']}={quote(raw, safe='')}", injection=h.injection)
+                        cases += _with_creds(
+                            kind,
+                            make,
+                            "late",
+                            422,
+                            p["name"],
+                            seen,
+                            label=f"query.{p['name']}.{h.name}",
+                            query=f"{p['name']}={quote(raw, safe='')}",
+                            injection=h.injection,
+                        )
             if "requestBody" not in op:
                 cases += _credential_cases(kind, make)
                 continue
@@ -317,36 +370,88 @@ def build_cases() -> list[Case]:
                 continue  # test_every_operation_of_the_served_openapi_has_hostile_cases names it
             late = "late" if (method, path) in TOKEN_BEFORE_BODY else "early"
             raw_body = json.dumps(body).encode()
-            for label, ctype in (("text-plain", "text/plain"), ("form", "application/x-www-form-urlencoded"),
-                                 ("multipart", "multipart/form-data; boundary=x"), ("none", None),
-                                 ("json-lookalike", "application/jsonp")):
-                cases += _with_creds(kind, make, "early", 415, "Content-Type", label=f"content-type.{label}",
-                                     content=raw_body, content_type=ctype)
+            for label, ctype in (
+                ("text-plain", "text/plain"),
+                ("form", "application/x-www-form-urlencoded"),
+                ("multipart", "multipart/form-data; boundary=x"),
+                ("none", None),
+                ("json-lookalike", "application/jsonp"),
+            ):
+                cases += _with_creds(
+                    kind,
+                    make,
+                    "early",
+                    415,
+                    "Content-Type",
+                    label=f"content-type.{label}",
+                    content=raw_body,
+                    content_type=ctype,
+                )
             big = json.dumps({**body, "pad": "x" * 20000}).encode()
             cases += _with_creds(kind, make, "early", 413, "body", label="oversized", content=big)
             cases += _with_creds(kind, make, "early", 413, "body", label="oversized-chunked", content=big, chunked=True)
-            for label, content in (("malformed-json", raw_body[:-3]), ("not-utf8", b'{"a": "\xff\xfe"}'),
-                                   ("nul-in-json", raw_body.replace(b'"', b'"\x00', 1)),
-                                   ("nested-3000", b"[" * 3000 + b"]" * 3000)):
+            for label, content in (
+                ("malformed-json", raw_body[:-3]),
+                ("not-utf8", b'{"a": "\xff\xfe"}'),
+                ("nul-in-json", raw_body.replace(b'"', b'"\x00', 1)),
+                ("nested-3000", b"[" * 3000 + b"]" * 3000),
+            ):
                 cases += _with_creds(kind, make, late, 400, "body", label=f"body.{label}", content=content)
-            for label, whole, injection in (("array", [body], False), ("scalar-operator", "$where", True),
-                                            ("null", None, False)):
-                cases += _with_creds(kind, make, "late", 422, "body", label=f"body.{label}",
-                                     content=json.dumps(whole).encode(), injection=injection)
-            for label, extra, injection in (("where", {"$where": "sleep(1000)"}, True),
-                                            ("proto", {"__proto__": {"is_admin": True}}, False),
-                                            ("bracket-operator", {"user_id[$ne]": "x"}, True)):
+            for label, whole, injection in (
+                ("array", [body], False),
+                ("scalar-operator", "$where", True),
+                ("null", None, False),
+            ):
+                cases += _with_creds(
+                    kind,
+                    make,
+                    "late",
+                    422,
+                    "body",
+                    label=f"body.{label}",
+                    content=json.dumps(whole).encode(),
+                    injection=injection,
+                )
+            for label, extra, injection in (
+                ("where", {"$where": "sleep(1000)"}, True),
+                ("proto", {"__proto__": {"is_admin": True}}, False),
+                ("bracket-operator", {"user_id[$ne]": "x"}, True),
+            ):
                 key = next(iter(extra))
-                cases += _with_creds(kind, make, "late", 422, key, label=f"extra-key.{label}", body={**body, **extra},
-                                     injection=injection)
+                cases += _with_creds(
+                    kind,
+                    make,
+                    "late",
+                    422,
+                    key,
+                    label=f"extra-key.{label}",
+                    body={**body, **extra},
+                    injection=injection,
+                )
             props = _resolve(op["requestBody"]["content"]["application/json"]["schema"])
             for prop, schema in props["properties"].items():
                 for h in hostile_values(schema, body=True):
-                    cases += _with_creds(kind, make, "late", 422, prop, seen, label=f"body.{prop}.{h.name}",
-                                         body={**body, prop: h.value}, injection=h.injection)
+                    cases += _with_creds(
+                        kind,
+                        make,
+                        "late",
+                        422,
+                        prop,
+                        seen,
+                        label=f"body.{prop}.{h.name}",
+                        body={**body, prop: h.value},
+                        injection=h.injection,
+                    )
             if kind == "buyer" and "user_id" in props["properties"]:
-                cases += _with_creds(kind, make, "late", 403, "user_id", label="body.user_id.another-user",
-                                     body={**body, "user_id": OTHER_USER})
+                cases += _with_creds(
+                    kind,
+                    make,
+                    "late",
+                    403,
+                    "user_id",
+                    label="body.user_id.another-user",
+                    body={**body, "user_id": OTHER_USER},
+                )
             cases += _credential_cases(kind, make)
     return cases
 
@@ -356,12 +461,22 @@ def _credential_cases(kind: str, make: Any) -> list[Case]:
     if kind == "public":
         return []
     tokens = _tokens()
-    out = [make("credential", cred=shape, status=401, fault="Authorization",
-                token_reason=tokens[shape][1] if kind == "buyer" else None,
-                counts=(f"token:{tokens[shape][1]}",) if kind == "buyer" else ("login",)) for shape in TOKEN_SHAPES]
+    out = [
+        make(
+            "credential",
+            cred=shape,
+            status=401,
+            fault="Authorization",
+            token_reason=tokens[shape][1] if kind == "buyer" else None,
+            counts=(f"token:{tokens[shape][1]}",) if kind == "buyer" else ("login",),
+        )
+        for shape in TOKEN_SHAPES
+    ]
     if kind == "viewer":
-        out += [make("credential", cred=shape, status=401, fault="scalemart_session", counts=("login",))
-                for shape in COOKIE_SHAPES]
+        out += [
+            make("credential", cred=shape, status=401, fault="scalemart_session", counts=("login",))
+            for shape in COOKIE_SHAPES
+        ]
     return out
 
 
@@ -394,7 +509,7 @@ def send(client: httpx.Client, case: Case) -> httpx.Response:
         content = json.dumps(case.body).encode()
     if case.chunked:
         data = content
-        content = iter([data[i:i + 4096] for i in range(0, len(data), 4096)])
+        content = iter([data[i : i + 4096] for i in range(0, len(data), 4096)])
     return client.request(case.method, url, content=content, headers=_headers(case))
 
 
@@ -421,8 +536,12 @@ def dump_shop(server: AppServer) -> dict[str, Any]:
         elif kind == "stream":
             info = r.xinfo_stream(key)
             groups = [{k: g[k] for k in ("name", "pending", "last-delivered-id")} for g in r.xinfo_groups(key)]
-            keys[key] = {"entries": r.xrange(key), "last": info["last-generated-id"],
-                         "added": info.get("entries-added"), "groups": groups}
+            keys[key] = {
+                "entries": r.xrange(key),
+                "last": info["last-generated-id"],
+                "added": info.get("entries-added"),
+                "groups": groups,
+            }
         else:
             keys[key] = f"<{kind}>"
     db = server.env.mongo()
@@ -437,11 +556,15 @@ def scrape(client: httpx.Client) -> dict[str, list[tuple[dict[str, str], float]]
 
 
 # What a case's `counts` name: the counter and its labels.
-COUNTERS = {"injection": ("scalemart_injection_attempts_total", {}),
-            "oversized": ("scalemart_oversized_bodies_total", {}),
-            "login": ("scalemart_login_failures_total", {}),
-            **{f"token:{reason}": ("scalemart_token_failures_total", {"reason": reason})
-               for reason in ("missing", "malformed", "expired", "bad_signature", "bad_claims")}}
+COUNTERS = {
+    "injection": ("scalemart_injection_attempts_total", {}),
+    "oversized": ("scalemart_oversized_bodies_total", {}),
+    "login": ("scalemart_login_failures_total", {}),
+    **{
+        f"token:{reason}": ("scalemart_token_failures_total", {"reason": reason})
+        for reason in ("missing", "malformed", "expired", "bad_signature", "bad_claims")
+    },
+}
 
 
 @dataclass
@@ -468,11 +591,16 @@ def test_every_operation_of_the_served_openapi_has_hostile_cases(shop: Shop) -> 
     served = shop.client.get("/openapi.json").json()
     operations = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
     covered = {(c.method, c.path) for c in CASES}
-    assert operations == {(m.upper(), p) for p, ops in SPEC["paths"].items() for m in ops}, \
+    assert operations == {(m.upper(), p) for p, ops in SPEC["paths"].items() for m in ops}, (
         "the served OpenAPI differs from the app this module built its cases from"
+    )
     assert not operations - covered, f"operations with no hostile case: {sorted(operations - covered)}"
-    no_body = sorted((m.upper(), p) for p, ops in SPEC["paths"].items() for m, op in ops.items()
-                     if "requestBody" in op and (m.upper(), p) not in VALID_BODIES)
+    no_body = sorted(
+        (m.upper(), p)
+        for p, ops in SPEC["paths"].items()
+        for m, op in ops.items()
+        if "requestBody" in op and (m.upper(), p) not in VALID_BODIES
+    )
     assert not no_body, f"add a valid body for {no_body} to VALID_BODIES: their fields get no hostile case without"
 
 
@@ -496,13 +624,19 @@ def test_the_refusals_were_counted(shop: Shop) -> None:
     # admin credential refusal and every oversized body; an ordinary bad value is no injection attempt.
     assert shop.counted, "no hostile case ran before this test"
     after = scrape(shop.client)
-    grew = {key: value(after, name, **labels) - value(shop.metrics_before, name, **labels)
-            for key, (name, labels) in COUNTERS.items()}
+    grew = {
+        key: value(after, name, **labels) - value(shop.metrics_before, name, **labels)
+        for key, (name, labels) in COUNTERS.items()
+    }
     assert grew == {key: float(shop.counted[key]) for key in COUNTERS}, (grew, dict(shop.counted))
     routes = set(SPEC["paths"])
-    accepted = [lab for lab, v in after.get("scalemart_http_requests_total", [])
-                if lab["status"].startswith(("2", "5")) and lab["route"] in routes
-                and v > value(shop.metrics_before, "scalemart_http_requests_total", **lab)]
+    accepted = [
+        lab
+        for lab, v in after.get("scalemart_http_requests_total", [])
+        if lab["status"].startswith(("2", "5"))
+        and lab["route"] in routes
+        and v > value(shop.metrics_before, "scalemart_http_requests_total", **lab)
+    ]
     assert not accepted, f"hostile requests answered 2xx or 5xx (by the app's own request counter): {accepted}"
 
 
@@ -511,6 +645,9 @@ def test_the_shop_is_unchanged_by_every_hostile_input(shop: Shop) -> None:
     wait_drained(shop.server.env, expected_orders=1, timeout=30)
     after = dump_shop(shop.server)
     assert after["mongodb"] == shop.before["mongodb"], "MongoDB changed under hostile input"
-    changed = {k for k in shop.before["redis"].keys() | after["redis"].keys()
-               if shop.before["redis"].get(k) != after["redis"].get(k)}
+    changed = {
+        k
+        for k in shop.before["redis"].keys() | after["redis"].keys()
+        if shop.before["redis"].get(k) != after["redis"].get(k)
+    }
     assert not changed, {k: (shop.before["redis"].get(k), after["redis"].get(k)) for k in sorted(changed)}

@@ -17,25 +17,35 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.app.conftest import AppServer, WorkerProc, as_buyer, create_product, free_port, wait_drained
 
 API_METRICS = {
-    "scalemart_http_requests_total": "counter", "scalemart_http_request_duration_seconds": "histogram",
-    "scalemart_http_requests_in_progress": "gauge", "scalemart_active_users": "gauge",
-    "scalemart_orders_total": "counter", "scalemart_revenue_total": "counter", "scalemart_stock_left": "gauge",
-    "scalemart_product_views_total": "counter", "scalemart_purchase_attempts_total": "counter",
-    "scalemart_cache_hits_total": "counter", "scalemart_cache_misses_total": "counter",
-    "scalemart_login_failures_total": "counter", "scalemart_rate_limited_total": "counter",
+    "scalemart_http_requests_total": "counter",
+    "scalemart_http_request_duration_seconds": "histogram",
+    "scalemart_http_requests_in_progress": "gauge",
+    "scalemart_active_users": "gauge",
+    "scalemart_orders_total": "counter",
+    "scalemart_revenue_total": "counter",
+    "scalemart_stock_left": "gauge",
+    "scalemart_product_views_total": "counter",
+    "scalemart_purchase_attempts_total": "counter",
+    "scalemart_cache_hits_total": "counter",
+    "scalemart_cache_misses_total": "counter",
+    "scalemart_login_failures_total": "counter",
+    "scalemart_rate_limited_total": "counter",
     "scalemart_app_info": "gauge",
 }
 WORKER_METRICS = {
-    "scalemart_queue_length": "gauge", "scalemart_queue_oldest_message_age_seconds": "gauge",
-    "scalemart_worker_task_duration_seconds": "histogram", "scalemart_worker_heartbeat_timestamp_seconds": "gauge",
+    "scalemart_queue_length": "gauge",
+    "scalemart_queue_oldest_message_age_seconds": "gauge",
+    "scalemart_worker_task_duration_seconds": "histogram",
+    "scalemart_worker_heartbeat_timestamp_seconds": "gauge",
     "scalemart_worker_orders_persisted_total": "counter",
 }
 
 
 def samples(text_or_families: str | Iterable[Metric]) -> dict[str, list[tuple[dict[str, str], float]]]:
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    families = (text_string_to_metric_families(text_or_families) if isinstance(text_or_families, str)
-                else text_or_families)
+    families = (
+        text_string_to_metric_families(text_or_families) if isinstance(text_or_families, str) else text_or_families
+    )
     for family in families:
         for s in family.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
@@ -66,12 +76,24 @@ def test_every_contract_metric_is_exposed_after_a_session(make_env: Any, running
     for _ in range(6):
         c.get("/api/products/m-a")
     c.get("/api/products")
-    for i, (user, product, qty) in enumerate([("ann", "m-a", 2), ("ben", "m-a", 1), ("ann", "m-b", 1),
-                                              ("cid", "m-b", 1)]):
-        c.post("/api/buy", json={"user_id": user, "product_id": product, "quantity": qty,
-                                 "idempotency_key": f"metrics-{i}-{uuid.uuid4().hex[:8]}"}, headers=as_buyer(user))
-    c.post("/api/buy", json={"user_id": "ben", "product_id": "m-a", "quantity": 5, "idempotency_key": "m-limit-1"},
-           headers=as_buyer("ben"))
+    for i, (user, product, qty) in enumerate(
+        [("ann", "m-a", 2), ("ben", "m-a", 1), ("ann", "m-b", 1), ("cid", "m-b", 1)]
+    ):
+        c.post(
+            "/api/buy",
+            json={
+                "user_id": user,
+                "product_id": product,
+                "quantity": qty,
+                "idempotency_key": f"metrics-{i}-{uuid.uuid4().hex[:8]}",
+            },
+            headers=as_buyer(user),
+        )
+    c.post(
+        "/api/buy",
+        json={"user_id": "ben", "product_id": "m-a", "quantity": 5, "idempotency_key": "m-limit-1"},
+        headers=as_buyer("ben"),
+    )
     c.get("/api/admin/stats", headers={"Authorization": "Bearer nope"})
     c.get("/api/admin/stats")
     limited = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.9"))
@@ -85,8 +107,9 @@ def test_every_contract_metric_is_exposed_after_a_session(make_env: Any, running
     for name, kind in API_METRICS.items():
         assert types(text)[name] == kind, name
     s = samples(text)
-    assert value(s, "scalemart_http_requests_total", route="/api/products/{product_id}", method="GET",
-                 status="200") == 6
+    assert (
+        value(s, "scalemart_http_requests_total", route="/api/products/{product_id}", method="GET", status="200") == 6
+    )
     assert value(s, "scalemart_http_request_duration_seconds_count", route="/api/buy", method="POST") == 5
     assert value(s, "scalemart_product_views_total", product="m-a") == 6
     assert value(s, "scalemart_orders_total", product="m-a") == 2
@@ -119,8 +142,11 @@ def test_worker_reports_queue_length_and_age_while_orders_wait(make_env: Any, ru
     with server.client(admin=True) as c:
         create_product(c, "m-q", stock=10)
         for i in range(3):
-            c.post("/api/buy", json={"user_id": f"q{i}", "product_id": "m-q", "quantity": 1,
-                                     "idempotency_key": f"queue-wait-{i}"}, headers=as_buyer(f"q{i}"))
+            c.post(
+                "/api/buy",
+                json={"user_id": f"q{i}", "product_id": "m-q", "quantity": 1, "idempotency_key": f"queue-wait-{i}"},
+                headers=as_buyer(f"q{i}"),
+            )
     time.sleep(1.2)
     from scalemart.worker import Worker, WorkerMetrics
 
@@ -135,8 +161,9 @@ def test_worker_reports_queue_length_and_age_while_orders_wait(make_env: Any, ru
     assert ready["checks"]["worker_lag"] == "ok"  # 1 s is under the default bound
 
 
-def test_request_counts_add_up_across_uvicorn_worker_processes(make_env: Any, running: list[Any],
-                                                                tmp_path: Path) -> None:
+def test_request_counts_add_up_across_uvicorn_worker_processes(
+    make_env: Any, running: list[Any], tmp_path: Path
+) -> None:
     metrics_dir = tmp_path / "prometheus"
     server = AppServer(make_env(metrics_dir=metrics_dir)).start()  # --workers 2
     running.append(server)
@@ -151,8 +178,12 @@ def test_request_counts_add_up_across_uvicorn_worker_processes(make_env: Any, ru
         list(pool.map(get, ["/api/products"] * sent))
         scrapes = [samples(r.text) for r in pool.map(get, ["/metrics"] * 8)]
     # Each process writes its own counter_<pid>.db, so the files tell which processes served the requests.
-    served = {f.name: value(samples(MultiProcessCollector.merge([str(f)])), "scalemart_http_requests_total",
-                            route="/api/products") for f in metrics_dir.glob("counter_*.db")}
+    served = {
+        f.name: value(
+            samples(MultiProcessCollector.merge([str(f)])), "scalemart_http_requests_total", route="/api/products"
+        )
+        for f in metrics_dir.glob("counter_*.db")
+    }
     assert sum(served.values()) == sent and sum(1 for n in served.values() if n) == 2, served
     # Neither process served them all, so a scrape that counted only its own process would fall short.
     for s in scrapes:

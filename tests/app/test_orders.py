@@ -11,13 +11,16 @@ from tests.app.conftest import AppServer, as_buyer, assert_error, buy, create_pr
 
 
 def test_user_orders_lists_accepted_orders_newest_first_before_and_after_persisting(
-        admin: httpx.Client, anon: httpx.Client, shared_app: AppServer) -> None:
+    admin: httpx.Client, anon: httpx.Client, shared_app: AppServer
+) -> None:
     create_product(admin, "orders-a", stock=5, price=3)
     ids = [buy(anon, "orders-a", user="dave", qty=q).json()["order_id"] for q in (1, 2)]
     r = anon.get("/api/users/me/orders", headers=as_buyer("dave"))  # listed from Redis at once, persisted or not
     assert r.status_code == 200 and r.json()["source"] == "redis"
-    assert [(o["order_id"], o["quantity"], o["total"]) for o in r.json()["orders"]] == [(ids[1], 2, 6.0),
-                                                                                         (ids[0], 1, 3.0)]
+    assert [(o["order_id"], o["quantity"], o["total"]) for o in r.json()["orders"]] == [
+        (ids[1], 2, 6.0),
+        (ids[0], 1, 3.0),
+    ]
     wait_drained(shared_app.env)
     persisted = shared_app.env.mongo().orders.find({"user_id": "dave"})
     listed = anon.get("/api/users/me/orders", params={"limit": 1}, headers=as_buyer("dave")).json()["orders"]
@@ -38,10 +41,17 @@ def test_user_orders_keep_only_the_newest_per_setting(make_env: Any, running: li
 
 def test_user_orders_of_user_without_orders_is_empty(anon: httpx.Client) -> None:
     assert anon.get("/api/users/me/orders", headers=as_buyer("nobody-yet")).json() == {
-        "user_id": "nobody-yet", "source": "redis", "orders": []}
+        "user_id": "nobody-yet",
+        "source": "redis",
+        "orders": [],
+    }
 
 
 def test_user_orders_bad_user_id_or_limit_is_422(admin: httpx.Client, anon: httpx.Client) -> None:
     assert_error(admin.get("/api/users/bad:user/orders"), 422, "validation_error", "user_id")
-    assert_error(anon.get("/api/users/me/orders", params={"limit": 0}, headers=as_buyer("dave")), 422,
-                 "validation_error", "limit")
+    assert_error(
+        anon.get("/api/users/me/orders", params={"limit": 0}, headers=as_buyer("dave")),
+        422,
+        "validation_error",
+        "limit",
+    )

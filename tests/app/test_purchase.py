@@ -30,8 +30,9 @@ def test_buy_replay_with_same_idempotency_key_returns_first_answer(admin: httpx.
     assert anon.get("/api/products/buy-replay").json()["stock_left"] == 4
 
 
-def test_buy_reusing_key_for_other_quantity_is_409_naming_idempotency_key(admin: httpx.Client,
-                                                                          anon: httpx.Client) -> None:
+def test_buy_reusing_key_for_other_quantity_is_409_naming_idempotency_key(
+    admin: httpx.Client, anon: httpx.Client
+) -> None:
     create_product(admin, "buy-reuse", stock=5)
     assert buy(anon, "buy-reuse", key="reuse-key-1").status_code == 201
     assert_error(buy(anon, "buy-reuse", qty=2, key="reuse-key-1"), 409, "idempotency_key_reused", "idempotency_key")
@@ -60,18 +61,33 @@ def test_buy_when_sale_closed_is_409_sale_closed(admin: httpx.Client, anon: http
     assert_error(buy(anon, "buy-closed"), 409, "sale_closed", "product_id")
 
 
-@pytest.mark.parametrize(("field", "value"), [("quantity", 0), ("quantity", 101), ("quantity", "2"),
-                                              ("quantity", 1.5), ("user_id", ""), ("user_id", "a:b"),
-                                              ("product_id", "UPPER"), ("idempotency_key", "short")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("quantity", 0),
+        ("quantity", 101),
+        ("quantity", "2"),
+        ("quantity", 1.5),
+        ("user_id", ""),
+        ("user_id", "a:b"),
+        ("product_id", "UPPER"),
+        ("idempotency_key", "short"),
+    ],
+)
 def test_buy_bad_field_is_422_naming_the_field(anon: httpx.Client, field: str, value: Any) -> None:
     body = {"user_id": "alice", "product_id": "buy-a", "quantity": 1, "idempotency_key": uuid.uuid4().hex, field: value}
     assert_error(anon.post("/api/buy", json=body, headers=as_buyer("alice")), 422, "validation_error", field)
 
 
 def test_buy_missing_field_is_422_saying_required(anon: httpx.Client) -> None:
-    body = assert_error(anon.post("/api/buy", json={"user_id": "alice", "product_id": "buy-a", "quantity": 1},
-                                  headers=as_buyer("alice")),
-                        422, "validation_error", "idempotency_key")
+    body = assert_error(
+        anon.post(
+            "/api/buy", json={"user_id": "alice", "product_id": "buy-a", "quantity": 1}, headers=as_buyer("alice")
+        ),
+        422,
+        "validation_error",
+        "idempotency_key",
+    )
     assert "required" in body["message"]
 
 

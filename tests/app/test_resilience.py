@@ -32,17 +32,20 @@ def orders_collection(env: Env) -> Any:
 async def buy_many(url: str, product: str, n: int) -> list[str]:
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as c:
+
         async def one(i: int) -> str:
-            r = await c.post("/api/buy", json={"user_id": f"u{i}", "product_id": product, "quantity": 1,
-                                               "idempotency_key": f"crash-{i:06d}"}, headers=as_buyer(f"u{i}"))
+            r = await c.post(
+                "/api/buy",
+                json={"user_id": f"u{i}", "product_id": product, "quantity": 1, "idempotency_key": f"crash-{i:06d}"},
+                headers=as_buyer(f"u{i}"),
+            )
             assert r.status_code == 201, r.text
             return str(r.json()["order_id"])
 
         return await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def test_worker_killed_mid_drain_and_restarted_loses_and_duplicates_nothing(make_env: Any,
-                                                                             running: list[Any]) -> None:
+def test_worker_killed_mid_drain_and_restarted_loses_and_duplicates_nothing(make_env: Any, running: list[Any]) -> None:
     # Small batches make the drain long enough to kill the worker in the middle of it.
     env = make_env(worker_batch_size=5, worker_claim_idle_seconds=1)
     server = AppServer(env).start()
@@ -105,8 +108,9 @@ def test_orders_persisted_but_not_acknowledged_are_not_duplicated(make_env: Any,
     assert r.xpending("sm:orders", "persisters")["pending"] == 0
 
 
-def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: FerretDB, tmp_path: Path,
-                                                                running: list[Any]) -> None:
+def test_redis_down_reads_served_purchases_503_json_then_resume(
+    ferretdb: FerretDB, tmp_path: Path, running: list[Any]
+) -> None:
     own_redis = RedisServer(tmp_path)  # this test stops Redis: its own instance
     own_redis.start()
     running.append(own_redis)
@@ -116,8 +120,14 @@ def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: Ferret
     running.append(WorkerProc(env).start())
     admin, c = server.client(admin=True), server.client()
     create_product(admin, "outage-a", stock=10, price=5)
-    assert c.post("/api/buy", json={"user_id": "u1", "product_id": "outage-a", "quantity": 1,
-                                    "idempotency_key": "before-outage-1"}, headers=as_buyer("u1")).status_code == 201
+    assert (
+        c.post(
+            "/api/buy",
+            json={"user_id": "u1", "product_id": "outage-a", "quantity": 1, "idempotency_key": "before-outage-1"},
+            headers=as_buyer("u1"),
+        ).status_code
+        == 201
+    )
     for _ in range(4):  # warm both uvicorn workers' in-process caches
         assert c.get("/api/products/outage-a").status_code == 200
         assert c.get("/api/products").status_code == 200
@@ -137,8 +147,11 @@ def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: Ferret
     r = c.get("/api/products/outage-a")
     assert r.status_code == 200 and r.json()["stale"] is True
     for i in range(4):
-        r = c.post("/api/buy", json={"user_id": "u2", "product_id": "outage-a", "quantity": 1,
-                                     "idempotency_key": f"during-outage-{i}"}, headers=as_buyer("u2"))
+        r = c.post(
+            "/api/buy",
+            json={"user_id": "u2", "product_id": "outage-a", "quantity": 1, "idempotency_key": f"during-outage-{i}"},
+            headers=as_buyer("u2"),
+        )
         assert r.status_code == 503, r.text
         assert r.headers["content-type"].startswith("application/json")
         assert r.json()["error"] == "stock_store_unavailable" and r.headers["Retry-After"]
@@ -150,9 +163,11 @@ def test_redis_down_reads_served_purchases_503_json_then_resume(ferretdb: Ferret
     deadline = time.monotonic() + 20
     while c.get("/health/ready").status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.2)
-    r = c.post("/api/buy", json={"user_id": "u2", "product_id": "outage-a", "quantity": 1,
-                                 "idempotency_key": "during-outage-0"},
-               headers=as_buyer("u2"))  # the client's retry of a 503
+    r = c.post(
+        "/api/buy",
+        json={"user_id": "u2", "product_id": "outage-a", "quantity": 1, "idempotency_key": "during-outage-0"},
+        headers=as_buyer("u2"),
+    )  # the client's retry of a 503
     assert r.status_code == 201, r.text
     assert r.json()["stock_left"] == 8
     for _ in range(4):
@@ -170,8 +185,11 @@ def test_reconcile_reports_a_mismatch_and_exits_nonzero(make_env: Any, running: 
     running.append(WorkerProc(env).start())
     with server.client(admin=True) as c:
         create_product(c, "rec-a", stock=10)
-        c.post("/api/buy", json={"user_id": "u1", "product_id": "rec-a", "quantity": 2,
-                                 "idempotency_key": uuid.uuid4().hex}, headers=as_buyer("u1"))
+        c.post(
+            "/api/buy",
+            json={"user_id": "u1", "product_id": "rec-a", "quantity": 2, "idempotency_key": uuid.uuid4().hex},
+            headers=as_buyer("u1"),
+        )
     wait_drained(env, expected_orders=1)
     ok = env.run_cli("reconcile")
     assert ok.returncode == 0 and "rec-a" in ok.stdout

@@ -47,28 +47,60 @@ def answers_by_operation(server: AppServer) -> dict[tuple[str, str], set[str]]:
     return seen
 
 
-def test_schemathesis_finds_no_server_error_or_schema_violation(make_env: Any, running: list[Any], tmp_path: Path,
-                                                                monitoring: Monitoring) -> None:
+def test_schemathesis_finds_no_server_error_or_schema_violation(
+    make_env: Any, running: list[Any], tmp_path: Path, monitoring: Monitoring
+) -> None:
     # the analytics figures read a real Prometheus and Alertmanager: without them they answer 503 by design
-    server = AppServer(make_env(prometheus_url=monitoring.prometheus_url,
-                                alertmanager_url=monitoring.alertmanager_url)).start()
+    server = AppServer(
+        make_env(prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url)
+    ).start()
     running.append(server)
     binary = ROOT / ".venv" / "bin" / "schemathesis"
     assert binary.exists(), f"{binary} is missing: run `make bootstrap`"
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
-    env = {**os.environ, "SM_FUZZ_ADMIN_TOKEN": ADMIN_TOKEN,
-           "SM_FUZZ_BUYER_TOKEN": as_buyer("fuzz-buyer")["Authorization"].removeprefix("Bearer ")}
+    env = {
+        **os.environ,
+        "SM_FUZZ_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SM_FUZZ_BUYER_TOKEN": as_buyer("fuzz-buyer")["Authorization"].removeprefix("Bearer "),
+    }
     # A fixed seed keeps a failure reproducible.
     # One worker: CPython 3.11.7's ast module is not thread-safe ("AST constructor recursion depth
     # mismatch", fixed in 3.11.8) and schemathesis parses expressions in its worker threads.
     started = time.monotonic()
     proc = subprocess.run(
-        [str(binary), "--config-file", str(config), "run", f"{server.url}/openapi.json", "--checks", CHECKS,
-         "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
-         "--seed", str(SEED), "--no-color", "--generation-database", "none", "--request-timeout", "30",
-         "--report", "junit", "--report-junit-path", str(tmp_path / "schemathesis.xml")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+        [
+            str(binary),
+            "--config-file",
+            str(config),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            CHECKS,
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--workers",
+            "1",
+            "--seed",
+            str(SEED),
+            "--no-color",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "30",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(tmp_path / "schemathesis.xml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
     took = time.monotonic() - started
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-8000:]
@@ -81,7 +113,10 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(make_env: Any, r
     # mean the run fuzzed the auth check alone, as a run with the admin token alone does on the buyer's).
     spec = httpx.get(server.url + "/openapi.json", timeout=10).json()
     seen = answers_by_operation(server)
-    past_auth = {(method.upper(), path): sorted(seen.get((method.upper(), path), set()))
-                 for path, ops in spec["paths"].items() for method in ops}
+    past_auth = {
+        (method.upper(), path): sorted(seen.get((method.upper(), path), set()))
+        for path, ops in spec["paths"].items()
+        for method in ops
+    }
     stuck = {op: statuses for op, statuses in past_auth.items() if not set(statuses) - {"401"}}
     assert not stuck, f"operations schemathesis never got past the credential of (statuses seen): {stuck}"

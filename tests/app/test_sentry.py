@@ -67,12 +67,21 @@ def test_unhandled_error_and_trace_reach_the_against_sentry_stand_in(make_env: A
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     dsn = f"http://publickey@127.0.0.1:{receiver.server_address[1]}/42"
-    env = make_env(sentry_dsn=dsn, sentry_traces_sample_rate=1.0, release="7.7.7-sentry", environment="staging",
-                   admin_token="k" + "9f2c4e81a7b3d6f05e9c1a24b8d7")
+    env = make_env(
+        sentry_dsn=dsn,
+        sentry_traces_sample_rate=1.0,
+        release="7.7.7-sentry",
+        environment="staging",
+        admin_token="k" + "9f2c4e81a7b3d6f05e9c1a24b8d7",
+    )
     port = free_port()
     log = tmp_path / "sentry-app.log"
-    proc = subprocess.Popen([str(PYTHON), "-c", SERVE_WITH_FAILING_ROUTE.replace("{port}", str(port))],
-                            env=env.environ(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(PYTHON), "-c", SERVE_WITH_FAILING_ROUTE.replace("{port}", str(port))],
+        env=env.environ(),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_port(port, proc, log=log)
         r = httpx.get(f"http://127.0.0.1:{port}/api/debug/boom")

@@ -15,8 +15,9 @@ from tests.app.conftest import APP_SRC, PYTHON, ROOT
 
 def run(env: Any, *args: str, drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in env.environ().items() if k not in drop}
-    return subprocess.run([str(PYTHON), "-m", "scalemart", *args], env=environ, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [str(PYTHON), "-m", "scalemart", *args], env=environ, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_serve_without_admin_token_refuses_to_start_naming_the_variable(make_env: Any) -> None:
@@ -43,9 +44,13 @@ def test_settings_can_come_from_an_env_file(make_env: Any, tmp_path: Path) -> No
     env = make_env()
     env_file = tmp_path / "scalemart.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.vars.items()))
-    p = subprocess.run([str(PYTHON), "-m", "scalemart", "--env-file", str(env_file), "reconcile"],
-                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(APP_SRC)}, capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(
+        [str(PYTHON), "-m", "scalemart", "--env-file", str(env_file), "reconcile"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(APP_SRC)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     assert "0 product(s): clean" in p.stdout
 
@@ -54,8 +59,13 @@ def test_wheel_has_console_entry_point_and_exactly_pinned_deps_matching_the_tool
     # Build from a copy: setuptools leaves build/ and *.egg-info/ beside the sources it builds.
     src = tmp_path / "src"
     shutil.copytree(APP_SRC, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "bench"))
-    p = subprocess.run([str(PYTHON), "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    p = subprocess.run(
+        [str(PYTHON), "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     wheel = next(tmp_path.glob("scalemart-*.whl"))
     with zipfile.ZipFile(wheel) as z:
@@ -66,8 +76,12 @@ def test_wheel_has_console_entry_point_and_exactly_pinned_deps_matching_the_tool
     assert "scalemart/api.py" in names and "scalemart/py.typed" in names
     assert {f"scalemart/routes/{m}.py" for m in ("health", "catalogue", "purchase", "orders", "admin")} <= set(names)
     # the analytics console works from the wheel alone: its templates and static files ship in it
-    shipped = {"scalemart/analytics/templates/dashboard.html", "scalemart/analytics/templates/login.html",
-               "scalemart/analytics/static/analytics.js", "scalemart/analytics/static/analytics.css"}
+    shipped = {
+        "scalemart/analytics/templates/dashboard.html",
+        "scalemart/analytics/templates/login.html",
+        "scalemart/analytics/static/analytics.js",
+        "scalemart/analytics/static/analytics.css",
+    }
     assert shipped <= set(names), sorted(shipped - set(names))
     requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.M)
     assert requires and all("==" in r for r in requires), requires

@@ -60,8 +60,10 @@ def mongo_orders(server: AppServer) -> list[dict[str, Any]]:
 def test_2000_buyers_for_100_units_sell_exactly_100(shared_app: AppServer) -> None:
     with shared_app.client(admin=True) as c:
         create_product(c, "stampede", stock=100, per_user_limit=1)
-    bodies = [{"user_id": f"buyer-{i}", "product_id": "stampede", "quantity": 1, "idempotency_key": f"stampede-{i:06d}"}
-              for i in range(BUYERS)]
+    bodies = [
+        {"user_id": f"buyer-{i}", "product_id": "stampede", "quantity": 1, "idempotency_key": f"stampede-{i:06d}"}
+        for i in range(BUYERS)
+    ]
     results = asyncio.run(fire(shared_app.url, bodies))
     statuses = Counter(s for s, _ in results)
     assert statuses == {201: 100, 409: BUYERS - 100}, statuses
@@ -89,8 +91,10 @@ def test_per_user_limit_and_repeated_idempotency_keys_under_stampede(shared_app:
     for u in range(users):
         keys = [f"u{u:02d}-key-{k:04d}" for k in range(distinct_keys)]
         keys += [rng.choice(keys) for _ in range(per_user_requests - distinct_keys)]  # replays
-        bodies += [{"user_id": f"limit-user-{u}", "product_id": "stampede-limit", "quantity": 1,
-                    "idempotency_key": k} for k in keys]
+        bodies += [
+            {"user_id": f"limit-user-{u}", "product_id": "stampede-limit", "quantity": 1, "idempotency_key": k}
+            for k in keys
+        ]
     rng.shuffle(bodies)
     assert len(bodies) == BUYERS
     results = asyncio.run(fire(shared_app.url, bodies))

@@ -75,8 +75,13 @@ class Host:
             json.dump(self.config, fh, indent=2)
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([PYTHON, "-m", "backups", "--config", str(self.config_path), *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [PYTHON, "-m", "backups", "--config", str(self.config_path), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         print(f"$ python -m backups {' '.join(args)}  -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
@@ -103,11 +108,20 @@ def host(tmp_path: Path, redis_srv: servers.RedisServer, ferret: servers.Ferret)
     database = "shop_" + secrets.token_hex(4)
     env_file = root / "etc" / "scalemart" / "scalemart.env"
     # What the app role's env file holds; the reconcile hook reads it like on a real host.
-    env_file.write_text("\n".join([
-        f"SCALEMART_REDIS_URL={redis_srv.url}", f"SCALEMART_MONGO_URL={ferret.url}", f"SCALEMART_MONGO_DB={database}",
-        f"SCALEMART_ADMIN_TOKEN=tests-{secrets.token_hex(16)}",
-        f"SCALEMART_BUYER_TOKEN_KEY=tests-{secrets.token_hex(24)}", "SCALEMART_ENVIRONMENT=dev",
-        f"PYTHONPATH={ROOT / 'app'}", ""]))
+    env_file.write_text(
+        "\n".join(
+            [
+                f"SCALEMART_REDIS_URL={redis_srv.url}",
+                f"SCALEMART_MONGO_URL={ferret.url}",
+                f"SCALEMART_MONGO_DB={database}",
+                f"SCALEMART_ADMIN_TOKEN=tests-{secrets.token_hex(16)}",
+                f"SCALEMART_BUYER_TOKEN_KEY=tests-{secrets.token_hex(24)}",
+                "SCALEMART_ENVIRONMENT=dev",
+                f"PYTHONPATH={ROOT / 'app'}",
+                "",
+            ]
+        )
+    )
     env_file.chmod(0o600)
     log = root / "hooks.log"
     config = {
@@ -120,8 +134,13 @@ def host(tmp_path: Path, redis_srv: servers.RedisServer, ferret: servers.Ferret)
         "mongodump": servers.tool("mongodump"),
         "mongorestore": servers.tool("mongorestore"),
         "redis_server": servers.redis_binary(),
-        "mongodb": {"uri": ferret.bare_url, "database": database, "username": ferret.username,
-                    "password": ferret.password, "auth_database": "admin"},
+        "mongodb": {
+            "uri": ferret.bare_url,
+            "database": database,
+            "username": ferret.username,
+            "password": ferret.password,
+            "auth_database": "admin",
+        },
         "redis": {"host": "127.0.0.1", "port": redis_srv.port, "password": redis_srv.password},
         "hooks": {
             "stop": [["sh", "-c", f"echo stop app worker >> {log}"]],

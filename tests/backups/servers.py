@@ -57,8 +57,7 @@ class RedisServer:
 
     def start(self) -> None:
         log = self.dir / "redis.log"
-        self.proc = subprocess.Popen([redis_binary(), str(self.conf)], stdout=log.open("a"),
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([redis_binary(), str(self.conf)], stdout=log.open("a"), stderr=subprocess.STDOUT)
         wait_port(self.port, self.proc, log)
         deadline = time.monotonic() + 60
         while True:
@@ -84,11 +83,28 @@ def redis_server(work: Path, password: str) -> Iterator[RedisServer]:
     port = free_port()
     conf = work / "redis.conf"
     # The redis role's persistence settings (roles/redis/templates/redis.conf.j2).
-    conf.write_text("\n".join([
-        "bind 127.0.0.1", f"port {port}", "daemonize no", f"dir {work}", "dbfilename dump.rdb",
-        f"requirepass {password}", "appendonly yes", 'appendfilename "appendonly.aof"', "appendfsync always",
-        "aof-use-rdb-preamble yes", "save 900 1", "save 300 10", "save 60 10000", "maxmemory-policy noeviction",
-        f"logfile {work / 'redis.log'}", ""]))
+    conf.write_text(
+        "\n".join(
+            [
+                "bind 127.0.0.1",
+                f"port {port}",
+                "daemonize no",
+                f"dir {work}",
+                "dbfilename dump.rdb",
+                f"requirepass {password}",
+                "appendonly yes",
+                'appendfilename "appendonly.aof"',
+                "appendfsync always",
+                "aof-use-rdb-preamble yes",
+                "save 900 1",
+                "save 300 10",
+                "save 60 10000",
+                "maxmemory-policy noeviction",
+                f"logfile {work / 'redis.log'}",
+                "",
+            ]
+        )
+    )
     server = RedisServer(port, password, work, conf)
     server.start()
     try:
@@ -122,11 +138,23 @@ def ferretdb(work: Path, username: str, password: str) -> Iterator[Ferret]:
     log = work / "ferretdb.log"
     # The mongodb role's settings (roles/mongodb/templates/ferretdb.env.j2): SQLite, SCRAM, setup user.
     proc = subprocess.Popen(
-        [tool("ferretdb"), "--handler=sqlite", f"--sqlite-url=file:{work}/", f"--state-dir={work}",
-         f"--listen-addr=127.0.0.1:{port}", f"--debug-addr=127.0.0.1:{free_port()}", "--telemetry=disable",
-         "--log-level=warn", "--test-enable-new-auth", "--setup-database=admin", f"--setup-username={username}",
-         f"--setup-password={password}"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT)
+        [
+            tool("ferretdb"),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{work}/",
+            f"--state-dir={work}",
+            f"--listen-addr=127.0.0.1:{port}",
+            f"--debug-addr=127.0.0.1:{free_port()}",
+            "--telemetry=disable",
+            "--log-level=warn",
+            "--test-enable-new-auth",
+            "--setup-database=admin",
+            f"--setup-username={username}",
+            f"--setup-password={password}",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_port(port, proc, log)
         server = Ferret(f"127.0.0.1:{port}", username, password)

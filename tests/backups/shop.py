@@ -38,8 +38,9 @@ class Seeded:
     queued: int
 
 
-def seed(r: redis.Redis, db: Any, products: int, orders: int, queued: int, seed_value: int = 7,
-         stock_each: int | None = None) -> Seeded:
+def seed(
+    r: redis.Redis, db: Any, products: int, orders: int, queued: int, seed_value: int = 7, stock_each: int | None = None
+) -> Seeded:
     """Create products and orders like the API and the worker would; `queued` orders stay in the stream."""
     rng = random.Random(seed_value)
     total = orders + queued
@@ -49,13 +50,36 @@ def seed(r: redis.Redis, db: Any, products: int, orders: int, queued: int, seed_
     pipe = r.pipeline(transaction=False)
     for i, pid in enumerate(ids):
         price = 100 + 37 * i
-        pipe.hset(store.product_key(pid), mapping={"stock": stock_each, "stocked": stock_each, "price_cents": price,
-                                                    "per_user_limit": 1000, "open": 1, "starts_at": 0, "ends_at": 0})
+        pipe.hset(
+            store.product_key(pid),
+            mapping={
+                "stock": stock_each,
+                "stocked": stock_each,
+                "price_cents": price,
+                "per_user_limit": 1000,
+                "open": 1,
+                "starts_at": 0,
+                "ends_at": 0,
+            },
+        )
         pipe.sadd(store.PRODUCTS, pid)
     pipe.execute()
-    db.products.insert_many([{"_id": pid, "name": f"Product {pid}", "price_cents": 100 + 37 * i,
-                              "per_user_limit": 1000, "sale_open": True, "starts_at": 0, "ends_at": 0,
-                              "initial_stock": stock_each, "created_at": now} for i, pid in enumerate(ids)])
+    db.products.insert_many(
+        [
+            {
+                "_id": pid,
+                "name": f"Product {pid}",
+                "price_cents": 100 + 37 * i,
+                "per_user_limit": 1000,
+                "sale_open": True,
+                "starts_at": 0,
+                "ends_at": 0,
+                "initial_stock": stock_each,
+                "created_at": now,
+            }
+            for i, pid in enumerate(ids)
+        ]
+    )
     try:
         r.xgroup_create(store.STREAM, store.GROUP, id="0", mkstream=True)
     except redis.exceptions.ResponseError as exc:
@@ -76,13 +100,19 @@ def seed(r: redis.Redis, db: Any, products: int, orders: int, queued: int, seed_
         key = f"key-{n:08d}"
         order_id = f"ord-{n:08d}"
         price = 100 + 37 * ids.index(pid)
-        fields = {"order_id": order_id, "user_id": user, "product_id": pid, "quantity": str(qty),
-                  "unit_price_cents": str(price), "total_cents": str(price * qty),
-                  "created_at_ms": str(t0_ms + n * 10), "idempotency_key": key}
+        fields = {
+            "order_id": order_id,
+            "user_id": user,
+            "product_id": pid,
+            "quantity": str(qty),
+            "unit_price_cents": str(price),
+            "total_cents": str(price * qty),
+            "created_at_ms": str(t0_ms + n * 10),
+            "idempotency_key": key,
+        }
         pipe.hincrby(store.product_key(pid), "stock", -qty)
         pipe.hincrby(store.bought_key(pid), user, qty)
-        pipe.set(idem_key(user, key), json.dumps({"result": "success", "order_id": order_id}),
-                 ex=IDEMPOTENCY_TTL)
+        pipe.set(idem_key(user, key), json.dumps({"result": "success", "order_id": order_id}), ex=IDEMPOTENCY_TTL)
         if n < orders:
             docs.append(order_doc(f"{t0_ms + n * 10}-0", fields))
         else:
@@ -126,9 +156,13 @@ def redis_state(r: redis.Redis) -> dict[str, Any]:
 
 def mongo_state(db: Any) -> dict[str, Any]:
     """Every document and every index of every collection."""
-    return {name: (list(db[name].find().sort("_id", 1)),
-                   sorted((i["name"], list(i["key"].items()), bool(i.get("unique"))) for i in db[name].list_indexes()))
-            for name in sorted(db.list_collection_names())}
+    return {
+        name: (
+            list(db[name].find().sort("_id", 1)),
+            sorted((i["name"], list(i["key"].items()), bool(i.get("unique"))) for i in db[name].list_indexes()),
+        )
+        for name in sorted(db.list_collection_names())
+    }
 
 
 def stock(r: redis.Redis) -> dict[str, int]:

@@ -28,8 +28,11 @@ def test_the_archive_holds_the_config_encrypted_and_never_a_secret_in_clear(host
         members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
     assert set(members) == {"manifest.json", "mongodb.archive", "redis/dump.rdb", "config.tar.enc"}
     everything = b"".join(members.values())
-    secrets_in_play = [host.redis.password, host.ferret.password,
-                       Path(host.config["encryption_key_file"]).read_text().strip()]
+    secrets_in_play = [
+        host.redis.password,
+        host.ferret.password,
+        Path(host.config["encryption_key_file"]).read_text().strip(),
+    ]
     for secret in secrets_in_play:
         assert secret.encode() not in everything
     assert members["config.tar.enc"].startswith(crypto.MAGIC)
@@ -87,9 +90,10 @@ def test_the_config_part_is_a_fernet_token_under_a_key_derived_with_its_own_salt
     blob = crypto.encrypt(b"x", key)
     assert blob.startswith(b"SMBKENC2")
     salt_end = len(crypto.MAGIC) + crypto.SALT_LEN
-    salt, token = blob[len(crypto.MAGIC):salt_end], base64.urlsafe_b64encode(blob[salt_end:])
+    salt, token = blob[len(crypto.MAGIC) : salt_end], base64.urlsafe_b64encode(blob[salt_end:])
     fernet_key = base64.urlsafe_b64encode(
-        PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=crypto.ITERATIONS).derive(key))
+        PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=crypto.ITERATIONS).derive(key)
+    )
     assert Fernet(fernet_key).decrypt(token) == b"x"
     assert crypto.ITERATIONS >= 600_000
 
@@ -107,18 +111,21 @@ def test_an_archive_of_the_old_scheme_is_refused_by_name() -> None:
 BASE = {"environment": "dev", "encryption_key_file": "/etc/scalemart/backups.key"}
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"environment": "Prod!"}, "environment"),
-    ({"retention_days": 0}, "retention_days"),
-    ({"retention_days": "30"}, "retention_days"),
-    ({"redis": {"port": 70000}}, "redis.port"),
-    ({"redis": {"passwd": "x"}}, "redis.passwd"),
-    ({"mongodb": {"uri": "http://x"}}, "mongodb.uri"),
-    ({"mongodb": {"username": "scalemart"}}, "mongodb.username/mongodb.password"),
-    ({"hooks": {"stop": ["systemctl stop scalemart-app"]}}, "hooks.stop[0]"),
-    ({"offsite_command": "aws s3 cp {archive} s3://b/"}, "offsite_command"),
-    ({"retension_days": 30}, "retension_days"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"environment": "Prod!"}, "environment"),
+        ({"retention_days": 0}, "retention_days"),
+        ({"retention_days": "30"}, "retention_days"),
+        ({"redis": {"port": 70000}}, "redis.port"),
+        ({"redis": {"passwd": "x"}}, "redis.passwd"),
+        ({"mongodb": {"uri": "http://x"}}, "mongodb.uri"),
+        ({"mongodb": {"username": "scalemart"}}, "mongodb.username/mongodb.password"),
+        ({"hooks": {"stop": ["systemctl stop scalemart-app"]}}, "hooks.stop[0]"),
+        ({"offsite_command": "aws s3 cp {archive} s3://b/"}, "offsite_command"),
+        ({"retension_days": 30}, "retension_days"),
+    ],
+)
 def test_a_bad_config_value_is_refused_naming_the_field(change: dict[str, object], field: str) -> None:
     with pytest.raises(config.ConfigError) as err:
         config.parse({**BASE, **change})
@@ -143,21 +150,30 @@ def test_a_config_with_passwords_readable_by_others_is_refused(tmp_path: Path) -
 def test_the_cli_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "backups.json"
     path.write_text("{not json")
-    proc = subprocess.run([sys.executable, "-m", "backups", "--config", str(path), "list"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "backups", "--config", str(path), "list"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "is not valid JSON (line 1" in proc.stderr
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"retention_days": "30"}, "retention_days: expected float, got str '30'"),
-    ({"redis": {"port": True}}, "redis.port: expected int, got bool True"),
-    ({"textfile_path": 5}, "textfile_path: expected str/NoneType, got int 5"),
-    ({"hooks": {"start": [["systemctl", "start", "x"], "scalemart-app"]}},
-     'hooks.start[1]: expected a command as a list of strings, e.g. ["systemctl", "stop", "scalemart-app"]'),
-    ({"layout": {"stock": "stock"}}, "layout.stock: unknown key; known keys are order_product_field, "
-     "order_quantity_field, orders_collection, orders_stream, product_key_prefix, stock_field"),
-    ({"backup_dir": ""}, "backup_dir: must not be empty (the default is /var/backups/scalemart)"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"retention_days": "30"}, "retention_days: expected float, got str '30'"),
+        ({"redis": {"port": True}}, "redis.port: expected int, got bool True"),
+        ({"textfile_path": 5}, "textfile_path: expected str/NoneType, got int 5"),
+        (
+            {"hooks": {"start": [["systemctl", "start", "x"], "scalemart-app"]}},
+            'hooks.start[1]: expected a command as a list of strings, e.g. ["systemctl", "stop", "scalemart-app"]',
+        ),
+        (
+            {"layout": {"stock": "stock"}},
+            "layout.stock: unknown key; known keys are order_product_field, "
+            "order_quantity_field, orders_collection, orders_stream, product_key_prefix, stock_field",
+        ),
+        ({"backup_dir": ""}, "backup_dir: must not be empty (the default is /var/backups/scalemart)"),
+    ],
+)
 def test_a_bad_value_names_the_field_what_was_expected_and_what_came(change: dict[str, object], message: str) -> None:
     with pytest.raises(config.ConfigError) as err:
         config.parse({**BASE, **change})

@@ -28,9 +28,24 @@ import pytest
 from tests.backups import shop
 from tests.backups.conftest import ROOT
 
-SYSTEMD_FLAGS = ["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-                 "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
-                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", "--cgroupns", "host"]
+SYSTEMD_FLAGS = [
+    "--cap-add",
+    "SYS_ADMIN",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--tmpfs",
+    "/tmp",
+    "--cgroupns",
+    "host",
+]
 TIMER = "scalemart-backup.timer"
 SERVICE = "scalemart-backup.service"
 STAND_INS = ("scalemart-app", "scalemart-worker")
@@ -65,42 +80,73 @@ class DataHost:
     def playbook(self, playbook: str, *extra: str, **hostvars: object) -> subprocess.CompletedProcess[str]:
         inventory = self.work / "inventory.json"
         host = {"ansible_connection": "community.docker.docker", "private_address": self.address}
-        inventory.write_text(json.dumps({"all": {
-            "vars": {"ansible_python_interpreter": "/usr/bin/python3", "scalemart_environment": "dev",
-                     "scalemart_data_dirs": {"backups": BACKUP_DIR},
-                     "backups_encryption_key": "data-host-test-" + "k" * 32,
-                     "redis_password": REDIS_PASSWORD, "mongodb_password": MONGO_PASSWORD,
-                     "redis_appendfsync": "everysec", "redis_maxmemory": "64mb",
-                     # what the site wires from the build phase's artifacts (playbooks/group_vars/all/artifacts.yml)
-                     "mongodb_binary_src": str(self.artifacts / "tools" / "bin" / "ferretdb"),
-                     "backups_tools_dir": str(self.artifacts / "tools" / "bin"),
-                     "backups_release_dir": str(self.artifacts / "backups"), **hostvars},
-            "children": {group: {"hosts": {self.name: host}} for group in ("data", "app", "worker")}}}))
+        inventory.write_text(
+            json.dumps(
+                {
+                    "all": {
+                        "vars": {
+                            "ansible_python_interpreter": "/usr/bin/python3",
+                            "scalemart_environment": "dev",
+                            "scalemart_data_dirs": {"backups": BACKUP_DIR},
+                            "backups_encryption_key": "data-host-test-" + "k" * 32,
+                            "redis_password": REDIS_PASSWORD,
+                            "mongodb_password": MONGO_PASSWORD,
+                            "redis_appendfsync": "everysec",
+                            "redis_maxmemory": "64mb",
+                            # what the site wires from the build phase's artifacts
+                            # (playbooks/group_vars/all/artifacts.yml)
+                            "mongodb_binary_src": str(self.artifacts / "tools" / "bin" / "ferretdb"),
+                            "backups_tools_dir": str(self.artifacts / "tools" / "bin"),
+                            "backups_release_dir": str(self.artifacts / "backups"),
+                            **hostvars,
+                        },
+                        "children": {group: {"hosts": {self.name: host}} for group in ("data", "app", "worker")},
+                    }
+                }
+            )
+        )
         proc = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), playbook, *extra],
-            capture_output=True, text=True, timeout=900, cwd=ROOT,
-            env={"PATH": f"{ROOT / '.venv' / 'bin'}:{ROOT / '.tools' / 'bin'}:/usr/bin:/bin", "HOME": str(self.work),
-                 "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_HOST_KEY_CHECKING": "False",
-                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=ROOT,
+            env={
+                "PATH": f"{ROOT / '.venv' / 'bin'}:{ROOT / '.tools' / 'bin'}:/usr/bin:/bin",
+                "HOME": str(self.work),
+                "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+                "ANSIBLE_HOST_KEY_CHECKING": "False",
+                "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            },
+        )
         print(proc.stdout[-8000:], proc.stderr[-3000:])
         return proc
 
     def converge(self, **hostvars: object) -> subprocess.CompletedProcess[str]:
         converge = self.work / "converge.yml"
-        converge.write_text("- name: Converge a data host\n  hosts: data\n  become: true\n  roles:\n"
-                            "    - role: redis\n    - role: mongodb\n    - role: backups\n")
+        converge.write_text(
+            "- name: Converge a data host\n  hosts: data\n  become: true\n  roles:\n"
+            "    - role: redis\n    - role: mongodb\n    - role: backups\n"
+        )
         return self.playbook(str(converge), **hostvars)
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
     if not (ROOT / "roles" / "backups" / "tasks" / "main.yml").exists():
-        pytest.fail("roles/backups is missing: the roles issue adds the `backups` role that installs this package "
-                    "and scalemart-backup.timer (contract: backups/README.md)")
+        pytest.fail(
+            "roles/backups is missing: the roles issue adds the `backups` role that installs this package "
+            "and scalemart-backup.timer (contract: backups/README.md)"
+        )
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine answers: run `make bootstrap` (it starts dockerd)")
-    image = subprocess.run(["python3", "-c", "from toolchain import image; print(image.tag())"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    image = subprocess.run(
+        ["python3", "-c", "from toolchain import image; print(image.tag())"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
         pytest.fail(f"base image {image} is missing: run `make bootstrap`")
     return image
@@ -125,12 +171,18 @@ def artifacts(image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def data_host(image: str, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHost]:
     name = f"scalemart-backups-data-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", "data-1", *SYSTEMD_FLAGS, image],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--hostname", "data-1", *SYSTEMD_FLAGS, image],
+        check=True,
+        capture_output=True,
+    )
     try:
-        address = subprocess.run(["docker", "inspect", "-f",
-                                  "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        address = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         host = DataHost(name, address, tmp_path_factory.mktemp("data-host"), artifacts)
         deadline = time.monotonic() + 90
         while host.sh("systemctl", "is-system-running").stdout.strip() not in ("running", "degraded"):
@@ -151,13 +203,21 @@ def converged(data_host: DataHost) -> DataHost:
     # What the copy-based install left in backups_home: a source copy (this one fails on import, so a
     # run that picks it up instead of the installed package says so), its wheelhouse, a venv folder.
     data_host.sh("mkdir", "-p", f"{HOME}/backups", f"{HOME}/wheelhouse", f"{HOME}/venv/bin", check=True)
-    data_host.sh("sh", "-c", f"echo 'raise SystemExit(\"the old source copy was imported\")' "
-                 f"> {HOME}/backups/__init__.py", check=True)
+    data_host.sh(
+        "sh",
+        "-c",
+        f"echo 'raise SystemExit(\"the old source copy was imported\")' > {HOME}/backups/__init__.py",
+        check=True,
+    )
     proc = data_host.converge()
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     for unit in STAND_INS:  # stand-ins for the app and worker units the restore playbook stops and starts
-        data_host.sh("sh", "-c", f"printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/{unit}"
-                     ".service", check=True)
+        data_host.sh(
+            "sh",
+            "-c",
+            f"printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/{unit}.service",
+            check=True,
+        )
     data_host.sh("systemctl", "daemon-reload", check=True)
     data_host.sh("systemctl", "start", *STAND_INS, check=True)
     return data_host
@@ -169,7 +229,7 @@ import pymongo, redis
 r = redis.Redis(password={REDIS_PASSWORD!r})
 m = pymongo.MongoClient("mongodb://scalemart:{MONGO_PASSWORD}@{host.address}:27017/?authSource=admin")
 for pid, stocked, sold in (("tee", 50, 3), ("mug", 20, 2)):
-    r.hset({shop.store.product_key("") !r} + pid, mapping={{"stock": stocked - sold, "stocked": stocked}})
+    r.hset({shop.store.product_key("")!r} + pid, mapping={{"stock": stocked - sold, "stocked": stocked}})
     r.sadd({shop.store.PRODUCTS!r}, pid)
     r.hset({shop.store.bought_key("")!r} + pid, "ann", sold)
     m.scalemart.orders.insert_many([{{"_id": f"{{pid}}-{{i}}", "product_id": pid, "quantity": 1, "user_id": "ann"}}
@@ -230,8 +290,13 @@ def test_the_tool_is_the_bundles_wheel_in_the_current_release(converged: DataHos
     # From the unit's working directory, and from backups_home, where the old source copy was.
     workdir = converged.sh("systemctl", "show", "-p", "WorkingDirectory", "--value", SERVICE).stdout.strip()
     for cwd in (workdir, HOME):
-        out = converged.sh("sh", "-c", f"cd {cwd} && {PY} -P -c 'import os, backups; "
-                           "print(os.path.realpath(backups.__file__), backups.__version__)'", check=True).stdout.split()
+        out = converged.sh(
+            "sh",
+            "-c",
+            f"cd {cwd} && {PY} -P -c 'import os, backups; "
+            "print(os.path.realpath(backups.__file__), backups.__version__)'",
+            check=True,
+        ).stdout.split()
         assert out == [f"{site_packages}/backups/__init__.py", bundle["version"]], (cwd, out)
     installed = converged.sh("ls", f"{site_packages}/backups", check=True).stdout.split()
     assert {p.name for p in (ROOT / "backups").glob("*.py")} <= set(installed), installed
@@ -261,8 +326,11 @@ def test_the_restore_playbook_refuses_a_corrupt_archive_before_stopping_anything
     # A copy on the control machine with one flipped byte: the playbook uploads it, then refuses it.
     bad = converged.work / "scalemart_backup_dev_20000101_000000.tar.gz"
     for suffix in ("", ".sha256"):
-        subprocess.run(["docker", "cp", f"{converged.name}:{BACKUP_DIR}/{good}{suffix}", f"{bad}{suffix}"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "cp", f"{converged.name}:{BACKUP_DIR}/{good}{suffix}", f"{bad}{suffix}"],
+            check=True,
+            capture_output=True,
+        )
     data = bytearray(bad.read_bytes())
     data[len(data) // 2] ^= 0x01
     bad.write_bytes(bytes(data))
@@ -287,8 +355,13 @@ redis.Redis(password={REDIS_PASSWORD!r}).flushall()
 pymongo.MongoClient("mongodb://scalemart:{MONGO_PASSWORD}@{converged.address}:27017/?authSource=admin").drop_database("scalemart")
 """)
     assert state(converged) != before
-    proc = converged.playbook(str(ROOT / "playbooks" / "restore.yml"), "-e", f"archive={archive}", "-e",
-                              json.dumps({"backups_reconcile_command": ["/bin/echo", "reconcile stand-in"]}))
+    proc = converged.playbook(
+        str(ROOT / "playbooks" / "restore.yml"),
+        "-e",
+        f"archive={archive}",
+        "-e",
+        json.dumps({"backups_reconcile_command": ["/bin/echo", "reconcile stand-in"]}),
+    )
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert "counts vs manifest: identical" in proc.stdout
     assert state(converged) == before

@@ -11,8 +11,16 @@ from tests.backups.conftest import Host
 # The app's own modules: tests/backups/shop.py puts app/ on sys.path and imports them.
 store, order_doc = shop.store, shop.order_doc
 LAYOUT = config.Layout()
-ORDER = {"order_id": "ord-1", "user_id": "user-1", "product_id": "p-1", "quantity": "3", "unit_price_cents": "100",
-         "total_cents": "300", "created_at_ms": "1700000000000", "idempotency_key": "key-1"}
+ORDER = {
+    "order_id": "ord-1",
+    "user_id": "user-1",
+    "product_id": "p-1",
+    "quantity": "3",
+    "unit_price_cents": "100",
+    "total_cents": "300",
+    "created_at_ms": "1700000000000",
+    "idempotency_key": "key-1",
+}
 
 
 def test_the_redis_names_are_the_stores() -> None:
@@ -37,9 +45,15 @@ def test_backups_count_what_the_app_wrote(host: Host) -> None:
     from scalemart.settings import Settings
     from scalemart.worker import Worker
 
-    worker = Worker(Settings(redis_url=host.redis.url, mongo_url=host.ferret.url, mongo_db=host.database,
-                             admin_token=SecretStr("layout-test-" + "t" * 16),
-                             buyer_token_key=SecretStr("layout-test-buyer-" + "k" * 32)))
+    worker = Worker(
+        Settings(
+            redis_url=host.redis.url,
+            mongo_url=host.ferret.url,
+            mongo_db=host.database,
+            admin_token=SecretStr("layout-test-" + "t" * 16),
+            buyer_token_key=SecretStr("layout-test-buyer-" + "k" * 32),
+        )
+    )
     try:
         assert worker.step(block_ms=10) == 1
         assert worker.orders.name == LAYOUT.orders_collection

@@ -34,7 +34,8 @@ def untouched(host: Host, before: tuple[object, object]) -> None:
 @pytest.mark.parametrize("where", ["middle", "last byte (gzip trailer)"])
 @pytest.mark.parametrize("sidecar", [True, False], ids=["with sidecar", "without sidecar"])
 def test_one_flipped_byte_is_refused_before_anything_is_stopped_or_touched(
-        backed_up: tuple[Host, Path], where: str, sidecar: bool) -> None:
+    backed_up: tuple[Host, Path], where: str, sidecar: bool
+) -> None:
     host, archive = backed_up
     bad = archive
     size = archive.stat().st_size
@@ -74,12 +75,13 @@ def test_an_archive_of_another_environment_is_refused_unless_forced(backed_up: t
     assert host.ferret.client()[host.database + "_staging"].orders.count_documents({}) == orders
 
 
-def test_a_stop_hook_that_fails_aborts_the_restore_and_starts_the_services_again(
-        backed_up: tuple[Host, Path]) -> None:
+def test_a_stop_hook_that_fails_aborts_the_restore_and_starts_the_services_again(backed_up: tuple[Host, Path]) -> None:
     host, archive = backed_up
     hooks = dict(host.config["hooks"])
-    hooks["stop"] = [["sh", "-c", f"echo stop app >> {host.hooks_log}"],
-                     ["sh", "-c", "echo unit not found >&2; exit 5"]]
+    hooks["stop"] = [
+        ["sh", "-c", f"echo stop app >> {host.hooks_log}"],
+        ["sh", "-c", "echo unit not found >&2; exit 5"],
+    ]
     host.write(hooks=hooks)
     host.redis.client().hset("sm:p:p-000", "stock", 4242)
     proc = host.run("restore", archive.name)

@@ -24,8 +24,11 @@ def fake_archive(host: Host, days_back: float, env: str = "dev") -> Path:
 
 
 def leftovers(host: Host) -> list[Path]:
-    return [p for p in host.backup_dir.iterdir() if p.name.startswith((".staging-", ".restore-")) or
-            p.name.endswith(".partial")]
+    return [
+        p
+        for p in host.backup_dir.iterdir()
+        if p.name.startswith((".staging-", ".restore-")) or p.name.endswith(".partial")
+    ]
 
 
 def test_a_new_backup_removes_only_the_archive_older_than_30_days(host: Host) -> None:
@@ -47,8 +50,9 @@ def test_a_new_backup_removes_only_the_archive_older_than_30_days(host: Host) ->
     assert metrics["scalemart_backup_archives"] == 3
 
 
-@pytest.mark.parametrize("breakage", ["mongodb unreachable", "redis password wrong", "encryption key missing",
-                                      "config path missing"])
+@pytest.mark.parametrize(
+    "breakage", ["mongodb unreachable", "redis password wrong", "encryption key missing", "config path missing"]
+)
 def test_a_failed_backup_leaves_the_previous_archives_alone_and_exits_non_zero(host: Host, breakage: str) -> None:
     shop.seed(host.redis.client(), host.db(), products=2, orders=30, queued=0)
     assert host.run("backup").returncode == 0

@@ -15,8 +15,9 @@ def reconcile(host: Host) -> subprocess.CompletedProcess[str]:
         if "=" in line:
             k, v = line.split("=", 1)
             env[k] = v
-    return subprocess.run([sys.executable, "-m", "scalemart", "reconcile"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "scalemart", "reconcile"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_backup_destroy_restore_gives_identical_orders_stock_and_a_clean_reconcile(host: Host) -> None:
@@ -73,7 +74,7 @@ def test_orders_persisted_during_the_dump_are_flagged_and_the_restore_still_reco
     wrapper = host.root / "mongodump-then-worker"
     wrapper.write_text(f"""#!{sys.executable}
 import os, subprocess, sys
-rc = subprocess.run([{host.config['mongodump']!r}, *sys.argv[1:]]).returncode
+rc = subprocess.run([{host.config["mongodump"]!r}, *sys.argv[1:]]).returncode
 if rc == 0 and any(a.startswith("--archive=") for a in sys.argv[1:]):
     env = dict(os.environ)
     env.update(line.split("=", 1) for line in open({str(env_file)!r}).read().splitlines() if "=" in line)

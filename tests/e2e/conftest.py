@@ -26,8 +26,9 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> tuple[int, str, float]:
     start = time.monotonic()
-    proc = subprocess.run([PY, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [PY, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
 
 
@@ -57,8 +58,11 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     gateway = json.loads((ENV_BUILD / "outputs.json").read_text())["network"]["gateway"]
     sinks = Sinks(gateway)
     vars_file = tmp_path_factory.mktemp("e2e") / "site-vars.yml"
-    vars_file.write_text(yaml.safe_dump({"alertmanager_recipients": sinks.recipients(),
-                                         "alertmanager_sms_notifier": sinks.sms_notifier()}))
+    vars_file.write_text(
+        yaml.safe_dump(
+            {"alertmanager_recipients": sinks.recipients(), "alertmanager_sms_notifier": sinks.sms_notifier()}
+        )
+    )
     code, out, took = _run("-m", "ops", "up", ENV, env={"SCALEMART_EXTRA_VARS": str(vars_file)})
     (ENV_BUILD / "logs").mkdir(parents=True, exist_ok=True)
     (ENV_BUILD / "logs" / "e2e-up.log").write_text(out)
@@ -72,5 +76,3 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
             # CI leaves the machine as it found it: the next clone has no state for these hosts.
             code, out, _ = _run("-m", "ops", "down", ENV, "--purge")
             assert code == 0, f"make down ENV={ENV} PURGE=1 failed:\n{out[-3000:]}"
-
-

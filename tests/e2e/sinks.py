@@ -57,8 +57,11 @@ class _Http:
                     body = json.loads(raw)
                 except ValueError:
                     body = {"form": raw.decode(errors="replace")}
-                kind = "heartbeat" if self.path.startswith("/heartbeat") else (
-                    "sms" if "/Messages" in self.path else "webhook")
+                kind = (
+                    "heartbeat"
+                    if self.path.startswith("/heartbeat")
+                    else ("sms" if "/Messages" in self.path else "webhook")
+                )
                 inbox.add(kind, body if isinstance(body, dict) else {"value": body})
                 status, payload = answer(self.path)
                 data = json.dumps(payload).encode()
@@ -82,9 +85,18 @@ class _Http:
 
 
 def _twilio_answer(path: str) -> tuple[int, dict[str, Any]]:
-    return 201, {"sid": "SM" + "1" * 32, "account_sid": TWILIO_SID, "status": "queued", "to": "+15550000001",
-                 "from": "+15550009999", "body": "x", "num_segments": "1", "direction": "outbound-api",
-                 "api_version": "2010-04-01", "uri": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/SM.json"}
+    return 201, {
+        "sid": "SM" + "1" * 32,
+        "account_sid": TWILIO_SID,
+        "status": "queued",
+        "to": "+15550000001",
+        "from": "+15550009999",
+        "body": "x",
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "uri": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/SM.json",
+    }
 
 
 class Sinks:
@@ -96,8 +108,14 @@ class Sinks:
         class Mailbox:
             async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def] # noqa: N802
                 msg = message_from_bytes(envelope.content)
-                inbox.add("email", {"to": envelope.rcpt_tos, "subject": msg.get("Subject", ""),
-                                    "text": envelope.content.decode(errors="replace")})
+                inbox.add(
+                    "email",
+                    {
+                        "to": envelope.rcpt_tos,
+                        "subject": msg.get("Subject", ""),
+                        "text": envelope.content.decode(errors="replace"),
+                    },
+                )
                 return "250 OK"
 
         # aiosmtpd checks its listener by connecting to it, so it needs a real port, not 0.
@@ -110,8 +128,11 @@ class Sinks:
     def recipients(self) -> dict[str, Any]:
         """The alertmanager recipients mapping (alert_rules/alertmanager.py) aimed at these sinks."""
         return {
-            "smtp": {"smarthost": f"{self.host}:{self.smtp_port}", "from": "alerts@scalemart.test",
-                     "require_tls": False},
+            "smtp": {
+                "smarthost": f"{self.host}:{self.smtp_port}",
+                "from": "alerts@scalemart.test",
+                "require_tls": False,
+            },
             "email": {s: [f"{s}@scalemart.test"] for s in ("critical", "warning", "info")},
             "webhooks": {s: [f"http://{self.host}:{self.web.port}/hook/{s}"] for s in ("critical", "warning")},
             "heartbeat_url": f"http://{self.host}:{self.web.port}/heartbeat",
@@ -120,8 +141,13 @@ class Sinks:
 
     def sms_notifier(self) -> dict[str, Any]:
         """alertmanager_sms_notifier: the role's notifier, texting through the Twilio stand-in."""
-        return {"account_sid": TWILIO_SID, "auth_token": "stand-in-auth-token", "from": "+15550009999",
-                "to": ["+15550000001"], "api_base_url": f"http://{self.host}:{self.twilio.port}"}
+        return {
+            "account_sid": TWILIO_SID,
+            "auth_token": "stand-in-auth-token",
+            "from": "+15550009999",
+            "to": ["+15550000001"],
+            "api_base_url": f"http://{self.host}:{self.twilio.port}",
+        }
 
     def close(self) -> None:
         self.smtp.stop()

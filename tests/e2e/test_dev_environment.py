@@ -28,8 +28,11 @@ def test_up_verifies_the_environment_and_prints_the_urls(dev: Dev) -> None:
     assert "credentials" in dev.up_output
     # The dashboards: their URL, and where the password is.
     perses = dev.outputs["urls"]["perses"]
-    assert re.search(rf"perses\s+{re.escape(perses)}\s+\(dashboards: log in as admin, password perses_admin_password "
-                     rf"from `make credentials ENV={ENV}`\)", dev.up_output), dev.up_output[-1500:]
+    assert re.search(
+        rf"perses\s+{re.escape(perses)}\s+\(dashboards: log in as admin, password perses_admin_password "
+        rf"from `make credentials ENV={ENV}`\)",
+        dev.up_output,
+    ), dev.up_output[-1500:]
 
 
 def test_published_ports_go_through_iptables_not_docker_proxy(dev: Dev) -> None:
@@ -37,8 +40,11 @@ def test_published_ports_go_through_iptables_not_docker_proxy(dev: Dev) -> None:
     # while no docker-proxy process copies the bytes.
     shop = dev.outputs["urls"]["shop"]
     assert httpx.get(f"{shop.rstrip('/')}/health/live", timeout=10).status_code == 200
-    proxies = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["name", "cmdline"])
-               if p.info["name"] == "docker-proxy"]
+    proxies = [
+        " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "docker-proxy"
+    ]
     assert not proxies, f"published ports still go through Docker's userland proxy: {proxies}"
 
 
@@ -99,9 +105,11 @@ def test_redis_down_pages_critical_and_resolves(dev: Dev) -> None:
         assert _docker("exec", data, "systemctl", "start", "redis-server").returncode == 0
     t1 = time.monotonic()
     assert set(fired) == {"email", "webhook", "sms"}, f"RedisDown reached only {sorted(fired)}"
-    print(f"\nRedisDown: fault → first notification {min(fired.values()):.0f} s "
-          f"(email {fired['email']:.0f} s, webhook {fired['webhook']:.0f} s, sms {fired['sms']:.0f} s)",
-          file=sys.stderr)
+    print(
+        f"\nRedisDown: fault → first notification {min(fired.values()):.0f} s "
+        f"(email {fired['email']:.0f} s, webhook {fired['webhook']:.0f} s, sms {fired['sms']:.0f} s)",
+        file=sys.stderr,
+    )
     resolved = _wait_for(dev, t1, {"webhook"}, _mentions("RedisDown", "resolved"), timeout=300)
     assert "webhook" in resolved, "no resolved notification after Redis came back"
     print(f"RedisDown: recovery → resolved notification {resolved['webhook']:.0f} s", file=sys.stderr)

@@ -26,8 +26,11 @@ def test_every_dashboard_paints_every_panel_with_data_in_chromium(dev: Dev) -> N
     for view in result.views:
         print(f"\n{view.name}: {len(view.panels)} panels painted in {view.seconds:.1f} s", file=sys.stderr)
         assert len(view.panels) == len(result.served[view.name]["spec"]["panels"]), view.name
-        bad += [f"{view.name} / {p.title}: {p.error or 'No data'}" for p in view.panels
-                if not p.ok and p.title not in EMPTY_WHEN_HEALTHY]
+        bad += [
+            f"{view.name} / {p.title}: {p.error or 'No data'}"
+            for p in view.panels
+            if not p.ok and p.title not in EMPTY_WHEN_HEALTHY
+        ]
         assert view.screenshot is not None and view.screenshot.stat().st_size > 10_000, view.screenshot
     assert not bad, "panels showing an error or No data in the browser:\n" + "\n".join(bad)
 

@@ -26,11 +26,17 @@ def _main_pid(container: str) -> str:
 
 
 def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webhook_only(
-        dev: Dev, tmp_path: Path) -> None:
+    dev: Dev, tmp_path: Path
+) -> None:
     overrides = tmp_path / "two-apps.yaml"
     overrides.write_text(yaml.safe_dump({"config": {"scalemart:hosts": {"app": {"count": 2}}}}))
-    code, out, took = _run("-m", "ops", "up", ENV, env={"SCALEMART_EXTRA_VARS": str(dev.vars_file),
-                                                        "SCALEMART_STACK_OVERRIDES": str(overrides)})
+    code, out, took = _run(
+        "-m",
+        "ops",
+        "up",
+        ENV,
+        env={"SCALEMART_EXTRA_VARS": str(dev.vars_file), "SCALEMART_STACK_OVERRIDES": str(overrides)},
+    )
     (ENV_BUILD / "logs" / "e2e-scale-out.log").write_text(out)
     assert code == 0, f"scaling dev out to two app replicas failed:\n{out[-6000:]}"
     print(f"\nscale-out to 2 app replicas (make up, verified): {took:.0f} s", file=sys.stderr)
@@ -47,8 +53,11 @@ def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webh
     (ENV_BUILD / "logs" / "e2e-rolling-restart.log").write_text(out)
     assert code == 0, f"make restart failed:\n{out[-6000:]}"
     statuses = Counter(s for _, s in load.results)
-    print(f"\nrolling restart of 2 app hosts: {took:.0f} s, {sum(statuses.values())} requests: {dict(statuses)}, "
-          f"{len(load.resent)} resent after a closed keep-alive connection", file=sys.stderr)
+    print(
+        f"\nrolling restart of 2 app hosts: {took:.0f} s, {sum(statuses.values())} requests: {dict(statuses)}, "
+        f"{len(load.resent)} resent after a closed keep-alive connection",
+        file=sys.stderr,
+    )
     assert statuses[200] >= 50 and set(statuses) == {200}, f"requests failed during the rolling restart: {statuses}"
     assert all(_main_pid(c) != pids[c] for c in apps), "every app host's API should have restarted"
 
@@ -72,14 +81,19 @@ def test_stopping_one_of_two_app_replicas_keeps_serving_and_warns_email_and_webh
         # 5 m of `for` (thresholds.yml hosts.target_down), then the route's group wait
         fired = _wait_for(dev, t0, {"email", "webhook"}, _mentions("PrometheusTargetDown", "firing"), timeout=480)
         assert set(fired) == {"email", "webhook"}, f"PrometheusTargetDown reached only {sorted(fired)}"
-        hooks = [r.body for r in dev.sinks.inbox.since(t0, "webhook")
-                 if _mentions("PrometheusTargetDown", "firing")("webhook", r.body)]
+        hooks = [
+            r.body
+            for r in dev.sinks.inbox.since(t0, "webhook")
+            if _mentions("PrometheusTargetDown", "firing")("webhook", r.body)
+        ]
         alerts = [a for body in hooks for a in body["alerts"] if a["labels"]["alertname"] == "PrometheusTargetDown"]
         assert {a["labels"]["job"] for a in alerts} == {"scalemart-app"}
         assert {a["labels"]["severity"] for a in alerts} == {"warning"}
         paged = [r for r in dev.sinks.inbox.since(t0, "sms") if "PrometheusTargetDown" in r.body.get("form", "")]
         assert not paged, "a warning must not page by SMS"
-        print(f"PrometheusTargetDown: stop → email {fired['email']:.0f} s, webhook {fired['webhook']:.0f} s",
-              file=sys.stderr)
+        print(
+            f"PrometheusTargetDown: stop → email {fired['email']:.0f} s, webhook {fired['webhook']:.0f} s",
+            file=sys.stderr,
+        )
     finally:
         assert _docker("exec", app2, "systemctl", "start", "scalemart-app").returncode == 0

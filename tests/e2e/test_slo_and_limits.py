@@ -53,8 +53,12 @@ def prometheus() -> str:
 
 
 def query(expr: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prometheus()}/api/v1/query", params={"query": expr},
-                     auth=secrets.web_credential(ENV, "prometheus"), timeout=10).json()
+    body = httpx.get(
+        f"{prometheus()}/api/v1/query",
+        params={"query": expr},
+        auth=secrets.web_credential(ENV, "prometheus"),
+        timeout=10,
+    ).json()
     assert body["status"] == "success", body
     return body["data"]["result"]  # type: ignore[no-any-return]
 
@@ -104,8 +108,11 @@ def memory_hog(dev: Dev) -> Iterator[Hog]:
             break
         hog(container, int(target * limit - now))
         size += int(target * limit - now)
-    print(f"\nmemory hog: {size / 2**20:.0f} MiB on {instance} (limit {limit / 2**20:.0f} MiB, "
-          f"working set {used / 2**20:.0f} MiB, target {target:.0%})", file=sys.stderr)
+    print(
+        f"\nmemory hog: {size / 2**20:.0f} MiB on {instance} (limit {limit / 2**20:.0f} MiB, "
+        f"working set {used / 2**20:.0f} MiB, target {target:.0%})",
+        file=sys.stderr,
+    )
     try:
         yield Hog(container, instance, time.monotonic(), before)
     finally:
@@ -114,15 +121,20 @@ def memory_hog(dev: Dev) -> Iterator[Hog]:
 
 def page(status: str) -> Any:
     """A notification of the budget burn at the page rate (severity critical), not of a ticket."""
+
     def match(kind: str, body: dict[str, Any]) -> bool:
         if kind == "email":
-            return (BURN_ALERT in body["text"] and "critical@scalemart.test" in body["to"]
-                    and f"[{status.upper()}]" in body["subject"].upper())
+            return (
+                BURN_ALERT in body["text"]
+                and "critical@scalemart.test" in body["to"]
+                and f"[{status.upper()}]" in body["subject"].upper()
+            )
         if kind == "sms":
             return BURN_ALERT in body.get("form", "")
         return body.get("status") == status and any(
             a["labels"].get("alertname") == BURN_ALERT and a["labels"].get("severity") == "critical"
-            for a in body.get("alerts", []))
+            for a in body.get("alerts", [])
+        )
 
     return match
 
@@ -133,12 +145,21 @@ def apply_rules(dev: Dev, compress: str) -> None:
     code, out, took = _run("-m", "ops", "build", ENV, env={TEST_COMPRESS_VAR: compress})
     assert code == 0, f"the build failed:\n{out[-4000:]}"
     cmd = [str(c) for c in playbook_cmd(ENV, "site.yml", "--limit", "monitoring", "--tags", "prometheus_configure")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**tool_env(), "SCALEMART_EXTRA_VARS": str(dev.vars_file)})
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**tool_env(), "SCALEMART_EXTRA_VARS": str(dev.vars_file)},
+    )
     (ENV_BUILD / "logs" / f"e2e-slo-rules-{compress or 'real'}.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, f"installing the rules failed:\n{proc.stdout[-4000:]}"
-    print(f"\nrules {'compressed by ' + compress if compress else 'restored'}: build {took:.0f} s, "
-          f"playbook {proc.stdout.count('changed:')} changed", file=sys.stderr)
+    print(
+        f"\nrules {'compressed by ' + compress if compress else 'restored'}: build {took:.0f} s, "
+        f"playbook {proc.stdout.count('changed:')} changed",
+        file=sys.stderr,
+    )
 
 
 def wait_rule_loaded(compressed: bool, timeout: float = 120) -> None:
@@ -146,10 +167,18 @@ def wait_rule_loaded(compressed: bool, timeout: float = 120) -> None:
     window = "[30s]" if compressed else "[5m]"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        groups = httpx.get(f"{prometheus()}/api/v1/rules", params={"type": "record"},
-                           auth=secrets.web_credential(ENV, "prometheus"), timeout=10).json()
-        exprs = [r["query"] for g in groups["data"]["groups"] for r in g["rules"]
-                 if r["name"] == "slo:sli_error:ratio_rate5m" and r["labels"].get("slo") == "availability"]
+        groups = httpx.get(
+            f"{prometheus()}/api/v1/rules",
+            params={"type": "record"},
+            auth=secrets.web_credential(ENV, "prometheus"),
+            timeout=10,
+        ).json()
+        exprs = [
+            r["query"]
+            for g in groups["data"]["groups"]
+            for r in g["rules"]
+            if r["name"] == "slo:sli_error:ratio_rate5m" and r["labels"].get("slo") == "availability"
+        ]
         if exprs and window in exprs[0]:
             return
         time.sleep(2)
@@ -183,12 +212,19 @@ def test_stopping_the_app_burns_the_budget_at_the_page_rate_and_pages(dev: Dev, 
             failed = sum(1 for t, status in load.results if t >= t0 and (status == 0 or status >= 500))
         assert set(fired) == {"email", "webhook", "sms"}, f"{BURN_ALERT} reached only {sorted(fired)}"
         hooks = [r.body for r in dev.sinks.inbox.since(t0, "webhook") if page("firing")("webhook", r.body)]
-        alerts = [a for body in hooks for a in body["alerts"]
-                  if a["labels"]["alertname"] == BURN_ALERT and a["labels"]["severity"] == "critical"]
+        alerts = [
+            a
+            for body in hooks
+            for a in body["alerts"]
+            if a["labels"]["alertname"] == BURN_ALERT and a["labels"]["severity"] == "critical"
+        ]
         assert "1h/5m" in {a["labels"].get("window") for a in alerts}, alerts
-        print(f"\n{BURN_ALERT}: app stopped → page {min(fired.values()):.0f} s (email {fired['email']:.0f} s, "
-              f"webhook {fired['webhook']:.0f} s, sms {fired['sms']:.0f} s; windows compressed by {COMPRESS}); "
-              f"{failed} requests failed through the balancer meanwhile", file=sys.stderr)
+        print(
+            f"\n{BURN_ALERT}: app stopped → page {min(fired.values()):.0f} s (email {fired['email']:.0f} s, "
+            f"webhook {fired['webhook']:.0f} s, sms {fired['sms']:.0f} s; windows compressed by {COMPRESS}); "
+            f"{failed} requests failed through the balancer meanwhile",
+            file=sys.stderr,
+        )
         resolved = _wait_for(dev, t1, {"webhook"}, page("resolved"), timeout=420)
         assert "webhook" in resolved, f"no resolved {BURN_ALERT} after the app came back"
         print(f"{BURN_ALERT}: app back → resolved {resolved['webhook']:.0f} s", file=sys.stderr)
@@ -209,14 +245,19 @@ def test_memory_alert_fires_for_the_filled_host_and_no_other(memory_hog: Hog) ->
     took = time.monotonic() - memory_hog.started
     sel = f'{{instance="{memory_hog.instance}"}}'
     after = {
-        "cgroup": by_instance(f"scalemart_host_memory_working_set_bytes{sel} / "
-                              f"scalemart_host_memory_limit_bytes{sel}")[memory_hog.instance],
-        "meminfo": by_instance(f"1 - node_memory_MemAvailable_bytes{sel} / "
-                               f"node_memory_MemTotal_bytes{sel}")[memory_hog.instance],
+        "cgroup": by_instance(f"scalemart_host_memory_working_set_bytes{sel} / scalemart_host_memory_limit_bytes{sel}")[
+            memory_hog.instance
+        ],
+        "meminfo": by_instance(f"1 - node_memory_MemAvailable_bytes{sel} / node_memory_MemTotal_bytes{sel}")[
+            memory_hog.instance
+        ],
     }
-    print(f"\nHostHighMemoryUsage: hog → firing {took:.0f} s for {sorted(firing)}; the host's own limit "
-          f"{memory_hog.before['cgroup']:.0%} → {after['cgroup']:.0%}, /proc/meminfo (the whole machine) "
-          f"{memory_hog.before['meminfo']:.0%} → {after['meminfo']:.0%}", file=sys.stderr)
+    print(
+        f"\nHostHighMemoryUsage: hog → firing {took:.0f} s for {sorted(firing)}; the host's own limit "
+        f"{memory_hog.before['cgroup']:.0%} → {after['cgroup']:.0%}, /proc/meminfo (the whole machine) "
+        f"{memory_hog.before['meminfo']:.0%} → {after['meminfo']:.0%}",
+        file=sys.stderr,
+    )
     assert set(firing) == {memory_hog.instance}, f"HostHighMemoryUsage fires for {sorted(firing)}"
     assert after["cgroup"] > t.warning
     # /proc/meminfo shows the machine: the hog moves it by a few per cent at most, never past the warning

@@ -29,14 +29,24 @@ SERVICES: dict[str, list[tuple[str, str | None, str]]] = {
     "all": [("prometheus-node-exporter", "node_exporter", "private"), ("scalemart-host-limits.timer", None, "")],
     "app": [("scalemart-app", "app", "private")],
     "worker": [("scalemart-worker", "worker_metrics", "private")],
-    "data": [("redis-server", "redis", "private"), ("ferretdb", "mongodb", "private"),
-             ("prometheus-redis-exporter", "redis_exporter", "private"),
-             ("prometheus-mongodb-exporter", "mongodb_exporter", "private"), ("scalemart-backup.timer", None, "")],
-    "monitoring": [("prometheus", "prometheus", "private"), ("prometheus-alertmanager", "alertmanager", "private"),
-                   ("perses", "perses", "private"),
-                   ("prometheus-blackbox-exporter", "blackbox_exporter", "private")],
-    "lb": [("nginx", "lb", "published"), ("prometheus-nginx-exporter", "nginx_exporter", "private"),
-           ("mtail", "mtail", "private")],
+    "data": [
+        ("redis-server", "redis", "private"),
+        ("ferretdb", "mongodb", "private"),
+        ("prometheus-redis-exporter", "redis_exporter", "private"),
+        ("prometheus-mongodb-exporter", "mongodb_exporter", "private"),
+        ("scalemart-backup.timer", None, ""),
+    ],
+    "monitoring": [
+        ("prometheus", "prometheus", "private"),
+        ("prometheus-alertmanager", "alertmanager", "private"),
+        ("perses", "perses", "private"),
+        ("prometheus-blackbox-exporter", "blackbox_exporter", "private"),
+    ],
+    "lb": [
+        ("nginx", "lb", "published"),
+        ("prometheus-nginx-exporter", "nginx_exporter", "private"),
+        ("mtail", "mtail", "private"),
+    ],
 }
 
 

@@ -8,12 +8,16 @@ from tests.infra.conftest import Environment
 
 CHECKS = {
     # mtail opens its HTTP port even with --compile_only: a throwaway one on loopback, as the role's check does
-    "lb": ["nginx -t", "mtail --compile_only --logtostderr --address 127.0.0.1 --port 0 "
-                       "--progs /etc/mtail/scalemart_lb.mtail"],
-    "monitoring": ["promtool check config /etc/prometheus/prometheus.yml",
-                   "promtool check web-config /etc/prometheus/web.yml /etc/prometheus/alertmanager-web.yml",
-                   "amtool check-config /etc/prometheus/alertmanager.yml",
-                   "prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml"],
+    "lb": [
+        "nginx -t",
+        "mtail --compile_only --logtostderr --address 127.0.0.1 --port 0 --progs /etc/mtail/scalemart_lb.mtail",
+    ],
+    "monitoring": [
+        "promtool check config /etc/prometheus/prometheus.yml",
+        "promtool check web-config /etc/prometheus/web.yml /etc/prometheus/alertmanager-web.yml",
+        "amtool check-config /etc/prometheus/alertmanager.yml",
+        "prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml",
+    ],
 }
 
 

@@ -23,8 +23,11 @@ def test_prometheus_scrapes_every_target_up(environment: Environment) -> None:
     while time.monotonic() < deadline:
         r = httpx.get(f"{base}/api/v1/targets", auth=environment.auth("prometheus"), timeout=10)
         targets = r.json()["data"]["activeTargets"]
-        down = [f"{t['labels'].get('job')}/{t['labels'].get('instance')}: {t.get('lastError')}"
-                for t in targets if t["health"] != "up"]
+        down = [
+            f"{t['labels'].get('job')}/{t['labels'].get('instance')}: {t.get('lastError')}"
+            for t in targets
+            if t["health"] != "up"
+        ]
         if targets and not down:
             break
         time.sleep(3)
@@ -38,8 +41,9 @@ def test_prometheus_scrapes_every_target_up(environment: Environment) -> None:
 
 def test_every_app_host_is_scraped(environment: Environment) -> None:
     base = environment.url_of("monitoring", "prometheus")
-    result = httpx.get(f"{base}/api/v1/query", params={"query": "up"}, auth=environment.auth("prometheus"),
-                       timeout=10).json()["data"]["result"]
+    result = httpx.get(
+        f"{base}/api/v1/query", params={"query": "up"}, auth=environment.auth("prometheus"), timeout=10
+    ).json()["data"]["result"]
     scraped = {r["metric"]["instance"].split(":")[0] for r in result if r["value"][1] == "1"}
     for host in environment.group("app"):
         address = environment.hostvars(host)["private_address"]
@@ -83,8 +87,10 @@ def test_every_host_reports_its_own_limits(environment: Environment) -> None:
     addresses = {environment.hostvars(h)["private_address"] for h in environment.group("all")}
     deadline = time.monotonic() + 60
     while True:
-        limits = {r["metric"]["instance"].split(":")[0]: float(r["value"][1])
-                  for r in _query(environment, 'scalemart_host_memory_limit_bytes{job="node"}')}
+        limits = {
+            r["metric"]["instance"].split(":")[0]: float(r["value"][1])
+            for r in _query(environment, 'scalemart_host_memory_limit_bytes{job="node"}')
+        }
         if all(limits.get(a, 0) > 0 for a in addresses) or time.monotonic() > deadline:
             break
         time.sleep(3)
@@ -97,8 +103,9 @@ def test_every_host_reports_its_own_limits(environment: Environment) -> None:
 def test_every_rule_group_is_loaded(environment: Environment) -> None:
     host = environment.host(environment.group("monitoring")[0])
     files = host.run("ls /etc/prometheus/rules/").stdout.split()
-    expected = sum(len(yaml.safe_load(host.file(f"/etc/prometheus/rules/{name}").content_string)["groups"])
-                   for name in files)
+    expected = sum(
+        len(yaml.safe_load(host.file(f"/etc/prometheus/rules/{name}").content_string)["groups"]) for name in files
+    )
     base = environment.url_of("monitoring", "prometheus")
     groups = httpx.get(f"{base}/api/v1/rules", auth=environment.auth("prometheus"), timeout=10).json()["data"]["groups"]
     assert expected > 0, "no rule groups installed in /etc/prometheus/rules"
@@ -154,8 +161,10 @@ def test_every_perses_panel_query_runs_through_the_datasource_proxy(environment:
     without_data = []
     with perses.login(base, "admin", password) as client:
         for name, dashboard in sorted(perses.dashboards(client).items()):
-            answered = [coverage.has_data(perses.run(client, q, env=environment.name)["data"])
-                        for q in perses.panel_queries(dashboard)]
+            answered = [
+                coverage.has_data(perses.run(client, q, env=environment.name)["data"])
+                for q in perses.panel_queries(dashboard)
+            ]
             assert answered, f"{name}: no panel queries"
             if not any(answered):
                 without_data.append(name)

@@ -19,24 +19,40 @@ def test_purchase_reaches_mongodb_and_the_metrics(environment: Environment) -> N
     shop = environment.url("shop")
     admin = {"Authorization": f"Bearer {creds['scalemart_admin_token']}"}
     pid = f"verify-{uuid.uuid4().hex[:6]}"
-    product = httpx.post(f"{shop}/api/admin/products", headers=admin, timeout=10,
-                         json={"id": pid, "name": "Verify", "price": 12.5, "stock": 3, "open": True})
+    product = httpx.post(
+        f"{shop}/api/admin/products",
+        headers=admin,
+        timeout=10,
+        json={"id": pid, "name": "Verify", "price": 12.5, "stock": 3, "open": True},
+    )
     assert product.status_code == 201, product.text
     user = f"verify-{uuid.uuid4().hex[:6]}"
     minted = httpx.post(f"{shop}/api/admin/tokens", headers=admin, timeout=10, json={"user_id": user})
     assert minted.status_code == 201, minted.text  # the buyer's token, as the shop's login hands it out
     buyer = {"Authorization": f"Bearer {minted.json()['token']}"}
-    assert httpx.post(f"{shop}/api/buy", timeout=10, json={"product_id": pid, "quantity": 1, "idempotency_key": "x" * 8}
-                      ).status_code == 401, "a purchase without a buyer token was taken"
-    buy = httpx.post(f"{shop}/api/buy", timeout=10, headers=buyer, json={
-        "product_id": pid, "quantity": 1, "idempotency_key": uuid.uuid4().hex})
+    assert (
+        httpx.post(
+            f"{shop}/api/buy", timeout=10, json={"product_id": pid, "quantity": 1, "idempotency_key": "x" * 8}
+        ).status_code
+        == 401
+    ), "a purchase without a buyer token was taken"
+    buy = httpx.post(
+        f"{shop}/api/buy",
+        timeout=10,
+        headers=buyer,
+        json={"product_id": pid, "quantity": 1, "idempotency_key": uuid.uuid4().hex},
+    )
     assert buy.status_code in (200, 201), buy.text
     order_id = buy.json()["order_id"]
 
     data = environment.hostvars(environment.group("data")[0])
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        host=data["private_address"], port=environment.port("mongodb"), username="scalemart",
-        password=creds["mongodb_password"], serverSelectionTimeoutMS=5000)
+        host=data["private_address"],
+        port=environment.port("mongodb"),
+        username="scalemart",
+        password=creds["mongodb_password"],
+        serverSelectionTimeoutMS=5000,
+    )
     db = client[data.get("mongodb_database", "scalemart")]
     order = None
     deadline = time.monotonic() + 30
@@ -50,8 +66,12 @@ def test_purchase_reaches_mongodb_and_the_metrics(environment: Environment) -> N
     seen = 0.0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        result = httpx.get(f"{prom}/api/v1/query", timeout=10, auth=environment.auth("prometheus"),
-                           params={"query": f'sum(scalemart_orders_total{{product="{pid}"}})'}).json()
+        result = httpx.get(
+            f"{prom}/api/v1/query",
+            timeout=10,
+            auth=environment.auth("prometheus"),
+            params={"query": f'sum(scalemart_orders_total{{product="{pid}"}})'},
+        ).json()
         series = result["data"]["result"]
         seen = float(series[0]["value"][1]) if series else 0.0
         if seen >= 1:
@@ -76,8 +96,9 @@ def test_the_analytics_console_sees_every_host_and_its_sources(environment: Envi
         if hosts >= set(environment.inventory.hosts()):
             break
         time.sleep(3)
-    assert hosts >= set(environment.inventory.hosts()), f"the console shows {sorted(hosts)}, the inventory has " \
-                                               f"{sorted(environment.inventory.hosts())}"
+    assert hosts >= set(environment.inventory.hosts()), (
+        f"the console shows {sorted(hosts)}, the inventory has {sorted(environment.inventory.hosts())}"
+    )
     alerts = httpx.get(f"{shop}/analytics/api/alerts", headers=admin, timeout=10)
     assert alerts.status_code == 200, alerts.text
     assert "Watchdog" in {a["name"] for a in alerts.json()["active"]}, "the always-firing alert is not listed"

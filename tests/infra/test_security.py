@@ -18,10 +18,14 @@ from tests.infra.conftest import SERVICES, Environment
 # Listeners that are not a service of their own: (port name in scalemart_ports, bind, protocols, why).
 # "optional": there only when the environment configures it.
 INTERNAL: dict[str, list[tuple[str, str, tuple[str, ...], str]]] = {
-    "monitoring": [("alertmanager_cluster", "private", ("tcp", "udp"), "Alertmanager's gossip with its peers"),
-                   ("sms_notifier", "loopback", ("tcp",), "optional: the SMS notifier, called by Alertmanager only")],
-    "data": [("ferretdb_metrics", "private", ("tcp",), "FerretDB's debug handler, where Prometheus scrapes it"),
-             ("redis", "loopback", ("tcp",), "Redis on loopback too: its exporter and the backups read it there")],
+    "monitoring": [
+        ("alertmanager_cluster", "private", ("tcp", "udp"), "Alertmanager's gossip with its peers"),
+        ("sms_notifier", "loopback", ("tcp",), "optional: the SMS notifier, called by Alertmanager only"),
+    ],
+    "data": [
+        ("ferretdb_metrics", "private", ("tcp",), "FerretDB's debug handler, where Prometheus scrapes it"),
+        ("redis", "loopback", ("tcp",), "Redis on loopback too: its exporter and the backups read it there"),
+    ],
     "lb": [("lb_status", "private", ("tcp",), "nginx's stub_status, read by the nginx exporter")],
 }
 # Docker's embedded DNS answers inside every container on this address (its ports are random).
@@ -80,15 +84,19 @@ def test_every_listening_socket_is_in_the_design(environment: Environment, host_
     found = _listeners(environment.host(host_name))
     unexpected = sorted(found - allowed)
     missing = sorted(required - found)
-    assert not unexpected, (f"{host_name} listens where the design does not say so (protocol, address, port): "
-                            f"{unexpected}; add it to SERVICES/INTERNAL in tests/infra with its reason, or stop it")
+    assert not unexpected, (
+        f"{host_name} listens where the design does not say so (protocol, address, port): "
+        f"{unexpected}; add it to SERVICES/INTERNAL in tests/infra with its reason, or stop it"
+    )
     assert not missing, f"{host_name} does not listen on {missing}"
 
 
-@pytest.mark.parametrize(("group", "path", "owner", "group_owner", "mode"), SECRET_FILES,
-                         ids=[f"{g}:{p}" for g, p, *_ in SECRET_FILES])
-def test_every_secret_file_is_readable_only_by_its_service(environment: Environment, group: str, path: str,
-                                                           owner: str, group_owner: str, mode: int) -> None:
+@pytest.mark.parametrize(
+    ("group", "path", "owner", "group_owner", "mode"), SECRET_FILES, ids=[f"{g}:{p}" for g, p, *_ in SECRET_FILES]
+)
+def test_every_secret_file_is_readable_only_by_its_service(
+    environment: Environment, group: str, path: str, owner: str, group_owner: str, mode: int
+) -> None:
     hosts = environment.group(group)
     assert hosts, f"no {group} host"
     for host_name in hosts:
@@ -96,13 +104,18 @@ def test_every_secret_file_is_readable_only_by_its_service(environment: Environm
         assert f.exists, f"{path} is missing on {host_name}"
         assert (f.user, f.group, f.mode) == (owner, group_owner, mode), (
             f"{path} on {host_name} is {f.user}:{f.group} {oct(f.mode)}; it holds a secret: "
-            f"{owner}:{group_owner} {oct(mode)}")
+            f"{owner}:{group_owner} {oct(mode)}"
+        )
         assert f.mode & 0o007 == 0, f"{path} on {host_name} is readable by every user"
 
 
 # A path of each published service that needs its credential.
-PROTECTED = {"prometheus": "/api/v1/query?query=up", "alertmanager": "/api/v2/status",
-             "perses": f"/api/v1/projects/{PROJECT}/dashboards", "shop": "/api/admin/stats"}
+PROTECTED = {
+    "prometheus": "/api/v1/query?query=up",
+    "alertmanager": "/api/v2/status",
+    "perses": f"/api/v1/projects/{PROJECT}/dashboards",
+    "shop": "/api/admin/stats",
+}
 
 
 def test_no_published_url_answers_without_its_credential(environment: Environment) -> None:

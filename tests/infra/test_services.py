@@ -21,20 +21,28 @@ def test_service_listens_on_its_address(environment: Environment, service_case) 
     host_name, unit, port, bind = service_case
     if port is None:
         return  # a timer: nothing listens
-    address = {"private": environment.hostvars(host_name)["private_address"], "loopback": "127.0.0.1",
-               "published": "0.0.0.0"}[bind]  # noqa: S104 - checking, not binding
+    address = {
+        "private": environment.hostvars(host_name)["private_address"],
+        "loopback": "127.0.0.1",
+        "published": "0.0.0.0",  # noqa: S104 - checking, not binding
+    }[bind]
     host = environment.host(host_name)
     assert host.socket(f"tcp://{address}:{port}").is_listening, (
-        f"{unit} does not listen on {address}:{port} on {host_name}:\n{_journal(host, unit)}")
+        f"{unit} does not listen on {address}:{port} on {host_name}:\n{_journal(host, unit)}"
+    )
 
 
 def test_nothing_listens_on_a_wildcard_address(environment: Environment, host_name: str) -> None:
     """Services bind the private address (or loopback), never 0.0.0.0 or ::, unless published."""
     host = environment.host(host_name)
     private = environment.hostvars(host_name)["private_address"]
-    published = {f"0.0.0.0:{environment.port(port)}" for group, services in SERVICES.items()
-                 if host_name in environment.group(group) for _unit, port, bind in services
-                 if bind == "published" and port}
+    published = {
+        f"0.0.0.0:{environment.port(port)}"
+        for group, services in SERVICES.items()
+        if host_name in environment.group(group)
+        for _unit, port, bind in services
+        if bind == "published" and port
+    }
     listeners = host.run("ss -Htln").stdout.splitlines()
     wrong = []
     for line in listeners:

@@ -34,12 +34,15 @@ def test_gates_come_from_the_thresholds_file() -> None:
     assert gates.oversell == 0
 
 
-@pytest.mark.parametrize(("gate", "value", "message"), [
-    ("p95_ms", {"limit": -5}, "loadtest.p95_ms.limit: must not be negative"),
-    ("error_ratio", {"limit": 3}, "loadtest.error_ratio.limit: is a ratio"),
-    ("oversell_units", {}, "loadtest.oversell_units.limit: is missing"),
-    ("p95_ms", {"limit": 100, "for": "5m"}, "loadtest.p95_ms.for: is not used"),
-])
+@pytest.mark.parametrize(
+    ("gate", "value", "message"),
+    [
+        ("p95_ms", {"limit": -5}, "loadtest.p95_ms.limit: must not be negative"),
+        ("error_ratio", {"limit": 3}, "loadtest.error_ratio.limit: is a ratio"),
+        ("oversell_units", {}, "loadtest.oversell_units.limit: is missing"),
+        ("p95_ms", {"limit": 100, "for": "5m"}, "loadtest.p95_ms.for: is not used"),
+    ],
+)
 def test_bad_gate_is_rejected_with_its_key(tmp_path: Path, gate: str, value: object, message: str) -> None:
     with pytest.raises(thresholds.ThresholdsError, match=message.replace(".", r"\.")):
         thresholds.load(_with_loadtest(tmp_path, **{gate: value}))
@@ -74,15 +77,19 @@ def test_best_step_stops_before_the_generator_saturated(tmp_path: Path) -> None:
     assert best_step(prefix, gates, saturated_users=75)["users"] == 50, "a saturated step measures Locust, not the shop"
 
 
-@pytest.mark.parametrize(("samples", "held"), [
-    ([{"a": 95.0}, {"a": 97.0}, {"a": 99.0}], 95.0),  # three in a row above 90 %: saturated
-    ([{"a": 95.0}, {"a": 50.0}, {"a": 99.0}, {"a": 99.0}], None),  # a busy moment is not saturation
-    ([{"a": 60.0, "b": 91.0}, {"a": 60.0, "b": 92.0}, {"a": 60.0, "b": 93.0}], 91.0),  # any one process
-    ([{"a": 95.0}, {"b": 95.0}, {"a": 95.0}], None),  # a process that vanished breaks its streak
-    ([], None),
-])
-def test_generator_saturation_needs_a_sustained_busy_process(samples: list[dict[str, float]],
-                                                              held: float | None) -> None:
+@pytest.mark.parametrize(
+    ("samples", "held"),
+    [
+        ([{"a": 95.0}, {"a": 97.0}, {"a": 99.0}], 95.0),  # three in a row above 90 %: saturated
+        ([{"a": 95.0}, {"a": 50.0}, {"a": 99.0}, {"a": 99.0}], None),  # a busy moment is not saturation
+        ([{"a": 60.0, "b": 91.0}, {"a": 60.0, "b": 92.0}, {"a": 60.0, "b": 93.0}], 91.0),  # any one process
+        ([{"a": 95.0}, {"b": 95.0}, {"a": 95.0}], None),  # a process that vanished breaks its streak
+        ([], None),
+    ],
+)
+def test_generator_saturation_needs_a_sustained_busy_process(
+    samples: list[dict[str, float]], held: float | None
+) -> None:
     assert generator_saturation(samples, 90.0) == held
 
 
@@ -96,8 +103,9 @@ def test_generator_summary_flags_saturation() -> None:
 
 
 def _options(*argv: str) -> Options:
-    parser_args = argparse.Namespace(scenario="normal", users=None, think=None, duration=None, processes=None,
-                                     workers=0)
+    parser_args = argparse.Namespace(
+        scenario="normal", users=None, think=None, duration=None, processes=None, workers=0
+    )
     for item in argv:
         key, _, value = item.partition("=")
         setattr(parser_args, key, int(value) if key in ("users", "processes", "workers") else value)
@@ -113,14 +121,20 @@ def test_scenarios_give_their_defaults() -> None:
     assert _options().processes == os.cpu_count(), "one Locust process per core by default"
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (("think=5-1",), "THINK=5-1 starts above its end: write the smaller number first, e.g. THINK=1-5"),
-    (("think=fast",), "THINK='fast' is not a range of seconds: write it as MIN-MAX"),
-    (("users=0",), "USERS=0 sends no traffic: give at least 1 user"),
-    (("scenario=black-friday",), "SCENARIO=black-friday is not a scenario: pick one of normal, flash, stampede, step"),
-    (("duration=soon",), "DURATION=soon is not a Locust run time: write e.g. 30s, 3m or 1h30m"),
-    (("processes=0",), "PROCESSES=0: give at least 1 Locust process"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("think=5-1",), "THINK=5-1 starts above its end: write the smaller number first, e.g. THINK=1-5"),
+        (("think=fast",), "THINK='fast' is not a range of seconds: write it as MIN-MAX"),
+        (("users=0",), "USERS=0 sends no traffic: give at least 1 user"),
+        (
+            ("scenario=black-friday",),
+            "SCENARIO=black-friday is not a scenario: pick one of normal, flash, stampede, step",
+        ),
+        (("duration=soon",), "DURATION=soon is not a Locust run time: write e.g. 30s, 3m or 1h30m"),
+        (("processes=0",), "PROCESSES=0: give at least 1 Locust process"),
+    ],
+)
 def test_bad_load_options_are_named_with_the_fix(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(LoadOptionError) as err:
         _options(*argv)
@@ -134,18 +148,25 @@ def test_bad_option_stops_the_run_before_any_traffic(capsys: pytest.CaptureFixtu
     assert err == ["load: THINK=5-1 starts above its end: write the smaller number first, e.g. THINK=1-5"]
 
 
-def test_an_environment_that_is_not_up_is_named_before_any_traffic(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_environment_that_is_not_up_is_named_before_any_traffic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(run, "BUILD", tmp_path / "build")
-    with pytest.raises(SystemExit, match=r"build/ghost/outputs\.json is missing: bring the environment up first "
-                                         r"with `make up ENV=ghost`"):
+    with pytest.raises(
+        SystemExit,
+        match=r"build/ghost/outputs\.json is missing: bring the environment up first "
+        r"with `make up ENV=ghost`",
+    ):
         run.main(["--env", "ghost"])
     # outputs left behind by an environment that was taken down: the shop must answer
     (tmp_path / "build" / "ghost").mkdir(parents=True)
     (tmp_path / "build" / "ghost" / "outputs.json").write_text('{"urls": {"shop": "http://127.0.0.1:9"}}')
     monkeypatch.setenv("SCALEMART_ADMIN_TOKEN", "x")
-    with pytest.raises(SystemExit, match=r"ENV=ghost: the shop at http://127\.0\.0\.1:9 does not answer "
-                                         r"\(ConnectError\): bring it up with `make up ENV=ghost`"):
+    with pytest.raises(
+        SystemExit,
+        match=r"ENV=ghost: the shop at http://127\.0\.0\.1:9 does not answer "
+        r"\(ConnectError\): bring it up with `make up ENV=ghost`",
+    ):
         run.main(["--env", "ghost"])
 
 

@@ -32,8 +32,9 @@ def binary(name: str, package: str) -> str:
     return path
 
 
-def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen[Any] | None = None,
-              log: Path | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 30, proc: subprocess.Popen[Any] | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -58,8 +59,9 @@ class Proc:
     def __init__(self, name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.log = workdir / f"{name}.log"
-        self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=workdir, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -152,9 +154,18 @@ TWILIO_TOKEN = "stand-in-auth-token-not-real"
 
 
 def twilio_message_json(to: str = "+15550000001") -> dict[str, Any]:
-    return {"sid": "SM" + "1" * 32, "account_sid": TWILIO_SID, "to": to, "from": "+15550009999",
-            "body": "x", "status": "queued", "num_segments": "1", "direction": "outbound-api",
-            "api_version": "2010-04-01", "uri": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/SM.json"}
+    return {
+        "sid": "SM" + "1" * 32,
+        "account_sid": TWILIO_SID,
+        "to": to,
+        "from": "+15550009999",
+        "body": "x",
+        "status": "queued",
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "uri": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/SM.json",
+    }
 
 
 @pytest.fixture
@@ -173,10 +184,17 @@ class Alertmanager:
         config = workdir / "alertmanager.yml"
         config.write_text(config_text)
         (workdir / "am-data").mkdir(exist_ok=True)
-        self.proc = Proc("alertmanager", [binary("prometheus-alertmanager", "prometheus-alertmanager"),
-                                          f"--config.file={config}", f"--storage.path={workdir / 'am-data'}",
-                                          f"--web.listen-address=127.0.0.1:{self.port}",
-                                          "--cluster.listen-address="], workdir)
+        self.proc = Proc(
+            "alertmanager",
+            [
+                binary("prometheus-alertmanager", "prometheus-alertmanager"),
+                f"--config.file={config}",
+                f"--storage.path={workdir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ],
+            workdir,
+        )
         procs.append(self.proc)
         wait_http(f"{self.url}/-/ready", proc=self.proc.proc, log=self.proc.log)
 

@@ -14,8 +14,14 @@ from alert_rules.coverage import metric_names
 from dashboards import panel_expressions, render_all
 from tests.observability.conftest import PYTHON, ROOT
 
-TITLES = {"ScaleMart Overview", "API Performance", "Infrastructure Health", "Business Metrics", "Alerts & Security",
-          "Error budget"}
+TITLES = {
+    "ScaleMart Overview",
+    "API Performance",
+    "Infrastructure Health",
+    "Business Metrics",
+    "Alerts & Security",
+    "Error budget",
+}
 
 
 def panel(data: dict, title: str) -> dict:
@@ -29,8 +35,13 @@ def steps(p: dict) -> list:
 
 
 def test_make_dashboards_cli_writes_one_json_per_dashboard(tmp_path: Path) -> None:
-    proc = subprocess.run([str(PYTHON), "-m", "dashboards", "build", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(PYTHON), "-m", "dashboards", "build", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == len(TITLES)
@@ -58,8 +69,9 @@ def test_every_query_uses_the_datasource_variable_and_filters_on_env() -> None:
                 assert target["datasource"]["uid"] == "${datasource}", p["title"]
         for title, _, expr in panel_expressions(data):
             for name in metric_names(expr) - {"ALERTS"}:
-                assert re.search(rf'\b{name}\{{env=~"\$env"', expr), \
+                assert re.search(rf'\b{name}\{{env=~"\$env"', expr), (
                     f"{data['title']} / {title}: {name} is not filtered by the env variable"
+                )
 
 
 def test_panels_fit_the_grid_without_overlap() -> None:
@@ -79,12 +91,17 @@ def test_threshold_lines_come_from_the_thresholds_file(tmp_path: Path) -> None:
     dash = render_all()
     api = dash["scalemart-api-performance"]
     assert steps(panel(api, "Error ratio by instance")) == [
-        ("green", None), ("orange", t.api.error_ratio.warning), ("red", t.api.error_ratio.critical)]
+        ("green", None),
+        ("orange", t.api.error_ratio.warning),
+        ("red", t.api.error_ratio.critical),
+    ]
     assert panel(api, "Latency p95 vs SLO")["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "line"
     # low is bad: red below critical, orange below warning, green above
     assert steps(panel(api, "Cache hit ratio")) == [
-        ("red", None), ("orange", t.datastores.cache_hit_ratio.critical),
-        ("green", t.datastores.cache_hit_ratio.warning)]
+        ("red", None),
+        ("orange", t.datastores.cache_hit_ratio.critical),
+        ("green", t.datastores.cache_hit_ratio.warning),
+    ]
     infra = dash["scalemart-infrastructure"]
     assert ("red", t.hosts.cpu_ratio.critical) in steps(panel(infra, "CPU usage by host"))
     assert ("orange", t.worker.queue_length.warning) in steps(panel(infra, "Queue length"))
@@ -97,7 +114,10 @@ def test_threshold_lines_come_from_the_thresholds_file(tmp_path: Path) -> None:
     custom.write_text(yaml.safe_dump(data))
     changed = render_all(custom)
     assert steps(panel(changed["scalemart-api-performance"], "Error ratio by instance")) == [
-        ("green", None), ("orange", 0.03), ("red", 0.07)]
+        ("green", None),
+        ("orange", 0.03),
+        ("red", 0.07),
+    ]
     assert ("red", 0.8) in steps(panel(changed["scalemart-infrastructure"], "CPU usage by host"))
 
 

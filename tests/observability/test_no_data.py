@@ -69,8 +69,9 @@ def as_buyer(user: str) -> dict[str, str]:
     from scalemart import tokens
 
     return {"Authorization": f"Bearer {tokens.issue(BUYER_KEY, user, 3600).token}"}
-PERSES_PASSWORD = "obs-" + secrets.token_hex(16)
 
+
+PERSES_PASSWORD = "obs-" + secrets.token_hex(16)
 
 
 @dataclass
@@ -116,30 +117,49 @@ http {{
 
 # Percona mongodb_exporter against FerretDB. Not --collect-all: it turns the `top` collector on from the
 # second scrape, FerretDB has no `top` command and every scrape then panics (up 0, mongodb_up gone).
-MONGODB_EXPORTER_FLAGS = ["--compatible-mode", "--mongodb.direct-connect", "--collector.diagnosticdata",
-                          "--collector.dbstats", "--collector.fcv"]
+MONGODB_EXPORTER_FLAGS = [
+    "--compatible-mode",
+    "--mongodb.direct-connect",
+    "--collector.diagnosticdata",
+    "--collector.dbstats",
+    "--collector.fcv",
+]
 
 # Targets whose metrics are not at /metrics (job name: path)
 METRICS_PATHS = {"ferretdb": "/debug/metrics"}
 # The probes come from a client address of their own (nginx here passes X-Forwarded-For on, and the app
 # trusts it from loopback): _traffic's burst leaves 127.0.0.1 rate-limited, as no prober is on dev.
-BLACKBOX_CONFIG = {"modules": {"http_2xx": {"prober": "http", "timeout": "5s",
-                                            "http": {"method": "GET", "headers": {"X-Forwarded-For": "192.0.2.30"}}},
-                               "tcp_connect": {"prober": "tcp", "timeout": "5s"}}}
+BLACKBOX_CONFIG = {
+    "modules": {
+        "http_2xx": {
+            "prober": "http",
+            "timeout": "5s",
+            "http": {"method": "GET", "headers": {"X-Forwarded-For": "192.0.2.30"}},
+        },
+        "tcp_connect": {"prober": "tcp", "timeout": "5s"},
+    }
+}
 
 
 def _blackbox_job(exporter: int, shop: int, tcp: int) -> dict[str, Any]:
     """The prometheus role's `blackbox` job: each target group names its probe and module; the exporter
     probes `__param_target`, which becomes the instance."""
-    groups = [(f"http://127.0.0.1:{shop}/health/ready", "shop-ready", "http_2xx"),
-              (f"http://127.0.0.1:{shop}/api/products", "shop-product", "http_2xx"),
-              (f"127.0.0.1:{tcp}", "tcp", "tcp_connect")]
+    groups = [
+        (f"http://127.0.0.1:{shop}/health/ready", "shop-ready", "http_2xx"),
+        (f"http://127.0.0.1:{shop}/api/products", "shop-product", "http_2xx"),
+        (f"127.0.0.1:{tcp}", "tcp", "tcp_connect"),
+    ]
     # every 5 s: the two http probes then stay within the app's per-client budget here (40 per 60 s); at the
     # global 1 s they would spend it in 20 s and /api/products would answer the probe 429
     return {
-        "job_name": "blackbox", "metrics_path": "/probe", "scrape_interval": "5s", "scrape_timeout": "5s",
-        "static_configs": [{"targets": [target], "labels": {"env": "test", "probe": probe, "__param_module": module}}
-                           for target, probe, module in groups],
+        "job_name": "blackbox",
+        "metrics_path": "/probe",
+        "scrape_interval": "5s",
+        "scrape_timeout": "5s",
+        "static_configs": [
+            {"targets": [target], "labels": {"env": "test", "probe": probe, "__param_module": module}}
+            for target, probe, module in groups
+        ],
         "relabel_configs": [
             {"source_labels": ["__address__"], "target_label": "__param_target"},
             {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -148,18 +168,23 @@ def _blackbox_job(exporter: int, shop: int, tcp: int) -> dict[str, Any]:
     }
 
 
-def _prometheus_conf(workdir: Path, port: int, targets: dict[str, int], am_port: int, rules: Path,
-                     extra_jobs: list[dict[str, Any]]) -> Path:
+def _prometheus_conf(
+    workdir: Path, port: int, targets: dict[str, int], am_port: int, rules: Path, extra_jobs: list[dict[str, Any]]
+) -> Path:
     conf: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules / "*.yml")],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         # `env` on every target, as the prometheus role sets it: dashboards and rules select on it
         "scrape_configs": [
-            {"job_name": job, "metrics_path": METRICS_PATHS.get(job, "/metrics"),
-             "static_configs": [{"targets": [f"127.0.0.1:{p}"], "labels": {"env": "test"}}]}
+            {
+                "job_name": job,
+                "metrics_path": METRICS_PATHS.get(job, "/metrics"),
+                "static_configs": [{"targets": [f"127.0.0.1:{p}"], "labels": {"env": "test"}}],
+            }
             for job, p in {"prometheus": port, **targets}.items()
-        ] + extra_jobs,
+        ]
+        + extra_jobs,
     }
     for job in conf["scrape_configs"]:
         if job["job_name"] == "mongodb":
@@ -175,23 +200,34 @@ def _traffic(shop: str, direct: str) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=shop, timeout=30) as c:
         for pid, stock in (("obs-1", 3), ("obs-2", 50)):
-            r = c.post("/api/admin/products", headers=admin,
-                       json={"id": pid, "name": f"Product {pid}", "price": 12.5, "stock": stock, "open": True})
+            r = c.post(
+                "/api/admin/products",
+                headers=admin,
+                json={"id": pid, "name": f"Product {pid}", "price": 12.5, "stock": stock, "open": True},
+            )
             assert r.status_code == 201, r.text
         c.get("/api/products").raise_for_status()
         for _ in range(3):
             c.get("/api/products/obs-1").raise_for_status()
             c.get("/api/products/obs-2").raise_for_status()
         for user, qty in (("u1", 1), ("u2", 2), ("u3", 1)):  # the last one finds obs-1 sold out
-            c.post("/api/buy", json={"user_id": user, "product_id": "obs-1", "quantity": qty,
-                                     "idempotency_key": uuid.uuid4().hex}, headers=as_buyer(user))
+            c.post(
+                "/api/buy",
+                json={"user_id": user, "product_id": "obs-1", "quantity": qty, "idempotency_key": uuid.uuid4().hex},
+                headers=as_buyer(user),
+            )
         key = uuid.uuid4().hex
         for _ in range(2):  # the replay is a duplicate
-            c.post("/api/buy", json={"user_id": "u4", "product_id": "obs-2", "quantity": 1, "idempotency_key": key},
-                   headers=as_buyer("u4"))
-        c.post("/api/buy", json={"user_id": "u5", "product_id": "obs-2", "quantity": 40,
-                                 "idempotency_key": uuid.uuid4().hex},
-               headers=as_buyer("u5"))  # over the per-user limit
+            c.post(
+                "/api/buy",
+                json={"user_id": "u4", "product_id": "obs-2", "quantity": 1, "idempotency_key": key},
+                headers=as_buyer("u4"),
+            )
+        c.post(
+            "/api/buy",
+            json={"user_id": "u5", "product_id": "obs-2", "quantity": 40, "idempotency_key": uuid.uuid4().hex},
+            headers=as_buyer("u5"),
+        )  # over the per-user limit
         c.get("/api/users/me/orders", headers=as_buyer("u1"))
         assert c.get("/api/admin/stats", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
         assert c.get("/api/admin/stats", headers=admin).status_code == 200
@@ -213,8 +249,11 @@ def _second_round(shop: str) -> None:
         for _ in range(3):
             c.get("/api/products/obs-2").raise_for_status()
         for user in ("u6", "u7"):
-            r = c.post("/api/buy", json={"user_id": user, "product_id": "obs-2", "quantity": 1,
-                                         "idempotency_key": uuid.uuid4().hex}, headers=as_buyer(user))
+            r = c.post(
+                "/api/buy",
+                json={"user_id": user, "product_id": "obs-2", "quantity": 1, "idempotency_key": uuid.uuid4().hex},
+                headers=as_buyer(user),
+            )
             assert r.status_code == 201, r.text
 
 
@@ -238,8 +277,25 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
     mongodb_exporter = TOOLS / "mongodb_exporter"
     if not mongodb_exporter.exists():
         pytest.fail(f"{mongodb_exporter} is missing: run `make bootstrap` (builds Percona's mongodb_exporter)")
-    ports = {k: free_port() for k in ("redis", "mongo", "ferretdb_debug", "app", "worker", "node", "redis_exp",
-                                      "mongo_exp", "nginx", "stub", "nginx_exp", "mtail", "blackbox", "prom")}
+    ports = {
+        k: free_port()
+        for k in (
+            "redis",
+            "mongo",
+            "ferretdb_debug",
+            "app",
+            "worker",
+            "node",
+            "redis_exp",
+            "mongo_exp",
+            "nginx",
+            "stub",
+            "nginx_exp",
+            "mtail",
+            "blackbox",
+            "prom",
+        )
+    }
 
     def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> Proc:
         p = Proc(name, argv, work, env)
@@ -248,78 +304,203 @@ def _start(work: Path, procs: list[Proc]) -> Stack:
         return p
 
     (work / "redis").mkdir()
-    start("redis", [binary("redis-server", "redis-server"), "--port", str(ports["redis"]), "--bind", "127.0.0.1",
-                    "--dir", str(work / "redis"), "--save", "", "--daemonize", "no", "--maxmemory", "64mb",
-                    "--maxmemory-policy", "noeviction"], ports["redis"])
+    start(
+        "redis",
+        [
+            binary("redis-server", "redis-server"),
+            "--port",
+            str(ports["redis"]),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(work / "redis"),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--maxmemory",
+            "64mb",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        ports["redis"],
+    )
     (work / "ferretdb").mkdir()
-    start("ferretdb", [str(ferretdb), "--handler=sqlite", f"--sqlite-url=file:{work / 'ferretdb'}/",
-                       f"--state-dir={work / 'ferretdb'}", f"--listen-addr=127.0.0.1:{ports['mongo']}",
-                       f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}", "--telemetry=disable",
-                       "--log-level=WARN"],
-          ports["mongo"])
+    start(
+        "ferretdb",
+        [
+            str(ferretdb),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{work / 'ferretdb'}/",
+            f"--state-dir={work / 'ferretdb'}",
+            f"--listen-addr=127.0.0.1:{ports['mongo']}",
+            f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}",
+            "--telemetry=disable",
+            "--log-level=WARN",
+        ],
+        ports["mongo"],
+    )
     wait_port(ports["ferretdb_debug"])
     app_env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALEMART_", "PROMETHEUS_MULTIPROC"))}
-    app_env.update({
-        "PYTHONPATH": str(ROOT / "app"), "SCALEMART_ENVIRONMENT": "test",
-        "SCALEMART_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
-        "SCALEMART_MONGO_URL": f"mongodb://127.0.0.1:{ports['mongo']}/", "SCALEMART_MONGO_DB": "obs",
-        "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN, "SCALEMART_BUYER_TOKEN_KEY": BUYER_KEY, "SCALEMART_LOG_LEVEL": "warning",
-        "SCALEMART_RATE_LIMIT_REQUESTS": "40", "SCALEMART_RATE_LIMIT_WINDOW_SECONDS": "60",
-        "SCALEMART_WORKER_NAME": "obs-worker", "SCALEMART_WORKER_METRICS_HOST": "127.0.0.1",
-    })
-    app = start("app", [str(PYTHON), "-m", "scalemart", "serve", "--host", "127.0.0.1", "--port",
-                        str(ports["app"]), "--workers", "2"], ports["app"], app_env)
+    app_env.update(
+        {
+            "PYTHONPATH": str(ROOT / "app"),
+            "SCALEMART_ENVIRONMENT": "test",
+            "SCALEMART_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+            "SCALEMART_MONGO_URL": f"mongodb://127.0.0.1:{ports['mongo']}/",
+            "SCALEMART_MONGO_DB": "obs",
+            "SCALEMART_ADMIN_TOKEN": ADMIN_TOKEN,
+            "SCALEMART_BUYER_TOKEN_KEY": BUYER_KEY,
+            "SCALEMART_LOG_LEVEL": "warning",
+            "SCALEMART_RATE_LIMIT_REQUESTS": "40",
+            "SCALEMART_RATE_LIMIT_WINDOW_SECONDS": "60",
+            "SCALEMART_WORKER_NAME": "obs-worker",
+            "SCALEMART_WORKER_METRICS_HOST": "127.0.0.1",
+        }
+    )
+    app = start(
+        "app",
+        [str(PYTHON), "-m", "scalemart", "serve", "--host", "127.0.0.1", "--port", str(ports["app"]), "--workers", "2"],
+        ports["app"],
+        app_env,
+    )
     wait_http(f"http://127.0.0.1:{ports['app']}/health/live", proc=app.proc, log=app.log)
-    start("worker", [str(PYTHON), "-m", "scalemart", "worker", "--metrics-port", str(ports["worker"])],
-          ports["worker"], app_env)
+    start(
+        "worker",
+        [str(PYTHON), "-m", "scalemart", "worker", "--metrics-port", str(ports["worker"])],
+        ports["worker"],
+        app_env,
+    )
     conf = _nginx_conf(work, ports["nginx"], ports["stub"], ports["app"])
-    start("nginx", [binary("nginx", "nginx-light"), "-p", str(work), "-c", str(conf), "-g", "daemon off;"],
-          ports["nginx"])
+    start(
+        "nginx", [binary("nginx", "nginx-light"), "-p", str(work), "-c", str(conf), "-g", "daemon off;"], ports["nginx"]
+    )
     mtail_progs = work / "mtail"
     mtail_progs.mkdir()
     shutil.copy(EXPORTERS_FILES / "scalemart_lb.mtail", mtail_progs)
-    start("mtail", [binary("mtail", "mtail"), "--progs", str(mtail_progs), "--logs", str(work / "access.log"),
-                    "--address", "127.0.0.1", "--port", str(ports["mtail"]), "--emit_prog_label=false",
-                    "--logtostderr"], ports["mtail"])
+    start(
+        "mtail",
+        [
+            binary("mtail", "mtail"),
+            "--progs",
+            str(mtail_progs),
+            "--logs",
+            str(work / "access.log"),
+            "--address",
+            "127.0.0.1",
+            "--port",
+            str(ports["mtail"]),
+            "--emit_prog_label=false",
+            "--logtostderr",
+        ],
+        ports["mtail"],
+    )
     (work / "blackbox.yml").write_text(yaml.safe_dump(BLACKBOX_CONFIG))
-    start("blackbox-exporter", [binary("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"),
-                                f"--config.file={work / 'blackbox.yml'}",
-                                f"--web.listen-address=127.0.0.1:{ports['blackbox']}"], ports["blackbox"])
+    start(
+        "blackbox-exporter",
+        [
+            binary("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"),
+            f"--config.file={work / 'blackbox.yml'}",
+            f"--web.listen-address=127.0.0.1:{ports['blackbox']}",
+        ],
+        ports["blackbox"],
+    )
     textfiles = work / "textfile"
     textfiles.mkdir()
     _backup_textfile(textfiles)
     # The exporters role's script, as its timer runs it on every host (here: this machine's own limits).
-    limits = subprocess.run([sys.executable, str(EXPORTERS_FILES / "scalemart-host-limits"), "--output",
-                             str(textfiles / "scalemart_host.prom")], capture_output=True, text=True, timeout=30)
+    limits = subprocess.run(
+        [
+            sys.executable,
+            str(EXPORTERS_FILES / "scalemart-host-limits"),
+            "--output",
+            str(textfiles / "scalemart_host.prom"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert limits.returncode == 0, limits.stdout + limits.stderr
-    start("node-exporter", [binary("prometheus-node-exporter", "prometheus-node-exporter"),
-                            f"--collector.textfile.directory={textfiles}",
-                            f"--web.listen-address=127.0.0.1:{ports['node']}"], ports["node"])
-    start("redis-exporter", [binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
-                             "-redis.addr", f"redis://127.0.0.1:{ports['redis']}",
-                             "-web.listen-address", f"127.0.0.1:{ports['redis_exp']}"], ports["redis_exp"])
-    start("mongodb-exporter", [str(mongodb_exporter), f"--mongodb.uri=mongodb://127.0.0.1:{ports['mongo']}/",
-                               *MONGODB_EXPORTER_FLAGS, f"--web.listen-address=127.0.0.1:{ports['mongo_exp']}"],
-          ports["mongo_exp"])
-    start("nginx-exporter", [binary("prometheus-nginx-exporter", "prometheus-nginx-exporter"),
-                             "-nginx.scrape-uri", f"http://127.0.0.1:{ports['stub']}/stub_status",
-                             "-web.listen-address", f"127.0.0.1:{ports['nginx_exp']}"], ports["nginx_exp"])
+    start(
+        "node-exporter",
+        [
+            binary("prometheus-node-exporter", "prometheus-node-exporter"),
+            f"--collector.textfile.directory={textfiles}",
+            f"--web.listen-address=127.0.0.1:{ports['node']}",
+        ],
+        ports["node"],
+    )
+    start(
+        "redis-exporter",
+        [
+            binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
+            "-redis.addr",
+            f"redis://127.0.0.1:{ports['redis']}",
+            "-web.listen-address",
+            f"127.0.0.1:{ports['redis_exp']}",
+        ],
+        ports["redis_exp"],
+    )
+    start(
+        "mongodb-exporter",
+        [
+            str(mongodb_exporter),
+            f"--mongodb.uri=mongodb://127.0.0.1:{ports['mongo']}/",
+            *MONGODB_EXPORTER_FLAGS,
+            f"--web.listen-address=127.0.0.1:{ports['mongo_exp']}",
+        ],
+        ports["mongo_exp"],
+    )
+    start(
+        "nginx-exporter",
+        [
+            binary("prometheus-nginx-exporter", "prometheus-nginx-exporter"),
+            "-nginx.scrape-uri",
+            f"http://127.0.0.1:{ports['stub']}/stub_status",
+            "-web.listen-address",
+            f"127.0.0.1:{ports['nginx_exp']}",
+        ],
+        ports["nginx_exp"],
+    )
     hooks = Recorder(200, {})
-    am = Alertmanager(render({
-        "smtp": {"smarthost": f"127.0.0.1:{free_port()}", "from": "alerts@shop.example", "require_tls": False},
-        "email": {s: ["ops@shop.example"] for s in ("critical", "warning", "info")},
-        "sms_notifier_url": f"{hooks.url}/sms", "heartbeat_url": f"{hooks.url}/heartbeat",
-    }), work, procs)
+    am = Alertmanager(
+        render(
+            {
+                "smtp": {"smarthost": f"127.0.0.1:{free_port()}", "from": "alerts@shop.example", "require_tls": False},
+                "email": {s: ["ops@shop.example"] for s in ("critical", "warning", "info")},
+                "sms_notifier_url": f"{hooks.url}/sms",
+                "heartbeat_url": f"{hooks.url}/heartbeat",
+            }
+        ),
+        work,
+        procs,
+    )
     build(work / "alerting")
-    targets = {"alertmanager": am.port, "scalemart-app": ports["app"], "scalemart-worker": ports["worker"],
-               "node": ports["node"], "redis": ports["redis_exp"], "mongodb": ports["mongo_exp"],
-               "ferretdb": ports["ferretdb_debug"], "nginx": ports["nginx_exp"], "lb-log": ports["mtail"]}
+    targets = {
+        "alertmanager": am.port,
+        "scalemart-app": ports["app"],
+        "scalemart-worker": ports["worker"],
+        "node": ports["node"],
+        "redis": ports["redis_exp"],
+        "mongodb": ports["mongo_exp"],
+        "ferretdb": ports["ferretdb_debug"],
+        "nginx": ports["nginx_exp"],
+        "lb-log": ports["mtail"],
+    }
     probes = _blackbox_job(ports["blackbox"], ports["nginx"], ports["redis"])
     prom_conf = _prometheus_conf(work, ports["prom"], targets, am.port, work / "alerting" / "rules", [probes])
     (work / "tsdb").mkdir()
-    prom = start("prometheus", [binary("prometheus", "prometheus"), f"--config.file={prom_conf}",
-                                f"--storage.tsdb.path={work / 'tsdb'}", "--storage.tsdb.retention.size=1GB",
-                                f"--web.listen-address=127.0.0.1:{ports['prom']}"], ports["prom"])
+    prom = start(
+        "prometheus",
+        [
+            binary("prometheus", "prometheus"),
+            f"--config.file={prom_conf}",
+            f"--storage.tsdb.path={work / 'tsdb'}",
+            "--storage.tsdb.retention.size=1GB",
+            f"--web.listen-address=127.0.0.1:{ports['prom']}",
+        ],
+        ports["prom"],
+    )
     url = f"http://127.0.0.1:{ports['prom']}"
     wait_http(f"{url}/-/ready", proc=prom.proc, log=prom.log)
     started = time.time()
@@ -348,25 +529,39 @@ def _start_perses(work: Path, procs: list[Proc], prometheus: str) -> str:
             if resource["kind"] == "GlobalDatasource":
                 resource["spec"]["plugin"]["spec"]["proxy"] = {"kind": "HTTPProxy", "spec": {"url": prometheus}}
             (provisioning / path.name).write_text(json.dumps(resource))
-    admin = [{"kind": "User", "metadata": {"name": "admin"}, "spec": {"nativeProvider": {"password": PERSES_PASSWORD}}},
-             {"kind": "GlobalRole", "metadata": {"name": "admin"},
-              "spec": {"permissions": [{"actions": ["*"], "scopes": ["*"]}]}},
-             {"kind": "GlobalRoleBinding", "metadata": {"name": "admin"},
-              "spec": {"role": "admin", "subjects": [{"kind": "User", "name": "admin"}]}}]
+    admin = [
+        {"kind": "User", "metadata": {"name": "admin"}, "spec": {"nativeProvider": {"password": PERSES_PASSWORD}}},
+        {
+            "kind": "GlobalRole",
+            "metadata": {"name": "admin"},
+            "spec": {"permissions": [{"actions": ["*"], "scopes": ["*"]}]},
+        },
+        {
+            "kind": "GlobalRoleBinding",
+            "metadata": {"name": "admin"},
+            "spec": {"role": "admin", "subjects": [{"kind": "User", "name": "admin"}]},
+        },
+    ]
     for resource in admin:
         (provisioning / perses.file_name(resource)).write_text(json.dumps(resource))
     schemas = home / "cue" / "schemas"
     config = {
         "database": {"file": {"folder": str(work / "perses-db"), "extension": "json"}},
         "schemas": {f"{kind}_path": str(schemas / kind) for kind in ("panels", "queries", "datasources", "variables")},
-        "security": {"enable_auth": True, "encryption_key": secrets.token_hex(16),
-                     "authentication": {"disable_sign_up": True, "providers": {"enable_native": True}}},
+        "security": {
+            "enable_auth": True,
+            "encryption_key": secrets.token_hex(16),
+            "authentication": {"disable_sign_up": True, "providers": {"enable_native": True}},
+        },
         "provisioning": {"folders": [str(provisioning)]},
     }
     (work / "perses.yaml").write_text(yaml.safe_dump(config))
     port = free_port()
-    proc = Proc("perses", [str(home / "bin" / "perses"), f"--config={work / 'perses.yaml'}",
-                           f"--web.listen-address=127.0.0.1:{port}"], work)
+    proc = Proc(
+        "perses",
+        [str(home / "bin" / "perses"), f"--config={work / 'perses.yaml'}", f"--web.listen-address=127.0.0.1:{port}"],
+        work,
+    )
     procs.append(proc)
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/api/v1/health", proc=proc.proc, log=proc.log)
@@ -378,9 +573,16 @@ def _backup_textfile(directory: Path) -> None:
     from backups import metrics
 
     now = time.time()
-    state = {"last_success": {"finished": now - 3600, "duration_seconds": 12.0, "archive_bytes": 2048,
-                              "sizes": {"mongodb": 1024, "redis": 512, "config": 256}, "orders": 3},
-             "last_run": {"finished": now - 3600, "ok": True}}
+    state = {
+        "last_success": {
+            "finished": now - 3600,
+            "duration_seconds": 12.0,
+            "archive_bytes": 2048,
+            "sizes": {"mongodb": 1024, "redis": 512, "config": 256},
+            "orders": 3,
+        },
+        "last_run": {"finished": now - 3600, "ok": True},
+    }
     metrics.write_textfile(directory / "scalemart_backup.prom", metrics.render(state, 1, 2048))
 
 
@@ -395,8 +597,9 @@ def _wait_scraped(url: str, n_targets: int, timeout: float = 90) -> None:
             time.sleep(4)
             return
         time.sleep(0.5)
-    raise TimeoutError(f"Prometheus targets not all up after {timeout} s: "
-                       f"{[(r['metric']['job'], r['value'][1]) for r in up]}")
+    raise TimeoutError(
+        f"Prometheus targets not all up after {timeout} s: {[(r['metric']['job'], r['value'][1]) for r in up]}"
+    )
 
 
 def test_every_panel_and_rule_expression_parses_and_uses_exposed_metrics(stack: Stack) -> None:
@@ -464,8 +667,9 @@ def test_open_connections_follow_real_client_connections(stack: Stack) -> None:
         for c in clients:
             c.close()
     after = _wait_floor(stack.prometheus, before)
-    assert (during, after) == (before + extra, before), \
+    assert (during, after) == (before + extra, before), (
         f"open connections before/with {extra} more clients/after closing them: {before}/{during}/{after}"
+    )
 
 
 def test_environment_only_names_are_really_absent_here_and_used(stack: Stack) -> None:
@@ -478,14 +682,15 @@ def test_environment_only_names_are_really_absent_here_and_used(stack: Stack) ->
 
 def test_panels_show_data_after_traffic(stack: Stack) -> None:
     report = coverage.check(stack.prometheus, environment_only=coverage.ENVIRONMENT_ONLY)
-    unexpected = [w for w in report.empty_panels
-                  if not any(f"panel '{p}'" in w for p in coverage.EMPTY_WHEN_HEALTHY)]
+    unexpected = [w for w in report.empty_panels if not any(f"panel '{p}'" in w for p in coverage.EMPTY_WHEN_HEALTHY)]
     assert not unexpected, "panels without data although every metric they use is exposed:\n" + "\n".join(unexpected)
 
 
 def test_the_check_names_a_misspelled_metric_and_a_broken_query(stack: Stack) -> None:
-    bad = [coverage.Item("dashboard 'T' panel 'Typo' [A]", "sum(rate(scalemart_http_request_total[1m]))", True),
-           coverage.Item("rule 'Broken' (warning)", "sum(rate(scalemart_http_requests_total[1m]) >", False)]
+    bad = [
+        coverage.Item("dashboard 'T' panel 'Typo' [A]", "sum(rate(scalemart_http_request_total[1m]))", True),
+        coverage.Item("rule 'Broken' (warning)", "sum(rate(scalemart_http_requests_total[1m]) >", False),
+    ]
     report = coverage.check(stack.prometheus, selected=bad)
     assert not report.ok
     assert report.missing == {"dashboard 'T' panel 'Typo' [A]": {"scalemart_http_request_total"}}
@@ -517,8 +722,9 @@ def test_every_panel_query_returns_data_on_prometheus(stack: Stack) -> None:
                     if tgt.get("instant"):
                         r = c.get("/api/v1/query", params={"query": expr, "time": end})
                     else:
-                        r = c.get("/api/v1/query_range",
-                                  params={"query": expr, "start": end - 600, "end": end, "step": 2})
+                        r = c.get(
+                            "/api/v1/query_range", params={"query": expr, "start": end - 600, "end": end, "step": 2}
+                        )
                     body = r.json()
                     if r.status_code != 200 or body.get("status") != "success":
                         rejected.append(f"{where}: {r.status_code} {body.get('errorType')}: {body.get('error')}")
@@ -571,8 +777,10 @@ def test_the_slo_inputs_come_from_the_balancer_log_and_the_probes(stack: Stack) 
 def test_mtail_counts_each_client_addresses_401_403_404_only(stack: Stack) -> None:
     """The 401s (the wrong admin token, the refused buyer token) and the 404 (a missing product) of the traffic, all
     from 127.0.0.1 through nginx, by client and code; the 200s and the 422 make no series."""
-    found = {(r["metric"]["client"], r["metric"]["code"]): float(r["value"][1])
-             for r in _query(stack.prometheus, "scalemart_lb_client_errors_total")}
+    found = {
+        (r["metric"]["client"], r["metric"]["code"]): float(r["value"][1])
+        for r in _query(stack.prometheus, "scalemart_lb_client_errors_total")
+    }
     assert {client for client, _ in found} == {"127.0.0.1"}, found
     assert {code for _, code in found} <= {"401", "403", "404"}, found
     assert found.get(("127.0.0.1", "401"), 0) >= 2 and found.get(("127.0.0.1", "404"), 0) >= 1, found

@@ -36,12 +36,22 @@ def _panels(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_cli_writes_a_project_a_datasource_and_every_dashboard(tmp_path: Path) -> None:
-    proc = subprocess.run([str(PYTHON), "-m", "dashboards", "build", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(PYTHON), "-m", "dashboards", "build", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (tmp_path / "perses").glob("*.json"))
-    assert names == sorted([f"project-{perses.PROJECT}.json", f"globaldatasource-{perses.DATASOURCE}.json",
-                            *(f"dashboard-{uid}.json" for uid in render_all())])
+    assert names == sorted(
+        [
+            f"project-{perses.PROJECT}.json",
+            f"globaldatasource-{perses.DATASOURCE}.json",
+            *(f"dashboard-{uid}.json" for uid in render_all()),
+        ]
+    )
 
 
 def test_every_grafana_panel_is_carried_with_its_queries(converted: dict[str, dict[str, Any]]) -> None:
@@ -56,7 +66,8 @@ def test_every_grafana_panel_is_carried_with_its_queries(converted: dict[str, di
 
 
 def test_one_project_no_datasource_variable_every_query_on_the_provisioned_datasource(
-        converted: dict[str, dict[str, Any]]) -> None:
+    converted: dict[str, dict[str, Any]],
+) -> None:
     ref = {"kind": "PrometheusDatasource", "name": perses.DATASOURCE}
     for name, dashboard in _dashboards(converted).items():
         assert dashboard["metadata"]["project"] == perses.PROJECT, name
@@ -88,8 +99,9 @@ def test_the_datasource_is_the_default_and_leaves_its_url_to_the_role(converted:
 def test_a_panel_perses_cannot_carry_fails_naming_the_dashboard_and_the_panel(tmp_path: Path) -> None:
     grafana = render_all()
     broken = copy.deepcopy(grafana["scalemart-overview"])
-    broken["panels"].append({"id": 999, "type": "news", "title": "Grafana news", "gridPos": {"x": 0, "y": 99, "w": 6,
-                                                                                            "h": 4}})
+    broken["panels"].append(
+        {"id": 999, "type": "news", "title": "Grafana news", "gridPos": {"x": 0, "y": 99, "w": 6, "h": 4}}
+    )
     with pytest.raises(perses.ConversionError) as err:
         perses.build({"scalemart-overview": broken}, tmp_path)
     message = str(err.value)

@@ -28,18 +28,23 @@ COMPARISON = re.compile(r"\n?\s*[<>]=?\s*(-?[0-9][0-9.e+-]*)\s*$")
 # what a dashboard adds to every selector (tests/observability/test_dashboards.py requires it)
 PANEL_SELECTOR = 'env=~"$env"'
 
-MODULES = [ROOT / "alert_rules" / "rules.py", ROOT / "alert_rules" / "promtests.py",
-           *sorted((ROOT / "dashboards").glob("*.py"))]
-RANGE_FUNCTION = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv|resets|changes|predict_linear"
-                            r"|histogram_quantile|\w+_over_time)\s*\(")
+MODULES = [
+    ROOT / "alert_rules" / "rules.py",
+    ROOT / "alert_rules" / "promtests.py",
+    *sorted((ROOT / "dashboards").glob("*.py")),
+]
+RANGE_FUNCTION = re.compile(
+    r"\b(rate|irate|increase|delta|idelta|deriv|resets|changes|predict_linear"
+    r"|histogram_quantile|\w+_over_time)\s*\("
+)
 # rules.py's promtool input builders: their first argument is the metric name of a test input series
 INPUT_BUILDERS = {"counter", "gauge", "histogram", "timestamp_aged", "_state_flip", "_counter_flip", "_sel"}
 # Where a signal's metric name may appear outside signals.py, and why. Nothing else is exempt.
 ALLOWED = {
     "input series": "the first argument of a promtool input builder in rules.py (counter, gauge, ...): test "
-                    "input that makes a signal take a value, not a query",
+    "input that makes a signal take a value, not a query",
     "alert prose": "an alert's summary and description (rules.py): text for the on-call person, naming the "
-                   "metric the runbook checks (redis_up = 0)",
+    "metric the runbook checks (redis_up = 0)",
 }
 
 
@@ -77,7 +82,7 @@ def watched(thresholds_path: Path) -> dict[str, tuple[str, frozenset[float]]]:
             m = COMPARISON.search(rule["expr"])
             assert m, f"{rule['alert']}: no comparison with a number at the end of {rule['expr']!r}"
             exprs, values = found.setdefault(rule["alert"], (set(), set()))
-            exprs.add(rule["expr"][:m.start()])
+            exprs.add(rule["expr"][: m.start()])
             values.add(float(m.group(1)))
     for name, (exprs, _) in found.items():
         assert len(exprs) == 1, f"{name}: its tiers watch different expressions: {exprs}"
@@ -96,8 +101,10 @@ def threshold_panels(dashboards: dict[str, dict[str, Any]]) -> list[tuple[str, d
     return out
 
 
-def mismatches(dashboards: dict[str, dict[str, Any]], watching: dict[str, tuple[str, frozenset[float]]],
-               ) -> tuple[list[str], set[str]]:
+def mismatches(
+    dashboards: dict[str, dict[str, Any]],
+    watching: dict[str, tuple[str, frozenset[float]]],
+) -> tuple[list[str], set[str]]:
     """Panels that show an alert's thresholds but query something else, and the alerts that have a panel.
 
     A threshold line (time series) or a bar gauge must query exactly the alert's expression, the
@@ -116,11 +123,13 @@ def mismatches(dashboards: dict[str, dict[str, Any]], watching: dict[str, tuple[
         line = p["fieldConfig"]["defaults"].get("custom", {}).get("thresholdsStyle", {}).get("mode") == "line"
         if line or p["type"] == "bargauge":
             if queried != [expr]:
-                problems.append(f"{where} draws {name}'s thresholds but queries\n  {queried}\n"
-                                f"while {name} watches\n  {expr!r}")
+                problems.append(
+                    f"{where} draws {name}'s thresholds but queries\n  {queried}\nwhile {name} watches\n  {expr!r}"
+                )
         elif len(queried) != 1 or expr not in queried[0]:
-            problems.append(f"{where} is coloured by {name}'s thresholds but does not query what it watches: "
-                            f"{queried} vs {expr!r}")
+            problems.append(
+                f"{where} is coloured by {name}'s thresholds but does not query what it watches: {queried} vs {expr!r}"
+            )
     return problems, shown
 
 
@@ -150,8 +159,9 @@ def test_a_panel_that_drifts_from_its_alert_is_named(distinct: Path) -> None:
     # Grafana's window instead of the alert's: the line no longer marks where the alert fires
     cpu["targets"][0]["expr"] = cpu["targets"][0]["expr"].replace("[5m]", "[$__rate_interval]")
     problems, _ = mismatches({**dashboards, "scalemart-infrastructure": infra}, watching)
-    assert len(problems) == 1 and problems[0].startswith("Infrastructure Health / CPU usage by host draws "
-                                                         "HostHighCpuUsage's thresholds"), problems
+    assert len(problems) == 1 and problems[0].startswith(
+        "Infrastructure Health / CPU usage by host draws HostHighCpuUsage's thresholds"
+    ), problems
     # the memory panel drawing the CPU alert's line
     infra = copy.deepcopy(dashboards["scalemart-infrastructure"])
     panels = {p.get("title"): p for p in infra["panels"]}
@@ -170,6 +180,7 @@ def test_every_alert_watches_a_signal_and_every_signal_is_used() -> None:
 
 
 # ----- no inline PromQL outside signals.py -----
+
 
 def signal_metrics() -> set[str]:
     return set().union(*(metric_names(sig.expr()) for sig in signals.SIGNALS))
@@ -216,8 +227,11 @@ def inline_promql(source: str, metrics: set[str]) -> list[str]:
 def test_no_rule_or_dashboard_module_writes_a_signals_promql() -> None:
     metrics = signal_metrics()
     assert {"scalemart_host_cpu_usage_seconds_total", "scalemart_http_requests_total", "up"} <= metrics
-    problems = [f"{path.relative_to(ROOT)} {finding}" for path in MODULES
-                for finding in inline_promql(path.read_text(encoding="utf-8"), metrics)]
+    problems = [
+        f"{path.relative_to(ROOT)} {finding}"
+        for path in MODULES
+        for finding in inline_promql(path.read_text(encoding="utf-8"), metrics)
+    ]
     assert not problems, "PromQL outside alert_rules/signals.py; use or add a signal there:\n" + "\n".join(problems)
 
 

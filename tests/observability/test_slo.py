@@ -34,8 +34,12 @@ def test_the_shipped_objectives_and_policy() -> None:
     assert (s.purchase_latency.objective, s.purchase_latency.latency_seconds) == (0.99, 0.1)
     assert s.windows() == ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
     pairs = {(n, p.severity, w.long, w.short, w.burn_rate) for n, p in s.burn_rate_alerts.items() for w in p.windows}
-    assert pairs == {("page", "critical", "1h", "5m", 14.4), ("page", "critical", "6h", "30m", 6),
-                     ("ticket", "warning", "1d", "2h", 3), ("ticket", "warning", "3d", "6h", 1)}
+    assert pairs == {
+        ("page", "critical", "1h", "5m", 14.4),
+        ("page", "critical", "6h", "30m", 6),
+        ("ticket", "warning", "1d", "2h", 3),
+        ("ticket", "warning", "3d", "6h", 1),
+    }
 
 
 def test_the_intervals_are_the_prometheus_roles() -> None:
@@ -54,8 +58,9 @@ def test_a_window_shorter_than_the_evaluation_interval_is_refused(tmp_path: Path
     data = shipped()
     data["slos"]["burn_rate_alerts"]["page"]["windows"][0]["short"] = "10s"
     message = refused(tmp_path, data)
-    assert message.startswith("slos.burn_rate_alerts.page.windows.0.short: 10s is shorter than the rule evaluation"), \
+    assert message.startswith("slos.burn_rate_alerts.page.windows.0.short: 10s is shorter than the rule evaluation"), (
         message
+    )
 
 
 def test_a_long_window_shorter_than_its_short_window_is_refused(tmp_path: Path) -> None:
@@ -89,8 +94,10 @@ def test_recording_rules_cover_every_window_and_read_counters_through_rate(alert
     group = yaml.safe_load((alerting_build / "rules" / f"{slo.GROUP}.yml").read_text())["groups"][0]
     records = [r for r in group["rules"] if "record" in r]
     assert {(r["record"], r["labels"]["slo"]) for r in records} == {
-        (f"slo:sli_error:ratio_rate{w}", name) for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "28d")
-        for name in ("availability", "purchase_latency")}
+        (f"slo:sli_error:ratio_rate{w}", name)
+        for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "28d")
+        for name in ("availability", "purchase_latency")
+    }
     for r in records:
         assert not raw_counters(r["record"], r["expr"]), r
     # the records come before the alerts that read them: one evaluation sees both
@@ -98,14 +105,21 @@ def test_recording_rules_cover_every_window_and_read_counters_through_rate(alert
     assert kinds == sorted(kinds, reverse=True)
     alerts = [r for r in group["rules"] if "alert" in r]
     assert {(r["alert"], r["labels"]["severity"], r["labels"]["window"]) for r in alerts} == {
-        (name, sev, w) for name in slo.alert_names()
-        for sev, w in (("critical", "1h/5m"), ("critical", "6h/30m"), ("warning", "1d/2h"), ("warning", "3d/6h"))}
+        (name, sev, w)
+        for name in slo.alert_names()
+        for sev, w in (("critical", "1h/5m"), ("critical", "6h/30m"), ("warning", "1d/2h"), ("warning", "3d/6h"))
+    }
 
 
 def run_build(out: Path, factor: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PYTHON), "-m", "alert_rules", "build", "--out", str(out)], cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", TEST_COMPRESS_VAR: factor}, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [str(PYTHON), "-m", "alert_rules", "build", "--out", str(out)],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", TEST_COMPRESS_VAR: factor},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compressed_windows_stay_whole_evaluation_intervals_and_pass_promtool(tmp_path: Path, promtool: str) -> None:
@@ -116,8 +130,9 @@ def test_compressed_windows_stay_whole_evaluation_intervals_and_pass_promtool(tm
     for window in ("[30s]", "[1m]", "[2m]", "[6m]", "[24m]", "[72m]", "[672m]"):
         assert window in text, window
     assert "[5m]" not in text
-    proc = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=out / "tests", capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [promtool, "test", "rules", "alerts.test.yml"], cwd=out / "tests", capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
 
 

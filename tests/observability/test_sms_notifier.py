@@ -16,10 +16,17 @@ from tests.observability.conftest import PYTHON, ROOT, TWILIO_SID, TWILIO_TOKEN,
 
 NUMBERS = ("+15550000001", "+15550000002")
 PAYLOAD = {
-    "version": "4", "status": "firing", "receiver": "critical", "groupKey": "{}:{alertname=\"RedisDown\"}",
-    "alerts": [{"status": "firing", "labels": {"alertname": "RedisDown", "severity": "critical",
-                                               "instance": "data-1:9121"},
-                "annotations": {"summary": "Redis is down: stock and carts are unavailable."}}],
+    "version": "4",
+    "status": "firing",
+    "receiver": "critical",
+    "groupKey": '{}:{alertname="RedisDown"}',
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "RedisDown", "severity": "critical", "instance": "data-1:9121"},
+            "annotations": {"summary": "Redis is down: stock and carts are unavailable."},
+        }
+    ],
 }
 
 
@@ -54,27 +61,41 @@ def test_alert_texts_every_number_against_twilio_stand_in(notifier_url: str, twi
     assert sorted(sent_to) == sorted(NUMBERS)
 
 
-def test_twilio_refusal_answers_502_so_alertmanager_retries_against_twilio_stand_in(notifier_url: str,
-                                                                                   twilio_stand_in: Recorder) -> None:
+def test_twilio_refusal_answers_502_so_alertmanager_retries_against_twilio_stand_in(
+    notifier_url: str, twilio_stand_in: Recorder
+) -> None:
     twilio_stand_in.status = 400
-    twilio_stand_in.body = {"code": 21211, "message": "The 'To' number is not a valid phone number.",
-                            "more_info": "", "status": 400}
+    twilio_stand_in.body = {
+        "code": 21211,
+        "message": "The 'To' number is not a valid phone number.",
+        "more_info": "",
+        "status": 400,
+    }
     r = httpx.post(f"{notifier_url}/alertmanager", json=PAYLOAD, timeout=30)
     assert r.status_code == 502
     assert "+15550000001" in r.text and "not a valid phone number" in r.text
 
 
 @pytest.mark.parametrize("body", [b"not json", b'{"status": "firing"}'])
-def test_a_body_that_is_not_an_alertmanager_webhook_is_refused(notifier_url: str, twilio_stand_in: Recorder,
-                                                               body: bytes) -> None:
+def test_a_body_that_is_not_an_alertmanager_webhook_is_refused(
+    notifier_url: str, twilio_stand_in: Recorder, body: bytes
+) -> None:
     r = httpx.post(f"{notifier_url}/alertmanager", content=body, timeout=10)
     assert r.status_code == 400
     assert twilio_stand_in.requests == []
 
 
 def test_with_a_token_only_bearers_are_served_against_twilio_stand_in(twilio_stand_in: Recorder) -> None:
-    cfg = Config(TWILIO_SID, TWILIO_TOKEN, "+15550009999", NUMBERS, "127.0.0.1", 0, twilio_stand_in.url,
-                 token="notifier-token-0123456789")
+    cfg = Config(
+        TWILIO_SID,
+        TWILIO_TOKEN,
+        "+15550009999",
+        NUMBERS,
+        "127.0.0.1",
+        0,
+        twilio_stand_in.url,
+        token="notifier-token-0123456789",
+    )
     server = serve(cfg)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/alertmanager"
@@ -92,8 +113,13 @@ def test_with_a_token_only_bearers_are_served_against_twilio_stand_in(twilio_sta
 
 
 def test_a_short_token_is_refused() -> None:
-    env = {"TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "SMS_FROM": "+15550009999",
-           "SMS_TO": "+15550000001", "SMS_NOTIFIER_TOKEN": "short"}
+    env = {
+        "TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "SMS_FROM": "+15550009999",
+        "SMS_TO": "+15550000001",
+        "SMS_NOTIFIER_TOKEN": "short",
+    }
     with pytest.raises(ConfigError, match="SMS_NOTIFIER_TOKEN"):
         Config.from_env(env)
 
@@ -110,16 +136,26 @@ def test_long_alert_groups_fit_two_sms_segments() -> None:
 
 
 def test_missing_configuration_names_the_variables() -> None:
-    proc = subprocess.run([str(PYTHON), "-m", "alert_rules.sms_notifier"], cwd=ROOT, env={"PATH": "/usr/bin"},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(PYTHON), "-m", "alert_rules.sms_notifier"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SMS_FROM", "SMS_TO"):
         assert name in proc.stderr
 
 
 def test_numbers_must_be_e164() -> None:
-    env = {"TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "SMS_FROM": "+15550009999",
-           "SMS_TO": "+15550000001,0044 1234"}
+    env = {
+        "TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "SMS_FROM": "+15550009999",
+        "SMS_TO": "+15550000001,0044 1234",
+    }
     with pytest.raises(ConfigError, match="E.164"):
         Config.from_env(env)
 
@@ -130,8 +166,12 @@ def test_the_notifier_needs_only_the_standard_library_and_twilio() -> None:
     import sys
 
     tree = ast.parse((ROOT / "alert_rules" / "sms_notifier.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
     assert imported - sys.stdlib_module_names == {"twilio"}

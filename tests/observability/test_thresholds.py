@@ -40,23 +40,32 @@ def test_shipped_file_loads_with_the_issue_numbers() -> None:
     assert t["loadtest.oversell_units"].values == {"limit": 0}
 
 
-@pytest.mark.parametrize(("mutate", "key", "words"), [
-    (lambda d: d["api"].pop("error_ratio"), "api.error_ratio", "missing"),
-    (lambda d: d["api"]["error_ratio"].pop("critical"), "api.error_ratio.critical", "missing"),
-    (lambda d: d["hosts"]["cpu_ratio"].update(warning=-0.1), "hosts.cpu_ratio.warning", "negative"),
-    (lambda d: d["api"]["concurrent_users"].update(warning=2000), "api.concurrent_users", "must be below"),
-    (lambda d: d["api"]["error_ratio"].update(warning=0.09), "api.error_ratio", "must be below"),
-    (lambda d: d["datastores"]["cache_hit_ratio"].update(warning=0.4), "datastores.cache_hit_ratio",
-     "must be above"),
-    (lambda d: d["hosts"]["memory_ratio"].update(critical=90), "hosts.memory_ratio.critical", "ratio"),
-    (lambda d: d["api"]["latency_p95_seconds"].update({"for": "five minutes"}), "api.latency_p95_seconds.for",
-     "duration"),
-    (lambda d: d["api"].update(error_rate={"warning": 1, "for": "5m"}), "api.error_rate", "not a known"),
-    (lambda d: d["datastores"]["redis_down"].update(severity="page"), "datastores.redis_down.severity", "one of"),
-    (lambda d: d["worker"]["queue_length"].update(warning="lots"), "worker.queue_length.warning", "number"),
-    (lambda d: d["loadtest"]["p95_ms"].pop("limit"), "loadtest.p95_ms.limit", "missing"),
-    (lambda d: d["loadtest"]["oversell_units"].update(limit=-1), "loadtest.oversell_units.limit", "negative"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "key", "words"),
+    [
+        (lambda d: d["api"].pop("error_ratio"), "api.error_ratio", "missing"),
+        (lambda d: d["api"]["error_ratio"].pop("critical"), "api.error_ratio.critical", "missing"),
+        (lambda d: d["hosts"]["cpu_ratio"].update(warning=-0.1), "hosts.cpu_ratio.warning", "negative"),
+        (lambda d: d["api"]["concurrent_users"].update(warning=2000), "api.concurrent_users", "must be below"),
+        (lambda d: d["api"]["error_ratio"].update(warning=0.09), "api.error_ratio", "must be below"),
+        (
+            lambda d: d["datastores"]["cache_hit_ratio"].update(warning=0.4),
+            "datastores.cache_hit_ratio",
+            "must be above",
+        ),
+        (lambda d: d["hosts"]["memory_ratio"].update(critical=90), "hosts.memory_ratio.critical", "ratio"),
+        (
+            lambda d: d["api"]["latency_p95_seconds"].update({"for": "five minutes"}),
+            "api.latency_p95_seconds.for",
+            "duration",
+        ),
+        (lambda d: d["api"].update(error_rate={"warning": 1, "for": "5m"}), "api.error_rate", "not a known"),
+        (lambda d: d["datastores"]["redis_down"].update(severity="page"), "datastores.redis_down.severity", "one of"),
+        (lambda d: d["worker"]["queue_length"].update(warning="lots"), "worker.queue_length.warning", "number"),
+        (lambda d: d["loadtest"]["p95_ms"].pop("limit"), "loadtest.p95_ms.limit", "missing"),
+        (lambda d: d["loadtest"]["oversell_units"].update(limit=-1), "loadtest.oversell_units.limit", "negative"),
+    ],
+)
 def test_bad_value_is_rejected_naming_the_key(tmp_path: Path, mutate, key: str, words: str) -> None:
     data = shipped()
     mutate(data)
@@ -74,8 +83,13 @@ def test_build_stops_before_writing_anything_on_a_bad_file(tmp_path: Path, modul
     data["hosts"]["cpu_ratio"]["warning"] = 0.95  # inverted: warning above critical
     bad = write(tmp_path, data)
     out = tmp_path / "out"
-    proc = subprocess.run([str(PYTHON), "-m", module, "build", "--out", str(out), "--thresholds", str(bad)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(PYTHON), "-m", module, "build", "--out", str(out), "--thresholds", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "hosts.cpu_ratio" in proc.stderr
     assert not out.exists()
@@ -110,14 +124,23 @@ def test_a_missing_section_names_its_first_key_and_the_file(tmp_path: Path) -> N
     assert str(err.value) == f"worker.queue_length: is missing (fix: add `queue_length:` under `worker:` in {path})"
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ({"warning": 1.0},
-     "api.latency_p95_seconds.for: must be a Prometheus duration, got None (fix: write e.g. 5m or 1h)"),
-    ({"warning": 1.0, "for": "5m", "critical": 2.0},
-     "api.latency_p95_seconds.critical: is not used for this key (fix: allowed: for, warning)"),
-    ({"warning": None, "for": "5m"},
-     "api.latency_p95_seconds.warning: is missing (fix: add `warning: <number>` to api.latency_p95_seconds)"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"warning": 1.0},
+            "api.latency_p95_seconds.for: must be a Prometheus duration, got None (fix: write e.g. 5m or 1h)",
+        ),
+        (
+            {"warning": 1.0, "for": "5m", "critical": 2.0},
+            "api.latency_p95_seconds.critical: is not used for this key (fix: allowed: for, warning)",
+        ),
+        (
+            {"warning": None, "for": "5m"},
+            "api.latency_p95_seconds.warning: is missing (fix: add `warning: <number>` to api.latency_p95_seconds)",
+        ),
+    ],
+)
 def test_messages_name_key_problem_and_fix(tmp_path: Path, entry: dict, message: str) -> None:
     data = shipped()
     data["api"]["latency_p95_seconds"] = entry

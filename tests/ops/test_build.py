@@ -14,8 +14,9 @@ from ops.wheels import Bundle
 pytestmark = pytest.mark.docker
 
 
-def test_second_build_rebuilds_nothing_and_says_so(base_image: str, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_second_build_rebuilds_nothing_and_says_so(
+    base_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     names = [a.name for a in build.artifacts(base_image)]
     assert {"rules", "dashboards", "alerting", "app", "tools"} <= set(names)
     assert build.build("pytest", base_image, root=tmp_path) == names

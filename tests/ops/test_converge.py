@@ -20,8 +20,11 @@ pytestmark = pytest.mark.docker
 def host(base_image: str) -> Iterator[str]:
     """A throwaway container standing in for one host (its id and start time are what count)."""
     name = f"scalemart-pytest-converge-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--entrypoint", "sleep", base_image, "300"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, "--entrypoint", "sleep", base_image, "300"],
+        check=True,
+        capture_output=True,
+    )
     yield name
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
@@ -31,8 +34,19 @@ def site(tmp_path: Path, host: str, monkeypatch: pytest.MonkeyPatch) -> dict[str
     monkeypatch.setattr(converge, "BUILD", tmp_path / "build")
     (tmp_path / "build" / "pytest").mkdir(parents=True)
     inventory = tmp_path / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"app": {"hosts": {"app-1": {
-        "ansible_connection": converge.DOCKER_CONNECTION, "ansible_host": host}}}}}}))
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "children": {
+                        "app": {
+                            "hosts": {"app-1": {"ansible_connection": converge.DOCKER_CONNECTION, "ansible_host": host}}
+                        }
+                    }
+                }
+            }
+        )
+    )
     vault = tmp_path / "vault.yml"
     vault.write_text("secret: one\n")
     artifacts = tmp_path / "artifacts"
@@ -54,8 +68,9 @@ def test_an_unchanged_site_is_skipped_after_a_recorded_converge(site: dict[str, 
 
 
 @pytest.mark.parametrize("change", ["vault", "artifact", "vars file"])
-def test_a_changed_input_converges_again(site: dict[str, Path], change: str, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_input_converges_again(
+    site: dict[str, Path], change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     converge.record("pytest", _key(site))
     if change == "vault":
         site["vault"].write_text("secret: two\n")
@@ -75,8 +90,15 @@ def test_a_restarted_host_converges_again(site: dict[str, Path], host: str) -> N
 
 
 def test_hosts_over_ssh_always_converge(site: dict[str, Path]) -> None:
-    site["inventory"].write_text(yaml.safe_dump({"all": {"children": {"app": {"hosts": {"app-1": {
-        "ansible_connection": "ssh", "ansible_host": "10.0.0.5"}}}}}}))
+    site["inventory"].write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "children": {"app": {"hosts": {"app-1": {"ansible_connection": "ssh", "ansible_host": "10.0.0.5"}}}}
+                }
+            }
+        )
+    )
     assert _key(site) is None
     converge.record("pytest", None)
     assert converge.unchanged("pytest", None) is None

@@ -44,6 +44,7 @@ def venv_tool():
         if not path.exists():
             pytest.fail(f"{path} is missing: run `make bootstrap` (it builds the venv from pyproject.toml)")
         return str(path)
+
     return find
 
 

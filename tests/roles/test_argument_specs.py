@@ -10,9 +10,16 @@ import yaml
 from tests.roles.conftest import ROLES, ROOT
 
 # The environment's generated secrets keep their vault names (ops/secrets.py) in every role that needs them.
-VAULT_NAMES = {"perses_admin_password", "perses_encryption_key", "scalemart_admin_token",
-               "scalemart_buyer_token_key", "redis_password",
-               "mongodb_password", "backups_encryption_key", "sms_notifier_token"}
+VAULT_NAMES = {
+    "perses_admin_password",
+    "perses_encryption_key",
+    "scalemart_admin_token",
+    "scalemart_buyer_token_key",
+    "redis_password",
+    "mongodb_password",
+    "backups_encryption_key",
+    "sms_notifier_token",
+}
 
 TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "path": str}
 
@@ -59,7 +66,8 @@ def test_spec_defaults_equal_role_defaults(role: str) -> None:
     spec, defaults = load(role)
     for name, value in defaults.items():
         assert spec[name].get("default") == value, (
-            f"roles/{role}: {name} defaults to {value!r} but argument_specs says {spec[name].get('default')!r}")
+            f"roles/{role}: {name} defaults to {value!r} but argument_specs says {spec[name].get('default')!r}"
+        )
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -88,6 +96,11 @@ def test_public_variables_carry_the_role_prefix(role: str) -> None:
 
 def test_role_layout_follows_the_house_style() -> None:
     for role in ROLES:
-        for part in ("defaults/main.yml", "meta/argument_specs.yml", "handlers/main.yml", "tasks/main.yml",
-                     "tasks/preflight.yml"):
+        for part in (
+            "defaults/main.yml",
+            "meta/argument_specs.yml",
+            "handlers/main.yml",
+            "tasks/main.yml",
+            "tasks/preflight.yml",
+        ):
             assert Path(ROOT / "roles" / role / part).exists(), f"roles/{role}/{part} is missing"

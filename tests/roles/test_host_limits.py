@@ -16,8 +16,10 @@ from tests.roles.conftest import ROOT
 SCRIPT = ROOT / "roles/exporters/files/scalemart-host-limits"
 CID = "0123abcd"
 MIB = 1024 * 1024
-MEMINFO = ("MemTotal:        8000000 kB\nMemFree:         1000000 kB\nMemAvailable:    5000000 kB\n"
-           "Inactive(file):  2000000 kB\n")
+MEMINFO = (
+    "MemTotal:        8000000 kB\nMemFree:         1000000 kB\nMemAvailable:    5000000 kB\n"
+    "Inactive(file):  2000000 kB\n"
+)
 # Four online CPUs; the first line in USER_HZ ticks: user nice system idle iowait irq softirq steal.
 STAT = "cpu  1000 100 400 9000 500 50 50 0 0 0\ncpu0 1 0 0 0\ncpu1 1 0 0 0\ncpu2 1 0 0 0\ncpu3 1 0 0 0\nintr 0\n"
 
@@ -47,21 +49,37 @@ def proc(tmp_path: Path, cgroup: str) -> Path:
     return tmp_path / "proc"
 
 
-V1_CGROUP = "".join(f"{i}:{c}:/docker/{CID}{s}\n" for i, c, s in [
-    (9, "name=systemd", "/init.scope"), (4, "memory", "/init.scope"), (3, "cpuset", ""), (2, "cpuacct", ""),
-    (1, "cpu", "")]) + f"0::/docker/{CID}/init.scope\n"
+V1_CGROUP = (
+    "".join(
+        f"{i}:{c}:/docker/{CID}{s}\n"
+        for i, c, s in [
+            (9, "name=systemd", "/init.scope"),
+            (4, "memory", "/init.scope"),
+            (3, "cpuset", ""),
+            (2, "cpuacct", ""),
+            (1, "cpu", ""),
+        ]
+    )
+    + f"0::/docker/{CID}/init.scope\n"
+)
 
 
 def v1_tree(root: Path, limit: str, quota: str, cpuset: str = "0-3") -> None:
     d = f"docker/{CID}"
-    write(root, {
-        f"memory/{d}/memory.limit_in_bytes": limit, f"memory/{d}/memory.usage_in_bytes": f"{100 * MIB}\n",
-        f"memory/{d}/memory.stat": f"cache 1\ninactive_file 7\ntotal_inactive_file {30 * MIB}\n",
-        # The child cgroup systemd made for itself has no limit: it must not be the one read.
-        f"memory/{d}/init.scope/memory.limit_in_bytes": "9223372036854771712\n",
-        f"cpu/{d}/cpu.cfs_quota_us": quota, f"cpu/{d}/cpu.cfs_period_us": "100000\n",
-        f"cpuacct/{d}/cpuacct.usage": "12500000000\n", f"cpuset/{d}/cpuset.effective_cpus": cpuset,
-    })
+    write(
+        root,
+        {
+            f"memory/{d}/memory.limit_in_bytes": limit,
+            f"memory/{d}/memory.usage_in_bytes": f"{100 * MIB}\n",
+            f"memory/{d}/memory.stat": f"cache 1\ninactive_file 7\ntotal_inactive_file {30 * MIB}\n",
+            # The child cgroup systemd made for itself has no limit: it must not be the one read.
+            f"memory/{d}/init.scope/memory.limit_in_bytes": "9223372036854771712\n",
+            f"cpu/{d}/cpu.cfs_quota_us": quota,
+            f"cpu/{d}/cpu.cfs_period_us": "100000\n",
+            f"cpuacct/{d}/cpuacct.usage": "12500000000\n",
+            f"cpuset/{d}/cpuset.effective_cpus": cpuset,
+        },
+    )
 
 
 def test_cgroup_v1_reads_the_containers_own_limit_not_init_scope(tmp_path: Path) -> None:
@@ -83,13 +101,18 @@ def test_cgroup_v1_without_a_memory_limit_is_the_machines_memory(tmp_path: Path)
 
 def v2_tree(root: Path, path: str, memory_max: str, cpu_max: str) -> None:
     path = path or "."  # the cgroup at the mount's root
-    write(root, {
-        "cgroup.controllers": "cpuset cpu io memory pids\n",
-        f"{path}/memory.max": memory_max, f"{path}/memory.current": f"{300 * MIB}\n",
-        f"{path}/memory.stat": f"anon 1\nfile 2\ninactive_file {100 * MIB}\nactive_file 3\n",
-        f"{path}/cpu.max": cpu_max, f"{path}/cpu.stat": "usage_usec 4250000\nuser_usec 1\nsystem_usec 2\n",
-        f"{path}/cpuset.cpus.effective": "0-3\n",
-    })
+    write(
+        root,
+        {
+            "cgroup.controllers": "cpuset cpu io memory pids\n",
+            f"{path}/memory.max": memory_max,
+            f"{path}/memory.current": f"{300 * MIB}\n",
+            f"{path}/memory.stat": f"anon 1\nfile 2\ninactive_file {100 * MIB}\nactive_file 3\n",
+            f"{path}/cpu.max": cpu_max,
+            f"{path}/cpu.stat": "usage_usec 4250000\nuser_usec 1\nsystem_usec 2\n",
+            f"{path}/cpuset.cpus.effective": "0-3\n",
+        },
+    )
 
 
 def test_cgroup_v2_reads_the_containers_cgroup(tmp_path: Path) -> None:
@@ -122,9 +145,17 @@ def test_the_machine_has_memtotal_and_its_cpus(tmp_path: Path) -> None:
 
 def test_a_vm_on_cgroup_v1_is_the_machine(tmp_path: Path) -> None:
     root = tmp_path / "cgroup"
-    write(root, {"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": "1\n",
-                 "memory/memory.stat": "total_inactive_file 0\n", "cpu/cpu.cfs_quota_us": "-1\n",
-                 "cpu/cpu.cfs_period_us": "100000\n", "cpuacct/cpuacct.usage": "1\n"})
+    write(
+        root,
+        {
+            "memory/memory.limit_in_bytes": "9223372036854771712\n",
+            "memory/memory.usage_in_bytes": "1\n",
+            "memory/memory.stat": "total_inactive_file 0\n",
+            "cpu/cpu.cfs_quota_us": "-1\n",
+            "cpu/cpu.cfs_period_us": "100000\n",
+            "cpuacct/cpuacct.usage": "1\n",
+        },
+    )
     assert hl.collect(proc(tmp_path, "4:memory:/init.scope\n1:cpu,cpuacct:/init.scope\n"), root).source == "machine"
 
 
@@ -133,8 +164,12 @@ def test_the_textfile_is_written_whole_and_readable(tmp_path: Path) -> None:
     out = tmp_path / "textfile" / "scalemart_host.prom"
     out.parent.mkdir()
     out.write_text("old\n")
-    assert hl.main(["--output", str(out), "--proc", str(proc(tmp_path, V1_CGROUP)),
-                    "--cgroup-root", str(tmp_path / "cgroup")]) == 0
+    assert (
+        hl.main(
+            ["--output", str(out), "--proc", str(proc(tmp_path, V1_CGROUP)), "--cgroup-root", str(tmp_path / "cgroup")]
+        )
+        == 0
+    )
     text = out.read_text()
     assert f"scalemart_host_memory_limit_bytes {192 * MIB}\n" in text
     assert "# TYPE scalemart_host_cpu_usage_seconds_total counter\n" in text
@@ -145,18 +180,34 @@ def test_the_textfile_is_written_whole_and_readable(tmp_path: Path) -> None:
 
 def test_a_missing_textfile_folder_fails_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     v1_tree(tmp_path / "cgroup", f"{192 * MIB}\n", "-1\n")
-    assert hl.main(["--output", str(tmp_path / "absent/scalemart_host.prom"), "--proc", str(proc(tmp_path, V1_CGROUP)),
-                    "--cgroup-root", str(tmp_path / "cgroup")]) == 1
+    assert (
+        hl.main(
+            [
+                "--output",
+                str(tmp_path / "absent/scalemart_host.prom"),
+                "--proc",
+                str(proc(tmp_path, V1_CGROUP)),
+                "--cgroup-root",
+                str(tmp_path / "cgroup"),
+            ]
+        )
+        == 1
+    )
     assert "apply it again" in capsys.readouterr().err
 
 
-def test_a_missing_file_fails_and_keeps_the_previous_metrics(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_file_fails_and_keeps_the_previous_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     v1_tree(tmp_path / "cgroup", f"{192 * MIB}\n", "-1\n")
     (tmp_path / "cgroup" / f"cpuacct/docker/{CID}/cpuacct.usage").unlink()
     out = tmp_path / "scalemart_host.prom"
     out.write_text("old\n")
-    assert hl.main(["--output", str(out), "--proc", str(proc(tmp_path, V1_CGROUP)),
-                    "--cgroup-root", str(tmp_path / "cgroup")]) == 1
+    assert (
+        hl.main(
+            ["--output", str(out), "--proc", str(proc(tmp_path, V1_CGROUP)), "--cgroup-root", str(tmp_path / "cgroup")]
+        )
+        == 1
+    )
     assert out.read_text() == "old\n"
     assert "cpuacct.usage" in capsys.readouterr().err

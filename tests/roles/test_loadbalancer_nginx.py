@@ -32,10 +32,10 @@ from tests.roles.conftest import ROOT, tail, tool_env
 ROLE = ROOT / "roles" / "loadbalancer"
 RATE, BURST = 5, 10
 MONITOR = "127.0.0.9"
-DENIED = "127.0.0.66"      # inside the deny entry below
+DENIED = "127.0.0.66"  # inside the deny entry below
 # Host bits set on purpose: the role writes 127.0.0.64/26.
 DENY_ENTRY = "127.0.0.70/26"
-OUTSIDE = "127.0.0.130"     # just past that network
+OUTSIDE = "127.0.0.130"  # just past that network
 
 
 class _Upstream(BaseHTTPRequestHandler):
@@ -68,25 +68,51 @@ class Balancer:
 
 def _render(work: Path, upstream: int, listen: int, status: int) -> tuple[Path, Path]:
     """The role's template twice, by ansible: limited (with deny list) and with the limit off."""
-    common = {"loadbalancer_upstream_hosts": ["127.0.0.1"], "loadbalancer_upstream_port": upstream,
-              "loadbalancer_listen_port": listen, "loadbalancer_stub_status_address": "127.0.0.1",
-              "loadbalancer_stub_status_port": status, "loadbalancer_worker_connections": 256,
-              "_loadbalancer_nofile": 1024}
-    limited = {**common, "loadbalancer_rate_limit_per_second": RATE, "loadbalancer_rate_limit_burst": BURST,
-               "loadbalancer_monitoring_addresses": [MONITOR], "loadbalancer_deny_cidrs": [DENY_ENTRY]}
+    common = {
+        "loadbalancer_upstream_hosts": ["127.0.0.1"],
+        "loadbalancer_upstream_port": upstream,
+        "loadbalancer_listen_port": listen,
+        "loadbalancer_stub_status_address": "127.0.0.1",
+        "loadbalancer_stub_status_port": status,
+        "loadbalancer_worker_connections": 256,
+        "_loadbalancer_nofile": 1024,
+    }
+    limited = {
+        **common,
+        "loadbalancer_rate_limit_per_second": RATE,
+        "loadbalancer_rate_limit_burst": BURST,
+        "loadbalancer_monitoring_addresses": [MONITOR],
+        "loadbalancer_deny_cidrs": [DENY_ENTRY],
+    }
     off = {**common, "loadbalancer_rate_limit_per_second": 0}
     template = str(ROLE / "templates" / "nginx.conf.j2")
-    play = [{"name": "Render the loadbalancer role's nginx.conf", "hosts": "localhost", "connection": "local",
-             "gather_facts": False,
-             "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
-             "tasks": [{"name": f"Render {name}.", "ansible.builtin.template": {"src": template,
-                                                                               "dest": str(work / f"{name}.conf")},
-                        "vars": variables}
-                       for name, variables in (("limited", limited), ("off", off))]}]
+    play = [
+        {
+            "name": "Render the loadbalancer role's nginx.conf",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+            "tasks": [
+                {
+                    "name": f"Render {name}.",
+                    "ansible.builtin.template": {"src": template, "dest": str(work / f"{name}.conf")},
+                    "vars": variables,
+                }
+                for name, variables in (("limited", limited), ("off", off))
+            ],
+        }
+    ]
     (work / "render.yml").write_text(yaml.safe_dump(play, sort_keys=False))
     env = {**tool_env(), "ANSIBLE_FILTER_PLUGINS": str(ROLE / "filter_plugins")}
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,",
-                           str(work / "render.yml")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(work / "render.yml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, f"rendering the template failed:\n{tail(proc.stdout + proc.stderr, 60)}"
     return work / "limited.conf", work / "off.conf"
 
@@ -94,13 +120,16 @@ def _render(work: Path, upstream: int, listen: int, status: int) -> tuple[Path, 
 def _on_loopback(conf: Path, work: Path) -> str:
     """The rendered file with its paths in `work` and the shop on 127.0.0.1; nothing else changed."""
     text = conf.read_text()
-    temp = "".join(f"    {kind}_temp_path {work / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                          "scgi"))
-    for pattern, replacement in ((r"(?m)^user \S+;", f"user {getpass.getuser()};"),
-                                 (r"(?m)^pid \S+;", f"pid {work / 'nginx.pid'};"),
-                                 (r"/var/log/nginx/", f"{work}/"),
-                                 (r"(?m)^(\s*listen )(\d+) default_server;", r"\g<1>127.0.0.1:\g<2> default_server;"),
-                                 (r"(?m)^http \{\n", "http {\n" + temp)):
+    temp = "".join(
+        f"    {kind}_temp_path {work / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    for pattern, replacement in (
+        (r"(?m)^user \S+;", f"user {getpass.getuser()};"),
+        (r"(?m)^pid \S+;", f"pid {work / 'nginx.pid'};"),
+        (r"/var/log/nginx/", f"{work}/"),
+        (r"(?m)^(\s*listen )(\d+) default_server;", r"\g<1>127.0.0.1:\g<2> default_server;"),
+        (r"(?m)^http \{\n", "http {\n" + temp),
+    ):
         text, count = re.subn(pattern, replacement, text)
         assert count == 1 or pattern == "/var/log/nginx/", f"{pattern!r} matched {count} times in {conf.name}"
     return text
@@ -133,19 +162,46 @@ def balancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Balancer]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         log = (work / "nginx.log").open("w")
-        procs.append(subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                ["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         wait_port(listen, procs[-1], work / "nginx.log")
         (work / "progs").mkdir()
         shutil.copy(ROOT / "roles" / "exporters" / "files" / "scalemart_lb.mtail", work / "progs")
         log = (work / "mtail.log").open("w")
-        procs.append(subprocess.Popen(["mtail", "--progs", str(work / "progs"), "--logs", str(work / "access.log"),
-                                       "--address", "127.0.0.1", "--port", str(mtail_port), "--emit_prog_label=false",
-                                       "--logtostderr"], stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "mtail",
+                    "--progs",
+                    str(work / "progs"),
+                    "--logs",
+                    str(work / "access.log"),
+                    "--address",
+                    "127.0.0.1",
+                    "--port",
+                    str(mtail_port),
+                    "--emit_prog_label=false",
+                    "--logtostderr",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         wait_port(mtail_port, procs[-1], work / "mtail.log")
-        yield Balancer(f"http://127.0.0.1:{listen}", (work / "nginx.conf").read_text(), work / "off-loopback.conf",
-                       f"http://127.0.0.1:{mtail_port}/metrics", work)
+        yield Balancer(
+            f"http://127.0.0.1:{listen}",
+            (work / "nginx.conf").read_text(),
+            work / "off-loopback.conf",
+            f"http://127.0.0.1:{mtail_port}/metrics",
+            work,
+        )
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -173,8 +229,10 @@ def counted(lb: Balancer) -> dict[str, float]:
     deadline = time.monotonic() + 15
     while True:
         text = httpx.get(lb.mtail, timeout=5).text
-        found = {m.group(1): float(m.group(2)) for m in
-                 re.finditer(r'^scalemart_lb_responses_total\{code="(\d+)"\} (\S+)$', text, re.MULTILINE)}
+        found = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r'^scalemart_lb_responses_total\{code="(\d+)"\} (\S+)$', text, re.MULTILINE)
+        }
         lines = len((lb.work / "access.log").read_text().splitlines())
         if sum(found.values()) == lines or time.monotonic() > deadline:
             assert sum(found.values()) == lines, f"mtail counted {found} of {lines} access log lines"
@@ -188,7 +246,7 @@ def test_a_burst_past_the_limit_gets_429_in_the_apps_error_shape(balancer: Balan
     codes = [r.status_code for r in answers]
     # The first request and the burst pass at once; a few more as the bucket drains during the run.
     assert set(codes) == {200, 429} and BURST + 1 <= codes.count(200) <= BURST + 4, codes
-    assert codes[:BURST + 1] == [200] * (BURST + 1), codes
+    assert codes[: BURST + 1] == [200] * (BURST + 1), codes
     refused = answers[codes.index(429)]
     assert refused.json()["error"] == "rate_limited" and refused.headers["Retry-After"] == "1", refused.text
 
@@ -231,6 +289,11 @@ def test_mtail_counts_the_429s_and_403s_by_code(balancer: Balancer) -> None:
 def test_a_rate_of_0_writes_no_limit_and_nginx_accepts_it(balancer: Balancer) -> None:
     text = balancer.off_config.read_text()
     assert "limit_req" not in text and "geo " not in text, text
-    proc = subprocess.run(["nginx", "-t", "-q", "-p", str(balancer.work), "-c", str(balancer.off_config)],
-                          capture_output=True, text=True, timeout=30, env={**os.environ})
+    proc = subprocess.run(
+        ["nginx", "-t", "-q", "-p", str(balancer.work), "-c", str(balancer.off_config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+    )
     assert proc.returncode == 0, proc.stderr

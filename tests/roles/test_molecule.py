@@ -18,20 +18,29 @@ from tests.roles.conftest import ROOT, SCENARIOS, plain, tail, tool_env
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def molecule_test(scenario: str, base_image: str, artifacts: Path, roles_copy: Path, venv_tool,
-                  tmp_path: Path) -> None:
+def molecule_test(scenario: str, base_image: str, artifacts: Path, roles_copy: Path, venv_tool, tmp_path: Path) -> None:
     cmd = [venv_tool("molecule"), "-c", "molecule/config.yml", "test", "-s", scenario, "--no-report"]
     # Own container name and state folder: a manual `molecule test -s <scenario>` running at the
     # same time (several engineers share this box) must not destroy this run's instance.
-    env = {**tool_env(), "SCALEMART_BASE_IMAGE": base_image, "SCALEMART_MOLECULE_RUN": f"pytest{os.getpid()}",
-           "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "molecule"),
-           # Roles alone, away from the repository, with the artifacts of one build phase.
-           "SCALEMART_ROLES_PATH": str(roles_copy), "SCALEMART_ARTIFACTS": str(artifacts)}
+    env = {
+        **tool_env(),
+        "SCALEMART_BASE_IMAGE": base_image,
+        "SCALEMART_MOLECULE_RUN": f"pytest{os.getpid()}",
+        "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "molecule"),
+        # Roles alone, away from the repository, with the artifacts of one build phase.
+        "SCALEMART_ROLES_PATH": str(roles_copy),
+        "SCALEMART_ARTIFACTS": str(artifacts),
+    }
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired as exc:
-        subprocess.run([venv_tool("molecule"), "-c", "molecule/config.yml", "destroy", "-s", scenario],
-                       cwd=ROOT, env=env, capture_output=True, timeout=300)
+        subprocess.run(
+            [venv_tool("molecule"), "-c", "molecule/config.yml", "destroy", "-s", scenario],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         pytest.fail(f"molecule test -s {scenario} took more than 900 s:\n{tail(out)}")
     output = proc.stdout + proc.stderr
@@ -42,9 +51,11 @@ def molecule_test(scenario: str, base_image: str, artifacts: Path, roles_copy: P
 
 
 def _scenario_class(scenario: str) -> type:
-    def test_molecule_scenario(self: object, base_image: str, artifacts: Path, roles_copy: Path, venv_tool,
-                               tmp_path: Path) -> None:
+    def test_molecule_scenario(
+        self: object, base_image: str, artifacts: Path, roles_copy: Path, venv_tool, tmp_path: Path
+    ) -> None:
         molecule_test(scenario, base_image, artifacts, roles_copy, venv_tool, tmp_path)
+
     return type(f"TestScenario_{scenario}", (), {"test_molecule_scenario": test_molecule_scenario})
 
 

@@ -52,14 +52,18 @@ def test_roles_and_scenarios_are_found() -> None:
 
 def test_every_role_has_a_scenario() -> None:
     missing = sorted(set(ROLE_DIRS) - set(SCENARIO_DIRS))
-    assert not missing, (f"roles without a molecule scenario: {missing}; add molecule/<role>/ with molecule.yml, "
-                         "converge.yml and tests/test_<role>.py (see molecule/README.md)")
+    assert not missing, (
+        f"roles without a molecule scenario: {missing}; add molecule/<role>/ with molecule.yml, "
+        "converge.yml and tests/test_<role>.py (see molecule/README.md)"
+    )
 
 
 def test_every_scenario_has_a_role() -> None:
     orphans = sorted(set(SCENARIO_DIRS) - set(ROLE_DIRS))
-    assert not orphans, (f"molecule scenarios without a role under roles/: {orphans}; remove them, "
-                         f"or add to NOT_SCENARIOS in {Path(__file__).name} if the folder is not a scenario")
+    assert not orphans, (
+        f"molecule scenarios without a role under roles/: {orphans}; remove them, "
+        f"or add to NOT_SCENARIOS in {Path(__file__).name} if the folder is not a scenario"
+    )
 
 
 @pytest.mark.parametrize("scenario", SCENARIO_DIRS)

@@ -42,8 +42,13 @@ def docker_client() -> Any:
 
 @pytest.fixture(scope="session")
 def base_image(docker_client: Any) -> str:
-    proc = subprocess.run(["python3", "-c", "from toolchain import image; print(image.tag())"], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["python3", "-c", "from toolchain import image; print(image.tag())"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     ref = proc.stdout.strip()
     try:
         docker_client.images.get(ref)
@@ -54,8 +59,12 @@ def base_image(docker_client: Any) -> str:
 
 def free_subnet(docker_client: Any) -> str:
     """A /24 in 172.28.200-249.0/24 that no Docker network and no committed environment uses."""
-    taken = [ipaddress.ip_network(c["Subnet"]) for n in docker_client.networks.list()
-             for c in (n.attrs.get("IPAM") or {}).get("Config") or [] if "." in c.get("Subnet", "")]
+    taken = [
+        ipaddress.ip_network(c["Subnet"])
+        for n in docker_client.networks.list()
+        for c in (n.attrs.get("IPAM") or {}).get("Config") or []
+        if "." in c.get("Subnet", "")
+    ]
     taken += [ipaddress.ip_network(raw_config(env)["subnet"]) for env in ENVIRONMENTS]
     start = 200 + uuid.uuid4().int % 50
     for i in range(50):
@@ -82,9 +91,12 @@ class ThrowawayStack:
             "scalemart:image": image,
             "scalemart:subnet": free_subnet(docker_client),
             "scalemart:hosts": {
-                "app": {"count": apps, "memory": "192m"}, "worker": {"count": 1, "memory": "128m"},
-                "data": {"count": 1, "memory": "192m"}, "monitoring": {"count": 1, "memory": "192m"},
-                "lb": {"count": 1, "memory": "128m"}},
+                "app": {"count": apps, "memory": "192m"},
+                "worker": {"count": 1, "memory": "128m"},
+                "data": {"count": 1, "memory": "192m"},
+                "monitoring": {"count": 1, "memory": "192m"},
+                "lb": {"count": 1, "memory": "128m"},
+            },
             "scalemart:publish": {"lb": f"127.0.0.1:{free_port()}", "perses": f"127.0.0.1:{free_port()}"},
         }
         self.cli = cli
@@ -108,8 +120,11 @@ class ThrowawayStack:
         return self.docker.volumes.list(filters={"label": f"scalemart.stack={self.name}"})
 
     def leftovers(self) -> list[str]:
-        return ([f"container {c.name}" for c in self.containers()] + [f"network {n.name}" for n in self.networks()]
-                + [f"volume {v.name}" for v in self.volumes()])
+        return (
+            [f"container {c.name}" for c in self.containers()]
+            + [f"network {n.name}" for n in self.networks()]
+            + [f"volume {v.name}" for v in self.volumes()]
+        )
 
     def force_cleanup(self) -> None:
         """Last resort after a failed test: remove by label what the test may have left."""

@@ -55,9 +55,17 @@ def test_up_boots_every_host_and_a_second_up_changes_nothing(throwaway: Throwawa
     created = up_ops(throwaway)
     p = throwaway.prefix
     hosts = ["app-1", "data-1", "lb-1", "monitoring-1", "worker-1"]
-    assert created == {"create": sorted([p, f"{p}-net", *(f"{p}-{s}" for s in
-                                                          ("backups", "mongodb", "perses", "prometheus", "redis")),
-                                         *(f"{p}-{h}" for h in hosts), *(f"{p}-{h}-container" for h in hosts)])}
+    assert created == {
+        "create": sorted(
+            [
+                p,
+                f"{p}-net",
+                *(f"{p}-{s}" for s in ("backups", "mongodb", "perses", "prometheus", "redis")),
+                *(f"{p}-{h}" for h in hosts),
+                *(f"{p}-{h}-container" for h in hosts),
+            ]
+        )
+    }
     assert systemd_states(throwaway) == {f"{p}-{h}": "running" for h in hosts}
 
     inventory = yaml.safe_load(throwaway.paths.inventory(throwaway.name).read_text())
@@ -67,8 +75,9 @@ def test_up_boots_every_host_and_a_second_up_changes_nothing(throwaway: Throwawa
     assert live.attrs["NetworkSettings"]["Networks"][f"{p}-net"]["IPAddress"] == lb["private_address"]
     assert live.labels["scalemart.env"] == "dev" and live.labels["scalemart.stack"] == throwaway.name
     bind = throwaway.config["scalemart:publish"]["lb"]
-    assert live.attrs["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1",
-                                                                     "HostPort": bind.split(":")[1]}]}
+    assert live.attrs["HostConfig"]["PortBindings"] == {
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": bind.split(":")[1]}]
+    }
 
     assert up_ops(throwaway) == {}, "a second up must change nothing"
 
@@ -109,8 +118,7 @@ def test_refresh_sees_a_removed_container_and_the_next_up_recreates_it(throwaway
     assert systemd_states(throwaway)[victim] == "running"
 
 
-def test_memory_change_updates_in_place_and_image_change_replaces(throwaway: ThrowawayStack,
-                                                                  base_image: str) -> None:
+def test_memory_change_updates_in_place_and_image_change_replaces(throwaway: ThrowawayStack, base_image: str) -> None:
     up_ops(throwaway)
     before = ids(throwaway)
     p = throwaway.prefix
@@ -143,14 +151,18 @@ def test_down_keeps_data_volumes_unless_purged(throwaway: ThrowawayStack) -> Non
     assert throwaway.leftovers() == []
 
 
-@pytest.mark.parametrize(("key", "value", "reported"), [
-    ("scalemart:hosts", {"app": {"count": 0, "memory": "128m"}}, "scalemart:hosts.app.count"),
-    ("scalemart:publish", {"lb": "127.0.0.1:80x", "perses": "3000"}, "scalemart:publish.lb"),
-    ("scalemart:environment", "qa", "scalemart:environment"),
-    ("scalemart:subnet", "DOCKER_BRIDGE", "scalemart:subnet"),
-])
-def test_bad_config_stops_before_any_resource_is_created(throwaway: ThrowawayStack, key: str, value: Any,
-                                                         reported: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "reported"),
+    [
+        ("scalemart:hosts", {"app": {"count": 0, "memory": "128m"}}, "scalemart:hosts.app.count"),
+        ("scalemart:publish", {"lb": "127.0.0.1:80x", "perses": "3000"}, "scalemart:publish.lb"),
+        ("scalemart:environment", "qa", "scalemart:environment"),
+        ("scalemart:subnet", "DOCKER_BRIDGE", "scalemart:subnet"),
+    ],
+)
+def test_bad_config_stops_before_any_resource_is_created(
+    throwaway: ThrowawayStack, key: str, value: Any, reported: str
+) -> None:
     if value == "DOCKER_BRIDGE":
         bridge = throwaway.docker.networks.get("bridge").attrs["IPAM"]["Config"][0]["Subnet"]
         value = bridge.replace(".0.0/16", ".9.0/24")
@@ -167,8 +179,9 @@ def test_bad_config_stops_before_any_resource_is_created(throwaway: ThrowawaySta
     assert [r["type"] for r in state if r["type"] != "pulumi:pulumi:Stack"] == []
 
 
-def test_a_dead_engine_stops_before_any_resource_with_the_fix(throwaway: ThrowawayStack,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dead_engine_stops_before_any_resource_with_the_fix(
+    throwaway: ThrowawayStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
     with pytest.raises(auto.CommandError) as info:
         throwaway.cli.up(throwaway.name, throwaway.paths, throwaway.config, quiet=True)
@@ -207,7 +220,8 @@ class DockerTcpForwarder:
 
     def __enter__(self) -> DockerTcpForwarder:
         self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port, family=socket.AF_INET), self.loop)
+            asyncio.start_server(self._handle, "127.0.0.1", self.port, family=socket.AF_INET), self.loop
+        )
         self.thread.start()
         self.server.result(timeout=10)
         return self

@@ -18,8 +18,9 @@ def validate(raw: dict[str, Any], stack: str = "dev", others: list[tuple[str, st
     return sc.validate(stack, raw, IMAGE, others or [])
 
 
-def expect_error(raw: dict[str, Any], key: str, stack: str = "dev",
-                 others: list[tuple[str, str]] | None = None) -> sc.ConfigError:
+def expect_error(
+    raw: dict[str, Any], key: str, stack: str = "dev", others: list[tuple[str, str]] | None = None
+) -> sc.ConfigError:
     with pytest.raises(sc.ConfigError) as info:
         validate(raw, stack, others)
     err = info.value
@@ -48,8 +49,7 @@ def test_dev_is_one_host_per_role() -> None:
 
 def test_staging_samples_traces_at_half_and_logs_debug() -> None:
     cfg = validate(raw_config("staging"), "staging")
-    assert cfg.app_settings == {"sentry_traces_sample_rate": 0.5, "log_level": "debug",
-                                "rate_limit_requests": 1000000}
+    assert cfg.app_settings == {"sentry_traces_sample_rate": 0.5, "log_level": "debug", "rate_limit_requests": 1000000}
     assert cfg.name_prefix == "sm-staging" and cfg.volume_name("mongodb") == "sm-staging-mongodb"
 
 
@@ -66,9 +66,14 @@ def test_the_balancer_limit_is_off_where_load_tests_run(env: str, rate: int) -> 
     assert validate(raw_config(env), env).lb_settings == {"rate_limit_per_second": rate, "rate_limit_burst": 200}
 
 
-@pytest.mark.parametrize(("value", "key"), [({"rateLimitPerSecond": -1}, "lb.rateLimitPerSecond"),
-                                            ({"rateLimitBurst": "lots"}, "lb.rateLimitBurst"),
-                                            ({"rateLimit": 5}, "lb.rateLimit")])
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ({"rateLimitPerSecond": -1}, "lb.rateLimitPerSecond"),
+        ({"rateLimitBurst": "lots"}, "lb.rateLimitBurst"),
+        ({"rateLimit": 5}, "lb.rateLimit"),
+    ],
+)
 def test_a_bad_balancer_limit_names_the_key(value: dict, key: str) -> None:
     raw = raw_config("dev")
     raw["lb"] = value
@@ -166,9 +171,17 @@ def test_only_lb_and_monitoring_services_can_be_published() -> None:
     expect_error(raw, "publish.redis")
 
 
-@pytest.mark.parametrize(("key", "value"), [("hosts.app.memory", "lots"), ("hosts.app.memory", "32m"),
-                                            ("app.sentryTracesSampleRate", 1.5), ("app.logLevel", "chatty"),
-                                            ("ports.app", 0), ("ports.nope", 1)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("hosts.app.memory", "lots"),
+        ("hosts.app.memory", "32m"),
+        ("app.sentryTracesSampleRate", 1.5),
+        ("app.logLevel", "chatty"),
+        ("ports.app", 0),
+        ("ports.nope", 1),
+    ],
+)
 def test_bad_values_name_their_key(key: str, value: Any) -> None:
     raw = copy.deepcopy(raw_config("dev"))
     node = raw
@@ -215,8 +228,9 @@ def test_overrides_file_merges_over_the_committed_config_key_by_key(tmp_path: An
     merged = cli.stack_config("dev", {cli.OVERRIDES_VAR: str(overrides)})
     committed = cli.committed_config("dev")
     assert merged["scalemart:hosts"]["app"] == {**committed["scalemart:hosts"]["app"], "count": 2}
-    assert {k: v for k, v in merged.items() if k != "scalemart:hosts"} == \
-        {k: v for k, v in committed.items() if k != "scalemart:hosts"}
+    assert {k: v for k, v in merged.items() if k != "scalemart:hosts"} == {
+        k: v for k, v in committed.items() if k != "scalemart:hosts"
+    }
     cfg = validate({k.split(":", 1)[1]: v for k, v in merged.items()})
     assert [h.name for h in cfg.hosts if h.role == "app"] == ["app-1", "app-2"]
     assert cli.stack_config("dev", {}) == committed
@@ -253,8 +267,10 @@ def test_the_message_is_key_problem_and_fix_in_one_line() -> None:
     raw = copy.deepcopy(raw_config("dev"))
     raw["hosts"]["app"]["memory"] = "32m"
     err = expect_error(raw, "hosts.app.memory")
-    assert str(err) == ("scalemart:hosts.app.memory: '32m' is below 64m; systemd and the service would not start. "
-                        "Fix: write a Docker memory size such as 256m or 1g (at least 64m)")
+    assert str(err) == (
+        "scalemart:hosts.app.memory: '32m' is below 64m; systemd and the service would not start. "
+        "Fix: write a Docker memory size such as 256m or 1g (at least 64m)"
+    )
     assert err.__cause__ is None and err.__suppress_context__, "no pydantic traceback under the one-line error"
 
 

@@ -19,11 +19,24 @@ def outs(result: Any) -> dict[str, Any]:
 
 
 BASE = {
-    "name": "x-app-1", "image": "scalemart-base:aaa", "hostname": "app-1",
-    "labels": [{"label": "scalemart.env", "value": "dev"}], "networks_advanced": [{"name": "x-net"}],
-    "ports": [], "volumes": [], "memory": 256, "capabilities": {"adds": ["SYS_ADMIN"]}, "security_opts": [],
-    "tmpfs": {}, "cgroupns_mode": "host", "command": [], "envs": [], "restart": "unless-stopped",
-    "must_run": True, "wait_for_systemd": True, "__provider": "serialised",
+    "name": "x-app-1",
+    "image": "scalemart-base:aaa",
+    "hostname": "app-1",
+    "labels": [{"label": "scalemart.env", "value": "dev"}],
+    "networks_advanced": [{"name": "x-net"}],
+    "ports": [],
+    "volumes": [],
+    "memory": 256,
+    "capabilities": {"adds": ["SYS_ADMIN"]},
+    "security_opts": [],
+    "tmpfs": {},
+    "cgroupns_mode": "host",
+    "command": [],
+    "envs": [],
+    "restart": "unless-stopped",
+    "must_run": True,
+    "wait_for_systemd": True,
+    "__provider": "serialised",
 }
 STORED = {**BASE, "container_id": "abc", "network_data": [{"network_name": "x-net", "ip_address": "1.2.3.4"}]}
 
@@ -62,7 +75,8 @@ def test_network_and_volume_inputs_are_all_creation_only() -> None:
     net = {"name": "n", "driver": "bridge", "ipam_configs": [{"subnet": "172.28.1.0/24"}], "labels": []}
     assert dr.NetworkProvider().diff("i", {**net, "network_id": "i"}, net).changes is False
     assert dr.NetworkProvider().diff("i", net, {**net, "ipam_configs": [{"subnet": "172.28.2.0/24"}]}).replaces == [
-        "ipam_configs"]
+        "ipam_configs"
+    ]
     vol = {"name": "v", "driver": "local", "labels": []}
     assert dr.VolumeProvider().diff("v", vol, {**vol, "labels": [{"label": "a", "value": "b"}]}).replaces == ["labels"]
 
@@ -81,14 +95,16 @@ def names(docker_client: Any) -> Iterator[dict[str, str]]:
         v.remove(force=True)
 
 
-def test_network_volume_container_lifecycle_on_the_engine(docker_client: Any, base_image: str,
-                                                          names: dict[str, str]) -> None:
+def test_network_volume_container_lifecycle_on_the_engine(
+    docker_client: Any, base_image: str, names: dict[str, str]
+) -> None:
     labels = [{"label": "scalemart.env", "value": "provider-test"}]
     subnet = free_subnet(docker_client)
     net_p, vol_p, ctr_p = dr.NetworkProvider(), dr.VolumeProvider(), dr.ContainerProvider()
 
-    net = net_p.create({"name": names["net"], "driver": "bridge", "labels": labels,
-                        "ipam_configs": [{"subnet": subnet}]})
+    net = net_p.create(
+        {"name": names["net"], "driver": "bridge", "labels": labels, "ipam_configs": [{"subnet": subnet}]}
+    )
     assert docker_client.networks.get(net.id).attrs["IPAM"]["Config"][0]["Subnet"] == subnet
     assert outs(net_p.read(net.id, outs(net)))["labels"] == labels
 
@@ -97,12 +113,20 @@ def test_network_volume_container_lifecycle_on_the_engine(docker_client: Any, ba
     assert vol_p.create({"name": names["vol"], "driver": "local", "labels": labels}).id == vol.id
 
     address = subnet.rsplit(".", 1)[0] + ".7"
-    props = {**BASE, "name": names["ctr"], "image": base_image, "labels": labels, "memory": 128,
-             "networks_advanced": [{"name": names["net"], "ipv4_address": address, "aliases": ["h"]}],
-             "volumes": [{"host_path": "/sys/fs/cgroup", "container_path": "/sys/fs/cgroup", "read_only": True},
-                         {"volume_name": names["vol"], "container_path": "/var/lib/data"}],
-             "security_opts": ["seccomp=unconfined", "apparmor=unconfined"],
-             "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""}}  # noqa: S108
+    props = {
+        **BASE,
+        "name": names["ctr"],
+        "image": base_image,
+        "labels": labels,
+        "memory": 128,
+        "networks_advanced": [{"name": names["net"], "ipv4_address": address, "aliases": ["h"]}],
+        "volumes": [
+            {"host_path": "/sys/fs/cgroup", "container_path": "/sys/fs/cgroup", "read_only": True},
+            {"volume_name": names["vol"], "container_path": "/var/lib/data"},
+        ],
+        "security_opts": ["seccomp=unconfined", "apparmor=unconfined"],
+        "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},
+    }  # noqa: S108
     ctr = ctr_p.create(props)
     live = docker_client.containers.get(ctr.id)
     assert live.status == "running"
@@ -149,11 +173,14 @@ def test_a_serialised_provider_loads_without_the_project_on_sys_path(provider: t
     from pulumi.dynamic.dynamic import serialize_provider
 
     blob = serialize_provider(provider())
-    code = ("import base64, sys, dill; p = dill.loads(base64.b64decode(sys.argv[1])); "
-            "assert not [m for m in sys.modules if m.startswith('stack')]; print(type(p).__name__)")
+    code = (
+        "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.argv[1])); "
+        "assert not [m for m in sys.modules if m.startswith('stack')]; print(type(p).__name__)"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code, blob], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code, blob], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == provider.__name__
     assert serialize_provider(provider()) == blob, "serialisation must be deterministic (no spurious diffs)"

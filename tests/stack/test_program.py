@@ -37,8 +37,10 @@ class Mocks(pulumi.runtime.Mocks):
         outs = dict(args.inputs)
         if args.typ == CONTAINER:
             outs["container_id"] = f"{args.name}-id"
-            outs["network_data"] = [{"network_name": n["name"], "ip_address": n["ipv4_address"], "gateway": ""}
-                                    for n in args.inputs.get("networks_advanced", [])]
+            outs["network_data"] = [
+                {"network_name": n["name"], "ip_address": n["ipv4_address"], "gateway": ""}
+                for n in args.inputs.get("networks_advanced", [])
+            ]
         return f"{args.name}-id", outs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -77,8 +79,9 @@ def run_program(stack: str, config: dict[str, Any], mocks: Mocks | None = None) 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project="scalemart", stack=stack, preview=False)
-    pulumi.runtime.set_all_config({k: json.dumps(v) if isinstance(v, dict | list) else str(v)
-                                   for k, v in config.items()})
+    pulumi.runtime.set_all_config(
+        {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in config.items()}
+    )
     seen: dict[str, Any] = {}
 
     @pulumi.runtime.test
@@ -98,10 +101,11 @@ def run_program(stack: str, config: dict[str, Any], mocks: Mocks | None = None) 
         asyncio.set_event_loop(None)
         loop.close()
     by_name = {a.name: a for a in mocks.registered}
-    resources = [Resolved(urn=urn, typ=by_name[urn.rsplit("::", 1)[1]].typ,
-                          inputs=dict(by_name[urn.rsplit("::", 1)[1]].inputs)) for urn in seen["urns"]]
-    return Run(mocks=mocks, resources=resources, hosts=seen["hosts"], inventory=seen["inventory"],
-               urls=seen["urls"])
+    resources = [
+        Resolved(urn=urn, typ=by_name[urn.rsplit("::", 1)[1]].typ, inputs=dict(by_name[urn.rsplit("::", 1)[1]].inputs))
+        for urn in seen["urns"]
+    ]
+    return Run(mocks=mocks, resources=resources, hosts=seen["hosts"], inventory=seen["inventory"], urls=seen["urls"])
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +165,17 @@ def test_nothing_is_published_beyond_loopback_unless_configured(runs: dict[str, 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_only_the_load_balancer_and_monitoring_publish_ports(runs: dict[str, Run], env: str) -> None:
-    published = {r.urn.rsplit("::", 1)[1]: sorted(int(p["internal"]) for p in r.inputs["ports"])
-                 for r in runs[env].of_type(CONTAINER) if r.inputs["ports"]}
+    published = {
+        r.urn.rsplit("::", 1)[1]: sorted(int(p["internal"]) for p in r.inputs["ports"])
+        for r in runs[env].of_type(CONTAINER)
+        if r.inputs["ports"]
+    }
     prefix = f"sm-{env}"
     expected_monitoring = [8080] + ([9090, 9093] if env == "dev" else [])
-    assert published == {f"{prefix}-lb-1-container": [80],
-                         f"{prefix}-monitoring-1-container": sorted(expected_monitoring)}
+    assert published == {
+        f"{prefix}-lb-1-container": [80],
+        f"{prefix}-monitoring-1-container": sorted(expected_monitoring),
+    }
 
 
 def test_a_configured_public_bind_is_honoured_and_nothing_else_moves() -> None:
@@ -221,12 +230,15 @@ def test_every_host_has_a_static_unique_address_in_the_subnet(runs: dict[str, Ru
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_data_volumes_mount_into_the_data_and_monitoring_hosts_only(runs: dict[str, Run], env: str) -> None:
-    mounted = {r.urn.rsplit("::", 1)[1]: sorted(v["volume_name"] for v in r.inputs["volumes"] if v.get("volume_name"))
-               for r in runs[env].of_type(CONTAINER)}
+    mounted = {
+        r.urn.rsplit("::", 1)[1]: sorted(v["volume_name"] for v in r.inputs["volumes"] if v.get("volume_name"))
+        for r in runs[env].of_type(CONTAINER)
+    }
     p = f"sm-{env}"
     assert {k: v for k, v in mounted.items() if v} == {
         f"{p}-data-1-container": [f"{p}-backups", f"{p}-mongodb", f"{p}-redis"],
-        f"{p}-monitoring-1-container": [f"{p}-perses", f"{p}-prometheus"]}
+        f"{p}-monitoring-1-container": [f"{p}-perses", f"{p}-prometheus"],
+    }
     assert sorted(r.inputs["name"] for r in runs[env].of_type(VOLUME)) == sorted(f"{p}-{s}" for s in sc.VOLUMES)
 
 
@@ -234,8 +246,12 @@ def test_inventory_has_the_groups_hostvars_and_environment_vars(runs: dict[str, 
     inv = runs["staging"].inventory
     assert sorted(inv["all"]["children"]) == sorted(sc.ROLES)
     app1 = inv["all"]["children"]["app"]["hosts"]["app-1"]
-    assert app1 == {"ansible_connection": "community.docker.docker", "ansible_host": "sm-staging-app-1",
-                    "private_address": "172.28.20.100", "scalemart_role": "app"}
+    assert app1 == {
+        "ansible_connection": "community.docker.docker",
+        "ansible_host": "sm-staging-app-1",
+        "private_address": "172.28.20.100",
+        "scalemart_role": "app",
+    }
     v = inv["all"]["vars"]
     assert v["scalemart_environment"] == "staging"
     assert v["scalemart_ports"]["app"] == 8000
@@ -262,8 +278,11 @@ def test_raising_app_replicas_adds_one_host_and_changes_no_other_input() -> None
     added = sorted(set(new) - set(old))
     assert [u.rsplit("::", 1)[1] for u in added] == ["sm-staging-app-3-container"]
     assert not set(old) - set(new)
-    changed = [u for u in old if json.dumps(old[u], sort_keys=True, default=str)
-               != json.dumps(new[u], sort_keys=True, default=str)]
+    changed = [
+        u
+        for u in old
+        if json.dumps(old[u], sort_keys=True, default=str) != json.dumps(new[u], sort_keys=True, default=str)
+    ]
     assert not changed, f"inputs changed: {changed}"
 
 
@@ -277,6 +296,10 @@ def test_bad_config_stops_before_any_resource_is_registered() -> None:
 
 
 def test_urls_name_the_shop_and_perses(runs: dict[str, Run]) -> None:
-    assert runs["dev"].urls == {"shop": "http://127.0.0.1:8080/", "perses": "http://127.0.0.1:3000/",
-                                "prometheus": "http://127.0.0.1:9090/", "alertmanager": "http://127.0.0.1:9093/"}
+    assert runs["dev"].urls == {
+        "shop": "http://127.0.0.1:8080/",
+        "perses": "http://127.0.0.1:3000/",
+        "prometheus": "http://127.0.0.1:9090/",
+        "alertmanager": "http://127.0.0.1:9093/",
+    }
     assert runs["production"].urls == {"shop": "http://127.0.0.1:8280/", "perses": "http://127.0.0.1:3200/"}

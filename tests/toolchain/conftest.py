@@ -28,10 +28,19 @@ def ferretdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = (data / "ferretdb.log").open("w")
     proc = subprocess.Popen(
-        [tool("ferretdb"), "--handler=sqlite", f"--sqlite-url=file:{data}/", f"--state-dir={data}",
-         f"--listen-addr=127.0.0.1:{port}", f"--debug-addr=127.0.0.1:{free_port()}", "--telemetry=disable",
-         "--log-level=WARN"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            tool("ferretdb"),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data}/",
+            f"--state-dir={data}",
+            f"--listen-addr=127.0.0.1:{port}",
+            f"--debug-addr=127.0.0.1:{free_port()}",
+            "--telemetry=disable",
+            "--log-level=WARN",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_port(port)
         yield f"mongodb://127.0.0.1:{port}/"
@@ -49,8 +58,13 @@ def docker_ready() -> None:
 
 @pytest.fixture(scope="session")
 def base_image(docker_ready: None) -> str:
-    proc = subprocess.run(["python3", "-c", "from toolchain import image; print(image.tag())"], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["python3", "-c", "from toolchain import image; print(image.tag())"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     ref = proc.stdout.strip()
     if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
         pytest.fail(f"base image {ref} is missing: run `make bootstrap`")
@@ -58,5 +72,9 @@ def base_image(docker_ready: None) -> str:
 
 
 def pulumi_env(home: Path) -> dict[str, str]:
-    return {**tool_env(), "PULUMI_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_CONFIG_PASSPHRASE": "test-only-passphrase"}
+    return {
+        **tool_env(),
+        "PULUMI_HOME": str(home),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_CONFIG_PASSPHRASE": "test-only-passphrase",
+    }

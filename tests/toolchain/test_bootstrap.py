@@ -18,8 +18,14 @@ PYTHON = str(Path(sys.base_prefix, "bin", "python3"))
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, str(ROOT / "toolchain" / "bootstrap.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [PYTHON, str(ROOT / "toolchain" / "bootstrap.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_second_bootstrap_rebuilds_nothing() -> None:
@@ -50,7 +56,8 @@ def test_missing_docker_cli_gives_one_line_with_the_fix() -> None:
     proc = _run("--only", "docker", env={"PATH": path})
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "bootstrap failed: `docker` is not installed — fix: apt-get install -y docker.io"], proc.stderr
+        "bootstrap failed: `docker` is not installed — fix: apt-get install -y docker.io"
+    ], proc.stderr
 
 
 def test_missing_go_on_a_cold_cache_gives_one_line_with_the_fix(tmp_path: Path) -> None:

@@ -34,11 +34,25 @@ def test_mongodump_and_mongorestore_round_trip(ferretdb_url: str, tmp_path: Path
     docs = [{"_id": i, "name": f"item-{i}", "tags": ["a", str(i)]} for i in range(50)]
     src.insert_many(docs)
     archive = tmp_path / "dump.archive"
-    subprocess.run([tool("mongodump"), f"--uri={ferretdb_url}", "--db=dump_src", "--collection=items",
-                    f"--archive={archive}"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [tool("mongodump"), f"--uri={ferretdb_url}", "--db=dump_src", "--collection=items", f"--archive={archive}"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert archive.stat().st_size > 0
     client["dump_dst"]["items"].drop()
-    subprocess.run([tool("mongorestore"), f"--uri={ferretdb_url}", f"--archive={archive}",
-                    "--nsFrom=dump_src.*", "--nsTo=dump_dst.*"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            tool("mongorestore"),
+            f"--uri={ferretdb_url}",
+            f"--archive={archive}",
+            "--nsFrom=dump_src.*",
+            "--nsTo=dump_dst.*",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     restored = list(client["dump_dst"]["items"].find().sort("_id", 1))
     assert restored == docs

@@ -24,8 +24,12 @@ def _config(tmp_path: Path, **security: object) -> Path:
     config = {
         "database": {"file": {"folder": str(tmp_path / "db"), "extension": "json"}},
         "schemas": {f"{kind}_path": str(SCHEMAS / kind) for kind in ("panels", "queries", "datasources", "variables")},
-        "security": {"enable_auth": True, "encryption_key": "k" * 32,
-                     "authentication": {"disable_sign_up": True, "providers": {"enable_native": True}}, **security},
+        "security": {
+            "enable_auth": True,
+            "encryption_key": "k" * 32,
+            "authentication": {"disable_sign_up": True, "providers": {"enable_native": True}},
+            **security,
+        },
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -44,8 +48,11 @@ def test_percli_prints_the_pinned_version() -> None:
 def test_the_server_reports_its_version_and_serves_the_built_ui(tmp_path: Path) -> None:
     port = free_port()
     log = (tmp_path / "perses.log").open("w")
-    proc = subprocess.Popen([tool("perses"), f"--config={_config(tmp_path)}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [tool("perses"), f"--config={_config(tmp_path)}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_port(port, proc, tmp_path / "perses.log")
         health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10).json()
@@ -73,14 +80,19 @@ def test_the_config_check_accepts_the_roles_shape(tmp_path: Path) -> None:
     assert out.returncode == 0 and "ok" in out.stdout, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize(("security", "expected"), [
-    ({"encryption_key": "short"}, "encryption_key size must be 32 bytes"),
-    ({"authentication": {"providers": {"enable_native": False}}}, "impossible to enable auth if no provider"),
-    ({"authentication": {"providers": {"enable_native": True, "oidc": [{"slug_id": "corp", "client_id": "x"}]}}},
-     "provider's `issuer` is mandatory"),
-    ({"authorization": {"guest_permissions": [{"actions": ["read"], "scopes": ["*"]}]}}, "guest_permissions"),
-    ({"enable_authh": True}, "enable_authh"),
-])
+@pytest.mark.parametrize(
+    ("security", "expected"),
+    [
+        ({"encryption_key": "short"}, "encryption_key size must be 32 bytes"),
+        ({"authentication": {"providers": {"enable_native": False}}}, "impossible to enable auth if no provider"),
+        (
+            {"authentication": {"providers": {"enable_native": True, "oidc": [{"slug_id": "corp", "client_id": "x"}]}}},
+            "provider's `issuer` is mandatory",
+        ),
+        ({"authorization": {"guest_permissions": [{"actions": ["read"], "scopes": ["*"]}]}}, "guest_permissions"),
+        ({"enable_authh": True}, "enable_authh"),
+    ],
+)
 def test_the_config_check_refuses_what_the_server_refuses(tmp_path: Path, security: dict, expected: str) -> None:
     out = _check(_config(tmp_path, **security))
     assert out.returncode == 1, out.stdout

@@ -26,16 +26,19 @@ def test_python_sdk_matches_the_cli() -> None:
 def _program(tmp_path: Path) -> Path:
     prog = tmp_path / "prog"
     prog.mkdir()
-    (prog / "Pulumi.yaml").write_text(textwrap.dedent(f"""\
+    (prog / "Pulumi.yaml").write_text(
+        textwrap.dedent(f"""\
         name: smoke
         runtime:
           name: python
           options:
             virtualenv: {ROOT / ".venv"}
-        """))
+        """)
+    )
     # A dynamic resource and a secret: exercises the language host, the exec script, the
     # dynamic-provider plugin script and the passphrase secrets provider, with no plugin download.
-    (prog / "__main__.py").write_text(textwrap.dedent("""\
+    (prog / "__main__.py").write_text(
+        textwrap.dedent("""\
         import pulumi
         from pulumi.dynamic import CreateResult, Resource, ResourceProvider
 
@@ -51,7 +54,8 @@ def _program(tmp_path: Path) -> Path:
         r = EchoResource("thing", cfg.require("value"))
         pulumi.export("value", r.value)
         pulumi.export("secret", cfg.require_secret("password"))
-        """))
+        """)
+    )
     return prog
 
 
@@ -64,8 +68,14 @@ def test_program_up_and_destroy_on_a_local_file_backend(tmp_path: Path) -> None:
     def pulumi(*args: str) -> str:
         # In a network namespace of its own with only loopback up: any download attempt fails the run.
         offline = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "offline"]
-        proc = subprocess.run([*offline, tool("pulumi"), *args, "--non-interactive"], cwd=prog, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [*offline, tool("pulumi"), *args, "--non-interactive"],
+            cwd=prog,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, f"pulumi {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 

@@ -15,8 +15,11 @@ from scalemart.analytics.session import require_viewer
 from scalemart.deps import StateDep, rate_limit
 from scalemart.errors import ADMIN_ERRORS, API_ERRORS, error_responses
 
-router = APIRouter(tags=["analytics"], dependencies=[Depends(rate_limit), Depends(require_viewer)],
-                   responses={**API_ERRORS, **ADMIN_ERRORS, **error_responses(503)})
+router = APIRouter(
+    tags=["analytics"],
+    dependencies=[Depends(rate_limit), Depends(require_viewer)],
+    responses={**API_ERRORS, **ADMIN_ERRORS, **error_responses(503)},
+)
 
 
 @router.get("/analytics/api/metrics/realtime")
@@ -27,8 +30,9 @@ async def realtime(st: StateDep) -> dict[str, Any]:
 
 
 @router.get("/analytics/api/metrics/performance")
-async def performance(st: StateDep, window: Annotated[figures.Window, Query(
-        description="the span the rates and quantiles cover")] = "5m") -> dict[str, Any]:
+async def performance(
+    st: StateDep, window: Annotated[figures.Window, Query(description="the span the rates and quantiles cover")] = "5m"
+) -> dict[str, Any]:
     """Average, p50, p95 and p99 response time, requests per minute, error and cache-hit ratios, overall and per
     route, over `window`; sparklines of requests per minute and p95 over the last hour (from Prometheus)."""
     return await figures.performance(st, window)

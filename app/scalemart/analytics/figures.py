@@ -37,12 +37,16 @@ CACHE_MISSES = metrics.CACHE_MISSES._name + "_total"
 NOT_SHOP = 'route!~"/analytics/.*|/metrics|/health/.*"'
 SERVER_ERROR = 'status=~"5.."'
 
-HOST_RECORDS = {"cpu_ratio": "instance:scalemart_host_cpu_usage:ratio",
-                "memory_ratio": "instance:scalemart_host_memory_usage:ratio",
-                "disk_ratio": "instance:scalemart_host_disk_used:max_ratio"}
-REDIS_RECORDS = {"used_bytes": "instance:scalemart_redis_memory_used:bytes",
-                 "max_bytes": "instance:scalemart_redis_memory_max:bytes",
-                 "ratio": "instance:scalemart_redis_memory:ratio"}
+HOST_RECORDS = {
+    "cpu_ratio": "instance:scalemart_host_cpu_usage:ratio",
+    "memory_ratio": "instance:scalemart_host_memory_usage:ratio",
+    "disk_ratio": "instance:scalemart_host_disk_used:max_ratio",
+}
+REDIS_RECORDS = {
+    "used_bytes": "instance:scalemart_redis_memory_used:bytes",
+    "max_bytes": "instance:scalemart_redis_memory_max:bytes",
+    "ratio": "instance:scalemart_redis_memory:ratio",
+}
 CONNECTIONS_RECORD = "instance:scalemart_database_connections:count"
 QUEUE_LENGTH, QUEUE_AGE = "scalemart_queue_length", "scalemart_queue_oldest_message_age_seconds"
 # what names a host: the node exporter's own uname (the host's hostname)
@@ -74,21 +78,29 @@ async def realtime(st: State) -> dict[str, Any]:
 
 async def _realtime(st: State) -> dict[str, Any]:
     src, sel = st.analytics, _Sel(st.settings.environment)
-    names, *host_rows = await asyncio.gather(src.vector(sel(HOST_NAMES)),
-                                             *(src.vector(sel(r)) for r in HOST_RECORDS.values()))
+    names, *host_rows = await asyncio.gather(
+        src.vector(sel(HOST_NAMES)), *(src.vector(sel(r)) for r in HOST_RECORDS.values())
+    )
     per_figure = {fig: _by_instance(rows) for fig, rows in zip(HOST_RECORDS, host_rows, strict=True)}
     hostname = {labels.get("instance", ""): labels.get("nodename", "") for labels, _ in names}
-    instances = sorted(set(hostname) | {i for v in per_figure.values() for i in v},
-                       key=lambda i: (hostname.get(i) or i))
-    hosts = [{"host": hostname.get(i) or i, "instance": i, **{fig: per_figure[fig].get(i) for fig in HOST_RECORDS}}
-             for i in instances]
+    instances = sorted(set(hostname) | {i for v in per_figure.values() for i in v}, key=lambda i: hostname.get(i) or i)
+    hosts = [
+        {"host": hostname.get(i) or i, "instance": i, **{fig: per_figure[fig].get(i) for fig in HOST_RECORDS}}
+        for i in instances
+    ]
     redis_used, redis_max, redis_ratio, connections, length, age = await asyncio.gather(
         *(src.scalar(f"max({sel(r)})") for r in REDIS_RECORDS.values()),
         src.scalar(f"sum({sel(CONNECTIONS_RECORD)})"),
-        src.scalar(f"max({sel(QUEUE_LENGTH)})"), src.scalar(f"max({sel(QUEUE_AGE)})"))
-    return {"generated_at": _now(), "hosts": hosts, "database": {"connections": connections},
-            "redis": {"used_bytes": redis_used, "max_bytes": redis_max, "ratio": redis_ratio},
-            "queue": {"length": length, "age_seconds": age}}
+        src.scalar(f"max({sel(QUEUE_LENGTH)})"),
+        src.scalar(f"max({sel(QUEUE_AGE)})"),
+    )
+    return {
+        "generated_at": _now(),
+        "hosts": hosts,
+        "database": {"connections": connections},
+        "redis": {"used_bytes": redis_used, "max_bytes": redis_max, "ratio": redis_ratio},
+        "queue": {"length": length, "age_seconds": age},
+    }
 
 
 def _performance_queries(sel: _Sel, window: str, by: str) -> dict[str, str]:
@@ -102,7 +114,9 @@ def _performance_queries(sel: _Sel, window: str, by: str) -> dict[str, str]:
     requests = rate(REQUESTS)
     return {
         "avg_seconds": f"{rate(DURATION + '_sum')} / {rate(DURATION + '_count')}",
-        "p50_seconds": quantile(0.5), "p95_seconds": quantile(0.95), "p99_seconds": quantile(0.99),
+        "p50_seconds": quantile(0.5),
+        "p95_seconds": quantile(0.95),
+        "p99_seconds": quantile(0.99),
         "requests_per_minute": f"{requests} * 60",
         # no 5xx series yet (a healthy shop) is a ratio of 0, not no figure
         "error_ratio": f"({rate(REQUESTS, SERVER_ERROR)} or {requests} * 0) / {requests}",
@@ -122,19 +136,28 @@ async def _performance(st: State, window: Window) -> dict[str, Any]:
     overall_values, route_rows, (cache_hit_ratio, rpm_series, p95_series) = await asyncio.gather(
         asyncio.gather(*(src.scalar(q) for q in overall_q.values())),
         asyncio.gather(*(src.vector(q) for q in routes_q.values())),
-        asyncio.gather(src.scalar(f"{hits} / ({hits} + {misses})"),
-                       src.matrix(spark["requests_per_minute"], SPARKLINE_SECONDS, SPARKLINE_STEP),
-                       src.matrix(spark["p95_seconds"], SPARKLINE_SECONDS, SPARKLINE_STEP)))
+        asyncio.gather(
+            src.scalar(f"{hits} / ({hits} + {misses})"),
+            src.matrix(spark["requests_per_minute"], SPARKLINE_SECONDS, SPARKLINE_STEP),
+            src.matrix(spark["p95_seconds"], SPARKLINE_SECONDS, SPARKLINE_STEP),
+        ),
+    )
     overall = dict(zip(overall_q, overall_values, strict=True))
     routes: dict[tuple[str, str], dict[str, Any]] = {}
     for fig, rows in zip(routes_q, route_rows, strict=True):
         for labels, v in rows:
             key = (labels.get("route", ""), labels.get("method", ""))
             routes.setdefault(key, {"route": key[0], "method": key[1], **dict.fromkeys(routes_q)})[fig] = v
-    return {"generated_at": _now(), "window": window, "overall": {**overall, "cache_hit_ratio": cache_hit_ratio},
-            "routes": sorted(routes.values(), key=lambda r: -(r["requests_per_minute"] or 0)),
-            "sparklines": {"requests_per_minute": rpm_series[0][1] if rpm_series else [],
-                           "p95_seconds": p95_series[0][1] if p95_series else []}}
+    return {
+        "generated_at": _now(),
+        "window": window,
+        "overall": {**overall, "cache_hit_ratio": cache_hit_ratio},
+        "routes": sorted(routes.values(), key=lambda r: -(r["requests_per_minute"] or 0)),
+        "sparklines": {
+            "requests_per_minute": rpm_series[0][1] if rpm_series else [],
+            "p95_seconds": p95_series[0][1] if p95_series else [],
+        },
+    }
 
 
 def _units(cents: Any) -> float:
@@ -163,24 +186,36 @@ async def _business(st: State) -> dict[str, Any]:
     except store.REDIS_DOWN:
         raise redis_unavailable(what) from None
     low = st.settings.low_stock_units
-    on_sale = [r for p, r in zip(products, rows, strict=True)
-               if queries.sale_open_now(p, now) and (r["stock_left"] or 0) > 0]
+    on_sale = [
+        r for p, r in zip(products, rows, strict=True) if queries.sale_open_now(p, now) and (r["stock_left"] or 0) > 0
+    ]
     orders_total, revenue_total = sum(r["orders"] for r in rows), round(sum(r["revenue"] for r in rows), 2)
     orders_today, revenue_today = int(today[0] or 0), _units(today[1])
     top = sorted(rows, key=lambda r: (-r["revenue"], -r["orders"], r["product_id"]))[:TOP_PRODUCTS]
     return {
         "generated_at": _now(),
-        "products": {"total": len(rows), "on_sale": len(on_sale),
-                     "sold_out": sum(1 for r in rows if r["stocked"] and r["stock_left"] == 0),
-                     "low_stock": sum(1 for r in on_sale if r["stock_left"] <= low), "low_stock_units": low},
+        "products": {
+            "total": len(rows),
+            "on_sale": len(on_sale),
+            "sold_out": sum(1 for r in rows if r["stocked"] and r["stock_left"] == 0),
+            "low_stock": sum(1 for r in on_sale if r["stock_left"] <= low),
+            "low_stock_units": low,
+        },
         "orders": {"today": orders_today, "last_hour": sum(int(o or 0) for o, _ in minutes), "total": orders_total},
-        "revenue": {"today": revenue_today, "last_hour": round(sum(_units(c) for _, c in minutes), 2),
-                    "total": revenue_total},
-        "average_order_value": {"today": _share(revenue_today, orders_today, 2),
-                                "total": _share(revenue_total, orders_total, 2)},
+        "revenue": {
+            "today": revenue_today,
+            "last_hour": round(sum(_units(c) for _, c in minutes), 2),
+            "total": revenue_total,
+        },
+        "average_order_value": {
+            "today": _share(revenue_today, orders_today, 2),
+            "total": _share(revenue_total, orders_total, 2),
+        },
         "conversion": _share(orders_total, sum(r["views"] for r in rows)),
-        "top_products": [{k: r[k] for k in ("product_id", "name", "orders", "units_sold", "revenue", "stock_left",
-                                            "conversion")} for r in top],
+        "top_products": [
+            {k: r[k] for k in ("product_id", "name", "orders", "units_sold", "revenue", "stock_left", "conversion")}
+            for r in top
+        ],
     }
 
 
@@ -191,8 +226,12 @@ async def users(st: State) -> dict[str, Any]:
 async def _users(st: State) -> dict[str, Any]:
     now = time.time()
     now_ms, day = now * 1000, int(now // 86400)
-    since = {"now": now_ms - 60_000, "last_5m": now_ms - store.ACTIVE_WINDOW_MS, "last_hour": now_ms - 3_600_000,
-             "today": day * 86_400_000}
+    since = {
+        "now": now_ms - 60_000,
+        "last_5m": now_ms - store.ACTIVE_WINDOW_MS,
+        "last_hour": now_ms - 3_600_000,
+        "today": day * 86_400_000,
+    }
     try:
         pipe = st.redis.pipeline(transaction=False)
         for start in since.values():
@@ -203,8 +242,11 @@ async def _users(st: State) -> dict[str, Any]:
     except store.REDIS_DOWN:
         raise redis_unavailable("computing the user figures") from None
     first = int(first_time or 0)
-    return {"generated_at": _now(), "active": dict(zip(since, (int(a) for a in active), strict=True)),
-            "buyers_today": {"total": int(buyers), "returning": max(int(buyers) - first, 0), "first_time": first}}
+    return {
+        "generated_at": _now(),
+        "active": dict(zip(since, (int(a) for a in active), strict=True)),
+        "buyers_today": {"total": int(buyers), "returning": max(int(buyers) - first, 0), "first_time": first},
+    }
 
 
 async def alerts(st: State) -> dict[str, Any]:
@@ -224,14 +266,23 @@ async def _alerts(st: State) -> dict[str, Any]:
     firing = f'{HISTORY_SERIES}{{alertstate="firing"}}'
     history = f"timestamp({firing})[{ALERT_HISTORY}:{await src.evaluation_interval()}]"
     active_raw, rules, last_seen, first_seen = await asyncio.gather(
-        src.active_alerts(), src.alerting_rules(),
+        src.active_alerts(),
+        src.alerting_rules(),
         src.vector(f"max_over_time({history}) unless {firing}"),
-        src.vector(f"min_over_time({history}) unless {firing}"))
-    active = [{"name": a["labels"].get("alertname", ""), "severity": a["labels"].get("severity", ""),
-               "state": a.get("status", {}).get("state", "active"), "since": a.get("startsAt"),
-               "summary": a.get("annotations", {}).get("summary", ""),
-               "runbook_url": a.get("annotations", {}).get("runbook_url", ""), "labels": a["labels"]}
-              for a in active_raw]
+        src.vector(f"min_over_time({history}) unless {firing}"),
+    )
+    active = [
+        {
+            "name": a["labels"].get("alertname", ""),
+            "severity": a["labels"].get("severity", ""),
+            "state": a.get("status", {}).get("state", "active"),
+            "since": a.get("startsAt"),
+            "summary": a.get("annotations", {}).get("summary", ""),
+            "runbook_url": a.get("annotations", {}).get("runbook_url", ""),
+            "labels": a["labels"],
+        }
+        for a in active_raw
+    ]
     active.sort(key=lambda a: (_rank(a), a["since"] or ""))
     notes = {(r["name"], r.get("labels", {}).get("severity", "")): r.get("annotations", {}) for r in rules}
     started = {_key(labels): v for labels, v in first_seen}
@@ -241,9 +292,17 @@ async def _alerts(st: State) -> dict[str, Any]:
         name, severity = shown.get("alertname", ""), shown.get("severity", "")
         note = notes.get((name, severity), {})
         first = started.get(_key(labels))
-        resolved.append({"name": name, "severity": severity, "since": _iso(first) if first else None,
-                         "resolved_at": _iso(last) if last else None, "summary": note.get("summary", ""),
-                         "runbook_url": note.get("runbook_url", ""), "labels": shown})
+        resolved.append(
+            {
+                "name": name,
+                "severity": severity,
+                "since": _iso(first) if first else None,
+                "resolved_at": _iso(last) if last else None,
+                "summary": note.get("summary", ""),
+                "runbook_url": note.get("runbook_url", ""),
+                "labels": shown,
+            }
+        )
     return {"generated_at": _now(), "active": active, "resolved": resolved}
 
 

@@ -50,8 +50,11 @@ SPARKLINES: dict[str, tuple[str, Callable[[float], str]]] = {
 
 
 router = APIRouter(include_in_schema=False, tags=["analytics"])
-templates = Environment(loader=PackageLoader("scalemart.analytics", "templates"),
-                        autoescape=select_autoescape(["html"]), undefined=StrictUndefined)
+templates = Environment(
+    loader=PackageLoader("scalemart.analytics", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+)
 
 
 class _NamedMount(Mount):
@@ -67,14 +70,18 @@ class _NamedMount(Mount):
 
 def mount(app: FastAPI) -> None:
     """Serve analytics.js and analytics.css at /analytics/static/ (files shipped in the wheel)."""
-    app.router.routes.append(_NamedMount("/analytics/static", StaticFiles(packages=[("scalemart.analytics", "static")]),
-                                         name="analytics-static"))
+    app.router.routes.append(
+        _NamedMount(
+            "/analytics/static", StaticFiles(packages=[("scalemart.analytics", "static")]), name="analytics-static"
+        )
+    )
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     settings = state_of(request).settings
-    html = templates.get_template(name).render(environment=settings.environment, version=settings.release_name,
-                                               **context)
+    html = templates.get_template(name).render(
+        environment=settings.environment, version=settings.release_name, **context
+    )
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
@@ -100,20 +107,31 @@ async def login(request: Request) -> Response:
     """Check the admin token from the form; on success set the session cookie and go to the dashboard."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != FORM:
-        raise ApiError(415, "unsupported_media_type", f"POST /analytics/login takes the field token with "
-                       f"Content-Type {FORM} (as the login form sends it), not '{content_type or 'none'}'",
-                       field="Content-Type")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"POST /analytics/login takes the field token with "
+            f"Content-Type {FORM} (as the login form sends it), not '{content_type or 'none'}'",
+            field="Content-Type",
+        )
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        raise ApiError(413, "body_too_large", f"the login form body is {len(body)} bytes, more than "
-                       f"{MAX_FORM_BYTES}; send only the field token", field="body")
+        raise ApiError(
+            413,
+            "body_too_large",
+            f"the login form body is {len(body)} bytes, more than {MAX_FORM_BYTES}; send only the field token",
+            field="body",
+        )
     token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
     expected = state_of(request).settings.admin_token.get_secret_value().encode()
     # bytes: compare_digest refuses non-ASCII str, and a form may carry anything
     if not hmac.compare_digest(token.encode("utf-8", "replace"), expected):
         metrics.LOGIN_FAILURES.inc()
-        error = ("that is not the admin token; use SCALEMART_ADMIN_TOKEN (`make credentials` prints it)" if token
-                 else "enter the admin token (SCALEMART_ADMIN_TOKEN; `make credentials` prints it)")
+        error = (
+            "that is not the admin token; use SCALEMART_ADMIN_TOKEN (`make credentials` prints it)"
+            if token
+            else "enter the admin token (SCALEMART_ADMIN_TOKEN; `make credentials` prints it)"
+        )
         return _page(request, "login.html", status=401, error=error)
     response = RedirectResponse(DASHBOARD_URL, status_code=303, headers={"Cache-Control": "no-store"})
     session.start(request, response)
@@ -135,8 +153,13 @@ async def dashboard(request: Request) -> Response:
     scalemart_login_failures_total (the login form and the API count theirs)."""
     if session.check(request) is not session.Check.OK:
         return _to_login(request)
-    return _page(request, "dashboard.html", windows=WINDOWS, poll_ms=POLL_SECONDS * 1000,
-                 sparklines=[(name, title) for name, (title, _) in SPARKLINES.items()])
+    return _page(
+        request,
+        "dashboard.html",
+        windows=WINDOWS,
+        poll_ms=POLL_SECONDS * 1000,
+        sparklines=[(name, title) for name, (title, _) in SPARKLINES.items()],
+    )
 
 
 def _svg(text: str, status: int = 200) -> Response:
@@ -147,8 +170,12 @@ def _svg(text: str, status: int = 200) -> Response:
 async def sparkline_svg(request: Request, name: str) -> Response:
     """The last hour of one performance series as an SVG; an SVG saying so when Prometheus is down."""
     if name not in SPARKLINES:
-        raise ApiError(404, "unknown_sparkline", f"name '{name}' is not a sparkline; use one of "
-                       f"{', '.join(sorted(SPARKLINES))}", field="name")
+        raise ApiError(
+            404,
+            "unknown_sparkline",
+            f"name '{name}' is not a sparkline; use one of {', '.join(sorted(SPARKLINES))}",
+            field="name",
+        )
     title, label = SPARKLINES[name]
     try:
         performance = await figures.performance(state_of(request), "5m")

@@ -58,14 +58,21 @@ def start(request: Request, response: Response) -> None:
     """Set a fresh session cookie on `response`."""
     settings = state_of(request).settings
     seconds = settings.analytics_session_seconds
-    response.set_cookie(COOKIE, serializer(settings).dumps(_SUBJECT), max_age=seconds, expires=seconds, path=PATH,
-                        secure=request.url.scheme == "https", httponly=True, samesite="strict")
+    response.set_cookie(
+        COOKIE,
+        serializer(settings).dumps(_SUBJECT),
+        max_age=seconds,
+        expires=seconds,
+        path=PATH,
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
 
 
 def end(request: Request, response: Response) -> None:
     """Clear the session cookie (same attributes, or the browser keeps it)."""
-    response.delete_cookie(COOKIE, path=PATH, secure=request.url.scheme == "https", httponly=True,
-                           samesite="strict")
+    response.delete_cookie(COOKIE, path=PATH, secure=request.url.scheme == "https", httponly=True, samesite="strict")
 
 
 async def require_viewer(request: Request) -> None:
@@ -84,9 +91,19 @@ async def require_viewer(request: Request) -> None:
         return
     metrics.LOGIN_FAILURES.inc()
     if found is Check.MISSING:
-        raise ApiError(401, "missing_credentials", "the analytics API needs the header 'Authorization: Bearer "
-                       f"<SCALEMART_ADMIN_TOKEN>' or a session: log in at {LOGIN_URL}", field="Authorization",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "missing_credentials",
+            "the analytics API needs the header 'Authorization: Bearer "
+            f"<SCALEMART_ADMIN_TOKEN>' or a session: log in at {LOGIN_URL}",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     reason = "has expired" if found is Check.EXPIRED else "is not valid (tampered with, or the admin token changed)"
-    raise ApiError(401, "invalid_credentials", f"the session cookie {COOKIE} {reason}; log in again at {LOGIN_URL}",
-                   field=COOKIE, headers={"WWW-Authenticate": "Bearer"})
+    raise ApiError(
+        401,
+        "invalid_credentials",
+        f"the session cookie {COOKIE} {reason}; log in again at {LOGIN_URL}",
+        field=COOKIE,
+        headers={"WWW-Authenticate": "Bearer"},
+    )

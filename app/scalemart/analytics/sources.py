@@ -30,10 +30,15 @@ _SETTING = {PROMETHEUS: f"{ENV_PREFIX}PROMETHEUS_URL", ALERTMANAGER: f"{ENV_PREF
 def unavailable(source: str, url: str, reason: str) -> ApiError:
     setting = _SETTING[source]
     where = f"at {url}" if url else f"({setting} is not set)"
-    return ApiError(503, "source_unavailable",
-                    f"{source} is unreachable {where}: {reason}; this figure needs it, the other analytics "
-                    f"endpoints keep working; check that {source} runs and that {setting} points at it",
-                    field=setting, details={"source": source}, headers={"Retry-After": "5"})
+    return ApiError(
+        503,
+        "source_unavailable",
+        f"{source} is unreachable {where}: {reason}; this figure needs it, the other analytics "
+        f"endpoints keep working; check that {source} runs and that {setting} points at it",
+        field=setting,
+        details={"source": source},
+        headers={"Retry-After": "5"},
+    )
 
 
 class TtlCache:
@@ -98,8 +103,9 @@ class Sources:
         self.alertmanager_url, alertmanager_auth = split_credential(settings.alertmanager_url)
         self._auth = {PROMETHEUS: prometheus_auth, ALERTMANAGER: alertmanager_auth}
         self.cache = TtlCache(settings.analytics_cache_seconds)
-        self.http = httpx.AsyncClient(timeout=settings.analytics_timeout_seconds,
-                                      headers={"Accept": "application/json"})
+        self.http = httpx.AsyncClient(
+            timeout=settings.analytics_timeout_seconds, headers={"Accept": "application/json"}
+        )
 
     async def _get(self, source: str, base: str, path: str, params: dict[str, Any]) -> Any:
         if not base:
@@ -111,8 +117,12 @@ class Sources:
             raise unavailable(source, base, f"{type(exc).__name__} {exc}".strip()) from None
         if r.status_code == 401:
             given = "a wrong credential" if auth else "no credential"
-            raise unavailable(source, base, f"{path} answered HTTP 401: {source} asks for basic auth and got "
-                              f"{given}; put it in the URL as http://user:password@host:port")
+            raise unavailable(
+                source,
+                base,
+                f"{path} answered HTTP 401: {source} asks for basic auth and got "
+                f"{given}; put it in the URL as http://user:password@host:port",
+            )
         if r.status_code != 200:
             raise unavailable(source, base, f"{path} answered HTTP {r.status_code}: {r.text[:200]}")
         try:
@@ -141,8 +151,9 @@ class Sources:
     async def matrix(self, expr: str, seconds: int, step: int) -> list[tuple[dict[str, str], list[list[float]]]]:
         """A range query over the last `seconds`: (labels, [[unix time, value], ...]) per series."""
         end = time.time()
-        data = await self._prometheus("/api/v1/query_range",
-                                      {"query": expr, "start": end - seconds, "end": end, "step": step})
+        data = await self._prometheus(
+            "/api/v1/query_range", {"query": expr, "start": end - seconds, "end": end, "step": step}
+        )
         out = []
         for r in data["result"]:
             points = [[float(t), v] for t, text in r["values"] if (v := number(text)) is not None]
@@ -161,8 +172,12 @@ class Sources:
 
     async def active_alerts(self) -> list[dict[str, Any]]:
         """Alertmanager's alerts that are not resolved, silenced and inhibited ones included."""
-        alerts = await self._get(ALERTMANAGER, self.alertmanager_url, "/api/v2/alerts",
-                                 {"active": "true", "silenced": "true", "inhibited": "true"})
+        alerts = await self._get(
+            ALERTMANAGER,
+            self.alertmanager_url,
+            "/api/v2/alerts",
+            {"active": "true", "silenced": "true", "inhibited": "true"},
+        )
         return list(alerts)
 
     async def aclose(self) -> None:

@@ -27,19 +27,28 @@ def _finite(points: Sequence[Sequence[Any]]) -> list[tuple[float, float]]:
 
 
 def _svg(title: str, body: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-            f'height="{HEIGHT}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
-            f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff" stroke="#d0d4da"/>{body}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
+        f'height="{HEIGHT}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff" stroke="#d0d4da"/>{body}</svg>'
+    )
 
 
 def message(title: str, text: str) -> str:
     """An SVG of the sparkline's size that says `text` instead (no data, a source down)."""
-    return _svg(f"{title}: {text}", f'<text x="{WIDTH / 2}" y="{HEIGHT / 2 + 4}" text-anchor="middle" '
-                f'font-family="sans-serif" font-size="13" fill="#6b7280">{escape(text)}</text>')
+    return _svg(
+        f"{title}: {text}",
+        f'<text x="{WIDTH / 2}" y="{HEIGHT / 2 + 4}" text-anchor="middle" '
+        f'font-family="sans-serif" font-size="13" fill="#6b7280">{escape(text)}</text>',
+    )
 
 
-def render(title: str, points: Sequence[Sequence[Any]], label: Callable[[float], str] = "{:g}".format,
-           span: tuple[float, float] | None = None) -> str:
+def render(
+    title: str,
+    points: Sequence[Sequence[Any]],
+    label: Callable[[float], str] = "{:g}".format,
+    span: tuple[float, float] | None = None,
+) -> str:
     """The sparkline of `points` (nulls and NaN skipped); "no data" when none is left.
 
     `span` (start, end) fixes the time axis, so a series younger than the span starts part-way along
@@ -61,13 +70,14 @@ def render(title: str, points: Sequence[Sequence[Any]], label: Callable[[float],
         return f"{x:.1f},{y:.1f}"
 
     coords = " ".join(xy(ts, v) for ts, v in data)
-    line = (f'<polyline points="{coords}" fill="none" stroke="#2563eb" stroke-width="1.5" '
-            'stroke-linejoin="round"/>')
+    line = f'<polyline points="{coords}" fill="none" stroke="#2563eb" stroke-width="1.5" stroke-linejoin="round"/>'
     if len(data) == 1:
         x, y = coords.split(",")
         line = f'<circle cx="{x}" cy="{y}" r="2" fill="#2563eb"/>'
-    labels = (f'<text x="{_PAD}" y="{_PAD + 10}" font-family="sans-serif" font-size="11" fill="#374151">'
-              f'max {escape(label(hi))}</text>'
-              f'<text x="{_PAD}" y="{HEIGHT - _PAD - 1}" font-family="sans-serif" font-size="11" fill="#374151">'
-              f'min {escape(label(lo))}</text>')
+    labels = (
+        f'<text x="{_PAD}" y="{_PAD + 10}" font-family="sans-serif" font-size="11" fill="#374151">'
+        f"max {escape(label(hi))}</text>"
+        f'<text x="{_PAD}" y="{HEIGHT - _PAD - 1}" font-family="sans-serif" font-size="11" fill="#374151">'
+        f"min {escape(label(lo))}</text>"
+    )
     return _svg(title, labels + line)

@@ -30,11 +30,14 @@ async def list_products(st: StateDep) -> dict[str, Any]:
             stale = True
     if stale:
         stocks = [st.last_stock.get(d["id"], (None, None)) for d in docs]
-    return {"products": [queries.product_out(d, a, b, stale) for d, (a, b) in zip(docs, stocks, strict=True)],
-            "stale": stale}
+    return {
+        "products": [queries.product_out(d, a, b, stale) for d, (a, b) in zip(docs, stocks, strict=True)],
+        "stale": stale,
+    }
 
 
-@router.get("/api/products/{product_id}", response_model=ProductOut,
-            responses={**API_ERRORS, **error_responses(404, 503)})
+@router.get(
+    "/api/products/{product_id}", response_model=ProductOut, responses={**API_ERRORS, **error_responses(404, 503)}
+)
 async def get_product(st: StateDep, product_id: ProductId) -> dict[str, Any]:
     return await queries.read_product(st, product_id)

@@ -34,8 +34,7 @@ async def live() -> dict[str, Any]:
     return {"status": "live"}
 
 
-@router.get("/health/ready", response_model=Health, responses={**QUERY_ERRORS, 503: {"model": Health}},
-            tags=["health"])
+@router.get("/health/ready", response_model=Health, responses={**QUERY_ERRORS, 503: {"model": Health}}, tags=["health"])
 async def ready(st: StateDep) -> Any:
     checks: dict[str, str] = {}
 
@@ -49,8 +48,11 @@ async def ready(st: StateDep) -> Any:
             return
         checks["redis"] = "ok"
         bound = st.settings.ready_max_queue_age_seconds
-        checks["worker_lag"] = "ok" if age <= bound else (
-            f"oldest queued order is {age:.0f} s old (bound {bound:.0f} s); is `scalemart worker` running?")
+        checks["worker_lag"] = (
+            "ok"
+            if age <= bound
+            else (f"oldest queued order is {age:.0f} s old (bound {bound:.0f} s); is `scalemart worker` running?")
+        )
 
     async def mongo_check() -> None:
         try:

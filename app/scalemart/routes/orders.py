@@ -22,15 +22,23 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 # before /api/users/{user_id}/orders, which would otherwise take "me" for a user id
-@router.get("/api/users/me/orders", response_model=OrdersOut, dependencies=LIMITED,
-            responses={**API_ERRORS, **error_responses(401, 503)})
+@router.get(
+    "/api/users/me/orders",
+    response_model=OrdersOut,
+    dependencies=LIMITED,
+    responses={**API_ERRORS, **error_responses(401, 503)},
+)
 async def my_orders(st: StateDep, user: BuyerDep, limit: Limit = 50) -> dict[str, Any]:
     """The orders of the buyer token's user."""
     return await _orders(st, user, limit)
 
 
-@router.get("/api/users/{user_id}/orders", response_model=OrdersOut, dependencies=ADMIN,
-            responses={**API_ERRORS, **ADMIN_ERRORS, **error_responses(503)})
+@router.get(
+    "/api/users/{user_id}/orders",
+    response_model=OrdersOut,
+    dependencies=ADMIN,
+    responses={**API_ERRORS, **ADMIN_ERRORS, **error_responses(503)},
+)
 async def user_orders(st: StateDep, user_id: UserId, limit: Limit = 50) -> dict[str, Any]:
     """Any user's orders: admin only."""
     return await _orders(st, user_id, limit)
@@ -45,6 +53,11 @@ async def _orders(st: StateDep, user_id: str, limit: int) -> dict[str, Any]:
     except store.REDIS_DOWN:
         return await queries.orders_from_mongo(st, user_id, limit)
     orders = [json.loads(item) for item in raw]
-    return {"user_id": user_id, "source": "redis", "orders": [
-        queries.order_out(o["order_id"], user_id, o, datetime.fromtimestamp(o["created_at_ms"] / 1000, UTC))
-        for o in orders]}
+    return {
+        "user_id": user_id,
+        "source": "redis",
+        "orders": [
+            queries.order_out(o["order_id"], user_id, o, datetime.fromtimestamp(o["created_at_ms"] / 1000, UTC))
+            for o in orders
+        ],
+    }

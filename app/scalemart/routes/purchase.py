@@ -28,13 +28,18 @@ from scalemart.models import BuyIn, BuyOut
 router = APIRouter(tags=["purchase"])
 
 # The body is read by hand (see buy), so its schema is documented by hand.
-BUY_REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": BuyIn.model_json_schema()}}}}
+BUY_REQUEST_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": BuyIn.model_json_schema()}}}
+}
 
 
-@router.post("/api/buy", response_model=BuyOut, status_code=201,
-             responses={**API_ERRORS, **BODY_ERRORS, **error_responses(401, 403, 404, 409, 503)},
-             openapi_extra=BUY_REQUEST_BODY)
+@router.post(
+    "/api/buy",
+    response_model=BuyOut,
+    status_code=201,
+    responses={**API_ERRORS, **BODY_ERRORS, **error_responses(401, 403, 404, 409, 503)},
+    openapi_extra=BUY_REQUEST_BODY,
+)
 async def buy(request: Request) -> Any:
     # The hot path: the body is validated straight from bytes by pydantic-core (FastAPI's generic
     # body handling costs more than the sale itself), the answer is built by hand (no response-model
@@ -46,13 +51,19 @@ async def buy(request: Request) -> Any:
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     if body.user_id is not None and body.user_id != user:
-        raise ApiError(403, "user_mismatch", f"user_id '{body.user_id}' is not the user of the buyer token; leave "
-                       "user_id out (the token names the buyer) or send that user's own token", field="user_id")
+        raise ApiError(
+            403,
+            "user_mismatch",
+            f"user_id '{body.user_id}' is not the user of the buyer token; leave "
+            "user_id out (the token names the buyer) or send that user's own token",
+            field="user_id",
+        )
     st = state_of(request)
     fingerprint = f"{body.product_id}|{body.quantity}"
     try:
-        kind, raw = await st.buyer.buy(user, body.product_id, body.quantity, uuid.uuid4().hex,
-                                       body.idempotency_key, client_id(request))
+        kind, raw = await st.buyer.buy(
+            user, body.product_id, body.quantity, uuid.uuid4().hex, body.idempotency_key, client_id(request)
+        )
     except store.REDIS_DOWN:
         raise redis_unavailable("buying") from None
     res = json.loads(raw)
@@ -60,9 +71,13 @@ async def buy(request: Request) -> Any:
     headers: dict[str, str] = {}
     if kind == "replay":
         if res.get("fingerprint") != fingerprint:
-            raise ApiError(409, "idempotency_key_reused", "this idempotency_key was already used by this user "
-                           "for a different product or quantity; use a new key for a new purchase",
-                           field="idempotency_key")
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                "this idempotency_key was already used by this user "
+                "for a different product or quantity; use a new key for a new purchase",
+                field="idempotency_key",
+            )
         metrics.PURCHASE_ATTEMPTS.labels(body.product_id, "duplicate").inc()
         headers["Idempotent-Replayed"] = "true"
     elif result == "rate_limited":
@@ -76,22 +91,44 @@ async def buy(request: Request) -> Any:
             metrics.ORDERS.labels(body.product_id).inc()
             metrics.REVENUE.inc(res["total_cents"] / 100)
     if result == "success":
-        out = {"order_id": res["order_id"], "status": "accepted", "user_id": user,
-               "product_id": body.product_id, "quantity": body.quantity,
-               "unit_price": store.cents_to_units(res["unit_price_cents"]),
-               "total": store.cents_to_units(res["total_cents"]), "stock_left": res["stock_left"],
-               "created_at": datetime.fromtimestamp(res["created_at_ms"] / 1000, UTC).isoformat()}
+        out = {
+            "order_id": res["order_id"],
+            "status": "accepted",
+            "user_id": user,
+            "product_id": body.product_id,
+            "quantity": body.quantity,
+            "unit_price": store.cents_to_units(res["unit_price_cents"]),
+            "total": store.cents_to_units(res["total_cents"]),
+            "stock_left": res["stock_left"],
+            "created_at": datetime.fromtimestamp(res["created_at_ms"] / 1000, UTC).isoformat(),
+        }
         return JSONResponse(out, status_code=201, headers=headers)
     details = {k: v for k, v in res.items() if k in ("stock_left", "already_bought", "per_user_limit")}
     if result == "closed":
-        err = ApiError(409, "sale_closed", f"product_id '{body.product_id}' is not on sale now; check its sale "
-                       f"window with GET /api/products/{body.product_id}", field="product_id", details=details)
+        err = ApiError(
+            409,
+            "sale_closed",
+            f"product_id '{body.product_id}' is not on sale now; check its sale "
+            f"window with GET /api/products/{body.product_id}",
+            field="product_id",
+            details=details,
+        )
     elif result == "out_of_stock":
-        err = ApiError(409, "out_of_stock", f"quantity {body.quantity} is more than the {res['stock_left']} "
-                       f"unit(s) of '{body.product_id}' left", field="quantity", details=details)
+        err = ApiError(
+            409,
+            "out_of_stock",
+            f"quantity {body.quantity} is more than the {res['stock_left']} unit(s) of '{body.product_id}' left",
+            field="quantity",
+            details=details,
+        )
     else:
-        err = ApiError(409, "limit_exceeded", f"quantity {body.quantity} goes over the limit of "
-                       f"{res['per_user_limit']} unit(s) per user; you already bought {res['already_bought']}",
-                       field="quantity", details=details)
+        err = ApiError(
+            409,
+            "limit_exceeded",
+            f"quantity {body.quantity} goes over the limit of "
+            f"{res['per_user_limit']} unit(s) per user; you already bought {res['already_bought']}",
+            field="quantity",
+            details=details,
+        )
     err.headers = headers or None
     raise err

@@ -68,8 +68,12 @@ def test_amtool_on_the_host_queries_with_the_credential(host):
 
 
 def test_status_reports_the_rendered_routing(host):
-    status, body = http_get(host, f"http://{private_address(host)}:9093/api/v2/status", "prometheus-alertmanager",
-                            basic_auth(*_credential()))
+    status, body = http_get(
+        host,
+        f"http://{private_address(host)}:9093/api/v2/status",
+        "prometheus-alertmanager",
+        basic_auth(*_credential()),
+    )
     with journal_on_failure(host, "prometheus-alertmanager"):
         assert status == 200, body
         data = json.loads(body)
@@ -100,8 +104,13 @@ def test_sms_notifier_needs_the_bearer_and_then_calls_twilio(host):
     with journal_on_failure(host, "scalemart-sms-notifier"):
         assert status == 401, text
     # with the token it tries Twilio (here a closed port) and answers 502 so Alertmanager retries
-    status, text = http_get(host, url, "scalemart-sms-notifier", {
-        "Content-Type": "application/json", "Authorization": "Bearer molecule-notifier-token-0123"},
-        request_timeout=60, body=body)
+    status, text = http_get(
+        host,
+        url,
+        "scalemart-sms-notifier",
+        {"Content-Type": "application/json", "Authorization": "Bearer molecule-notifier-token-0123"},
+        request_timeout=60,
+        body=body,
+    )
     with journal_on_failure(host, "scalemart-sms-notifier"):
         assert status == 502, text

@@ -31,8 +31,9 @@ def request(host, method, path, body=None, token=TOKEN):
     if token:
         headers["Authorization"] = f"Bearer {token}"
     url = f"http://{private_address(host)}:8000{path}"
-    out = host.run("python3 -c %s %s %s %s %s", _REQUEST, method, url, json.dumps(body) if body else "",
-                   json.dumps(headers))
+    out = host.run(
+        "python3 -c %s %s %s %s %s", _REQUEST, method, url, json.dumps(body) if body else "", json.dumps(headers)
+    )
     if out.rc != 0:
         fail_with_journal(host, UNIT, f"{method} {url} failed: {out.stderr}")
     status, _, text = out.stdout.partition("\n")
@@ -98,8 +99,12 @@ def test_admin_api_refuses_a_wrong_token(host):
 def test_buy_takes_stock_atomically(host):
     pid = f"molecule-{int(time.time())}"
     with journal_on_failure(host, UNIT):
-        status, body = request(host, "POST", "/api/admin/products",
-                               {"id": pid, "name": "Molecule mug", "price": 9.5, "stock": 3, "open": True})
+        status, body = request(
+            host,
+            "POST",
+            "/api/admin/products",
+            {"id": pid, "name": "Molecule mug", "price": 9.5, "stock": 3, "open": True},
+        )
         assert status == 201, body
         buy = {"product_id": pid, "quantity": 2, "idempotency_key": f"{pid}-1"}
         status, body = request(host, "POST", "/api/buy", buy, token=None)

@@ -75,9 +75,11 @@ def test_exporter_reads_its_service(host, unit):
     if not re.search(pattern, body, re.MULTILINE):
         hint = ""
         if unit == "prometheus-mongodb-exporter" and not host.file("/usr/local/bin/mongodb_exporter").exists:
-            hint = ("\nDebian's prometheus-mongodb-exporter 1.0.0 (2018, mgo driver) cannot connect to FerretDB "
-                    "(`no reachable servers`, even without auth). Fix: build percona/mongodb_exporter into "
-                    ".tools/bin/mongodb_exporter (toolchain); the role then installs and runs it instead.")
+            hint = (
+                "\nDebian's prometheus-mongodb-exporter 1.0.0 (2018, mgo driver) cannot connect to FerretDB "
+                "(`no reachable servers`, even without auth). Fix: build percona/mongodb_exporter into "
+                ".tools/bin/mongodb_exporter (toolchain); the role then installs and runs it instead."
+            )
         fail_with_journal(host, unit, f"{unit} metrics lack {sample!r}{hint}")
 
 
@@ -107,10 +109,13 @@ def sample(body, name, labels=""):
     return float(match.group(1)) if match else None
 
 
-@pytest.mark.parametrize(("module", "target"), [
-    ("tcp_connect", "{address}:6379"),
-    ("http_2xx", "http://{address}:8081/stub_status"),
-])
+@pytest.mark.parametrize(
+    ("module", "target"),
+    [
+        ("tcp_connect", "{address}:6379"),
+        ("http_2xx", "http://{address}:8081/stub_status"),
+    ],
+)
 def test_blackbox_probe_succeeds(host, module, target):
     target = target.format(address=private_address(host))
     url = f"http://{private_address(host)}:9115/probe?module={module}&target={target}"
@@ -156,8 +161,9 @@ def test_mtail_counts_nginx_answers_by_status(host):
 
 def _client_errors(body):
     """scalemart_lb_client_errors_total as {(client, code): value}."""
-    series = re.finditer(r'^scalemart_lb_client_errors_total\{client="([^"]+)",code="(\d+)"\} (\S+)$', body,
-                         re.MULTILINE)
+    series = re.finditer(
+        r'^scalemart_lb_client_errors_total\{client="([^"]+)",code="(\d+)"\} (\S+)$', body, re.MULTILINE
+    )
     return {(m.group(1), m.group(2)): float(m.group(3)) for m in series}
 
 

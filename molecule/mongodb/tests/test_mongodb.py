@@ -22,8 +22,9 @@ PASSWORD = "molecule-mongo-password-0123"  # noqa: S105 - throwaway test contain
 
 def client(host, user="scalemart", password=PASSWORD):
     auth = f"{user}:{password}@" if user else ""
-    return pymongo.MongoClient(f"mongodb://{auth}{private_address(host)}:27017/?authSource=admin",
-                               serverSelectionTimeoutMS=10000)
+    return pymongo.MongoClient(
+        f"mongodb://{auth}{private_address(host)}:27017/?authSource=admin", serverSelectionTimeoutMS=10000
+    )
 
 
 def test_server_is_active(host):
@@ -50,15 +51,21 @@ def test_authenticated_insert_and_find(host):
 
 def test_unauthenticated_commands_are_refused(host):
     # Another error than the refusal (e.g. no server) fails with the journal too.
-    with (journal_on_failure(host, UNIT, PyMongoError), client(host, user=None) as c,
-          pytest.raises(OperationFailure, match="requires authentication")):
+    with (
+        journal_on_failure(host, UNIT, PyMongoError),
+        client(host, user=None) as c,
+        pytest.raises(OperationFailure, match="requires authentication"),
+    ):
         c.shop.molecule.find_one()
 
 
 def test_wrong_password_is_refused(host):
     wrong = client(host, password="wrong-password-000000")  # noqa: S106 - not a credential
-    with (journal_on_failure(host, UNIT, PyMongoError), wrong as c,
-          pytest.raises(OperationFailure, match="Authentication")):
+    with (
+        journal_on_failure(host, UNIT, PyMongoError),
+        wrong as c,
+        pytest.raises(OperationFailure, match="Authentication"),
+    ):
         c.shop.molecule.find_one()
 
 

@@ -18,8 +18,10 @@ from scalemart_testinfra import (
 )
 
 # The artifacts folder the scenario installed from (molecule/shared/group_vars/all/molecule.yml).
-BUILT = [json.loads(p.read_text())
-         for p in sorted((Path(os.environ["SCALEMART_ARTIFACTS"]) / "dashboards/perses").glob("*.json"))]
+BUILT = [
+    json.loads(p.read_text())
+    for p in sorted((Path(os.environ["SCALEMART_ARTIFACTS"]) / "dashboards/perses").glob("*.json"))
+]
 DASHBOARDS = sorted(r["metadata"]["name"] for r in BUILT if r["kind"] == "Dashboard")
 PROJECT = next(r["metadata"]["name"] for r in BUILT if r["kind"] == "Project")
 DATASOURCE = next(r["metadata"]["name"] for r in BUILT if r["kind"] == "GlobalDatasource")
@@ -33,8 +35,13 @@ def base(host):
 
 def login(host, password=PASSWORD):
     body = json.dumps({"login": "admin", "password": password})
-    return http_get(host, f"{base(host)}/api/auth/providers/native/login", UNIT,
-                    headers={"Content-Type": "application/json"}, body=body)
+    return http_get(
+        host,
+        f"{base(host)}/api/auth/providers/native/login",
+        UNIT,
+        headers={"Content-Type": "application/json"},
+        body=body,
+    )
 
 
 def token(host):
@@ -63,10 +70,13 @@ def test_perses_listens_on_the_private_address_only(host):
         assert not host.socket(f"tcp://{other}:8080").is_listening, f"perses also listens on {other}:8080"
 
 
-@pytest.mark.parametrize(("path", "mode"), [
-    ("/etc/perses/config.yaml", 0o640),
-    ("/etc/perses/provisioning/user-admin.json", 0o640),
-])
+@pytest.mark.parametrize(
+    ("path", "mode"),
+    [
+        ("/etc/perses/config.yaml", 0o640),
+        ("/etc/perses/provisioning/user-admin.json", 0o640),
+    ],
+)
 def test_secret_bearing_files_are_readable_by_the_service_group_only(host, path, mode):
     assert_file(host, path, "root", "perses", mode)
 
@@ -78,18 +88,27 @@ def test_the_database_is_in_the_data_dir(host):
 
 
 def test_anonymous_requests_get_401(host):
-    for path in (f"/api/v1/projects/{PROJECT}/dashboards", "/api/v1/users",
-                 f"/proxy/globaldatasources/{DATASOURCE}/api/v1/query?query=up"):
+    for path in (
+        f"/api/v1/projects/{PROJECT}/dashboards",
+        "/api/v1/users",
+        f"/proxy/globaldatasources/{DATASOURCE}/api/v1/query?query=up",
+    ):
         status, body = http_get(host, f"{base(host)}{path}", UNIT)
         with journal_on_failure(host, UNIT):
             assert status == 401, f"anonymous GET {path}: {status} {body[:200]}"
 
 
 def test_sign_up_is_disabled(host):
-    body = json.dumps({"kind": "User", "metadata": {"name": "intruder"},
-                       "spec": {"nativeProvider": {"password": "intruder-password-123"}}})
-    status, answer = http_get(host, f"{base(host)}/api/v1/users", UNIT,
-                              headers={"Content-Type": "application/json"}, body=body)
+    body = json.dumps(
+        {
+            "kind": "User",
+            "metadata": {"name": "intruder"},
+            "spec": {"nativeProvider": {"password": "intruder-password-123"}},
+        }
+    )
+    status, answer = http_get(
+        host, f"{base(host)}/api/v1/users", UNIT, headers={"Content-Type": "application/json"}, body=body
+    )
     assert status in (401, 404, 405), f"anonymous sign-up answered {status}: {answer[:200]}"
 
 

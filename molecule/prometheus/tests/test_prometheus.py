@@ -116,7 +116,7 @@ def test_probe_jobs_go_through_the_exporter_with_the_target_as_instance(host):
 
 
 def test_query_answers_with_the_env_label(host):
-    result = api(host, '/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D')["result"]
+    result = api(host, "/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D")["result"]
     if not result:
         fail_with_journal(host, "prometheus", "up{job=prometheus} is empty: the self-scrape has not happened")
     with journal_on_failure(host, "prometheus"):

@@ -16,8 +16,9 @@ PASSWORD = "molecule-redis-password-0123"  # noqa: S105 - throwaway test contain
 
 
 def cli(host, *args, address="127.0.0.1"):
-    return host.run("redis-cli -h %s -p 6379 -a %s --no-auth-warning " + " ".join(["%s"] * len(args)),
-                    address, PASSWORD, *args)
+    return host.run(
+        "redis-cli -h %s -p 6379 -a %s --no-auth-warning " + " ".join(["%s"] * len(args)), address, PASSWORD, *args
+    )
 
 
 def test_redis_is_active(host):

@@ -1,8 +1,9 @@
 """The release role alone: the bundle in its own virtualenv, the settings file from its inputs, old releases pruned."""
 
 ENV_FILE = "/etc/scalemart/scalemart.env"
-CHECK_SETTINGS = ("import sys; from scalemart.settings import load_settings; "
-                  "print(load_settings(sys.argv[1]).environment)")
+CHECK_SETTINGS = (
+    "import sys; from scalemart.settings import load_settings; print(load_settings(sys.argv[1]).environment)"
+)
 
 
 def settings(host):

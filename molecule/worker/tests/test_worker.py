@@ -77,9 +77,24 @@ def test_heartbeat_is_recent(host):
 def test_a_queued_order_is_persisted_to_mongodb(host):
     order_id = f"molecule-order-{time.time_ns()}"
     now_ms = str(int(time.time() * 1000))
-    fields = ["order_id", order_id, "user_id", "u1", "product_id", "molecule-mug", "quantity", "2",
-              "unit_price_cents", "950", "total_cents", "1900", "created_at_ms", now_ms,
-              "idempotency_key", order_id]
+    fields = [
+        "order_id",
+        order_id,
+        "user_id",
+        "u1",
+        "product_id",
+        "molecule-mug",
+        "quantity",
+        "2",
+        "unit_price_cents",
+        "950",
+        "total_cents",
+        "1900",
+        "created_at_ms",
+        now_ms,
+        "idempotency_key",
+        order_id,
+    ]
     command = "redis-cli -h 127.0.0.1 -a %s --no-auth-warning XADD sm:orders '*' " + " ".join(["%s"] * len(fields))
     out = host.run(command, REDIS_PASSWORD, *fields)
     with journal_on_failure(host, "redis-server"):
