@@ -77,6 +77,21 @@ class SnapshotCollector(Collector):
             )
 
 
+_SEEN: set[str] = set()
+
+
+def known_products(ids: list[str]) -> None:
+    """Each product's view, sale and order series at 0 before the first of them: a counter that is born with
+    its first increment has that increment in its first sample, which `increase` and `rate` never count
+    (a short sale could read as no views at all). The product list does this for every product it shows."""
+    for pid in ids:
+        if pid not in _SEEN:
+            _SEEN.add(pid)
+            PRODUCT_VIEWS.labels(pid)
+            ORDERS.labels(pid)
+            PURCHASE_ATTEMPTS.labels(pid, "success")
+
+
 def render(snapshot: SnapshotCollector) -> bytes:
     if MULTIPROCESS:
         from prometheus_client import multiprocess

@@ -188,3 +188,23 @@ def test_request_counts_add_up_across_uvicorn_worker_processes(
     # Neither process served them all, so a scrape that counted only its own process would fall short.
     for s in scrapes:
         assert value(s, "scalemart_http_requests_total", route="/api/products", method="GET", status="200") == sent
+
+
+def test_the_product_list_starts_each_products_view_and_sale_series_at_zero(shared_app: AppServer) -> None:
+    # A series born with its first view has that view in its first sample, which `increase` never counts: a short
+    # sale could read as no views (the conversion stat's "No data"). Listing the products starts them at 0.
+    pid = f"zero-{uuid.uuid4().hex[:8]}"
+    with shared_app.client(admin=True) as admin:
+        create_product(admin, pid)
+        deadline = time.monotonic() + 15  # each process keeps its list a few seconds (SCALEMART_LOCAL_CACHE_TTL)
+        while pid not in {p["id"] for p in admin.get("/api/products").json()["products"]}:
+            assert time.monotonic() < deadline, f"{pid} never appeared in the product list"
+            time.sleep(0.5)
+        before = samples(admin.get("/metrics").text)
+    assert [v for lab, v in before["scalemart_product_views_total"] if lab.get("product") == pid] == [0.0]
+    assert [v for lab, v in before["scalemart_orders_total"] if lab.get("product") == pid] == [0.0]
+    assert [
+        v
+        for lab, v in before["scalemart_purchase_attempts_total"]
+        if lab.get("product") == pid and lab.get("result") == "success"
+    ] == [0.0]

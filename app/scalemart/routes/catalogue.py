@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from scalemart import queries, store
+from scalemart import metrics, queries, store
 from scalemart.deps import LIMITED, ProductId, StateDep
 from scalemart.errors import API_ERRORS, error_responses
 from scalemart.models import ProductList, ProductOut
@@ -17,6 +17,7 @@ router = APIRouter(tags=["catalogue"], dependencies=LIMITED)
 @router.get("/api/products", response_model=ProductList, responses={**API_ERRORS, **error_responses(503)})
 async def list_products(st: StateDep) -> dict[str, Any]:
     docs, stale = await queries.list_catalogue(st)
+    metrics.known_products([d["id"] for d in docs])
     stocks: list[tuple[int | None, int | None]] = []
     if not stale and docs:
         try:
