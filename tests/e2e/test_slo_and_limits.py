@@ -81,6 +81,18 @@ def hog(container: str, size: int) -> None:
     assert _docker("exec", "-d", container, "python3", "-c", code, HOG_TAG).returncode == 0
 
 
+def working_set_after(sel: str, since: float, timeout: float = 90) -> float:
+    """The host's working set from a textfile written after `since`: a scrape at least a textfile interval and a
+    second later (the host limits timer writes it every 15 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        [row] = query(f"scalemart_host_memory_working_set_bytes{sel}")
+        scraped = float(query(f"timestamp(scalemart_host_memory_working_set_bytes{sel})")[0]["value"][1])
+        if scraped >= since + 16 or time.monotonic() > deadline:
+            return float(row["value"][1])
+        time.sleep(3)
+
+
 @pytest.fixture(scope="module")
 def memory_hog(dev: Dev) -> Iterator[Hog]:
     """Fill the worker host's memory to halfway between the warning and critical tiers of its limit."""
@@ -100,10 +112,11 @@ def memory_hog(dev: Dev) -> Iterator[Hog]:
     }
     hog(container, size)
     # The kernel drops page cache as the hog grows, so the working set moves less than the hog's size:
-    # top it up until the host is safely past the warning.
+    # top it up until the host is safely past the warning. Each reading must postdate the last hog (the textfile
+    # is written every 15 s and scraped every 15 s): topping up on an older one overshot the limit, the kernel
+    # killed a hog and the host ended below the warning.
     for _ in range(4):
-        time.sleep(20)
-        now = by_instance(f"scalemart_host_memory_working_set_bytes{sel}")[instance]
+        now = working_set_after(sel, time.time())
         if now / limit >= target - 0.02:
             break
         hog(container, int(target * limit - now))
