@@ -113,8 +113,8 @@ def memory_hog(dev: Dev) -> Iterator[Hog]:
     hog(container, size)
     # The kernel drops page cache as the hog grows, so the working set moves less than the hog's size:
     # top it up until the host is safely past the warning. Each reading must postdate the last hog (the textfile
-    # is written every 15 s and scraped every 15 s): topping up on an older one overshot the limit, the kernel
-    # killed a hog and the host ended below the warning.
+    # is written every 15 s and scraped every 15 s). Topping up on an older one can add a second full hog: one run
+    # ended at 69 % of the limit, under the warning, most likely a hog killed for going over it.
     for _ in range(4):
         now = working_set_after(sel, time.time())
         if now / limit >= target - 0.02:
