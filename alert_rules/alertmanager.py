@@ -267,7 +267,10 @@ def _email(to: list[str]) -> dict[str, Any]:
 
 
 def _sms_webhook(r: _Recipients) -> dict[str, Any]:
-    hook: dict[str, Any] = {"url": r.sms_notifier_url, "send_resolved": False}
+    # send_resolved: with it off, Alertmanager never texts a page that resolves and fires again within the repeat
+    # interval (its notification log still holds the first one: prometheus/alertmanager#1063). A page that comes
+    # back must text again, so the resolution is texted too ("[RESOLVED:n] ...").
+    hook: dict[str, Any] = {"url": r.sms_notifier_url, "send_resolved": True}
     if r.sms_notifier_token:
         hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": r.sms_notifier_token}}
     return hook

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
 
@@ -82,6 +83,13 @@ class _Http:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sms_text(body: dict[str, Any], status: str) -> str:
+    """The text of an SMS the notifier sent to the Twilio stand-in when it is a `status` one ("firing" or
+    "resolved": the notifier starts each with [FIRING:n] or [RESOLVED:n]), else ""."""
+    text = parse_qs(body.get("form", "")).get("Body", [""])[0]
+    return text if text.startswith(f"[{status.upper()}:") else ""
 
 
 def _twilio_answer(path: str) -> tuple[int, dict[str, Any]]:

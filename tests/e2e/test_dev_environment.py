@@ -17,6 +17,7 @@ import httpx
 import psutil
 
 from tests.e2e.conftest import ENV, Dev, _docker, _run
+from tests.e2e.sinks import sms_text
 
 
 def test_up_verifies_the_environment_and_prints_the_urls(dev: Dev) -> None:
@@ -88,7 +89,7 @@ def _mentions(alertname: str, status: str) -> Any:
         if kind == "email":
             return alertname in body["text"] and (status != "resolved" or "RESOLVED" in body["subject"].upper())
         if kind == "sms":
-            return alertname in body.get("form", "")
+            return alertname in sms_text(body, status)
         alerts = body.get("alerts", [])
         return body.get("status") == status and any(a["labels"].get("alertname") == alertname for a in alerts)
 

@@ -26,6 +26,7 @@ from ops import secrets
 from ops.__main__ import playbook_cmd
 from ops.inventory import Inventory
 from tests.e2e.conftest import ENV, ENV_BUILD, Dev, _docker, _run
+from tests.e2e.sinks import sms_text
 from tests.e2e.test_dev_environment import _wait_for
 from tests.e2e.traffic import LightLoad
 from toolchain.common import ROOT, tool_env
@@ -143,7 +144,7 @@ def page(status: str) -> Any:
                 and f"[{status.upper()}]" in body["subject"].upper()
             )
         if kind == "sms":
-            return BURN_ALERT in body.get("form", "")
+            return BURN_ALERT in sms_text(body, status)
         return body.get("status") == status and any(
             a["labels"].get("alertname") == BURN_ALERT and a["labels"].get("severity") == "critical"
             for a in body.get("alerts", [])
