@@ -46,10 +46,18 @@ def environment_of(out: Path) -> str | None:
 
 def compress_for_tests(t: thresholds_mod.Thresholds, out: Path) -> None:
     factor = os.environ.get(TEST_COMPRESS_VAR, "").strip()
+    env = environment_of(out)
+    real = env is not None and env not in TEST_ENVIRONMENTS
+    if real and t.slos.compress_windows_for_tests != 1:
+        # The thresholds file is the other way in: a real environment's windows are never compressed.
+        raise thresholds_mod.ThresholdsError(
+            "slos.compress_windows_for_tests",
+            f"is {t.slos.compress_windows_for_tests}: it compresses the SLO windows of {env!r}",
+            f"remove it: only {' and '.join(TEST_ENVIRONMENTS)} may be compressed",
+        )
     if not factor:
         return
-    env = environment_of(out)
-    if env is not None and env not in TEST_ENVIRONMENTS:
+    if real:
         raise thresholds_mod.ThresholdsError(
             TEST_COMPRESS_VAR,
             f"compresses the SLO windows of {env!r}",

@@ -141,6 +141,17 @@ def test_compression_is_refused_for_another_environment(tmp_path: Path) -> None:
     assert proc.returncode == 2 and f"{TEST_COMPRESS_VAR}: compresses the SLO windows of 'prod'" in proc.stderr
 
 
+def test_compression_in_the_thresholds_file_is_refused_for_a_real_environment(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "alert_rules" / "thresholds.yml").read_text())
+    assert data["slos"].get("compress_windows_for_tests", 1) == 1, "the shipped windows must not be compressed"
+    data["slos"]["compress_windows_for_tests"] = 12
+    path = tmp_path / "thresholds.yml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ThresholdsError, match=r"slos.compress_windows_for_tests: is 12: .* of 'staging'"):
+        build(tmp_path / "build" / "staging" / "artifacts" / "rules", path)
+    build(tmp_path / "build" / "dev" / "artifacts" / "rules", path)  # a test environment may
+
+
 def test_compression_that_merges_two_windows_is_refused(tmp_path: Path) -> None:
     proc = run_build(tmp_path, "100000")
     assert proc.returncode == 2 and "compressed by 100000, 1h and 5m both last 30s" in proc.stderr, proc.stderr
