@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / ".secrets.baseline"
 VULN_DATA_VAR = "SCALEMART_VULN_DATA"
-REGISTRY_VAR = "SCALEMART_IMAGE_REGISTRY"
+REGISTRY_VAR = "SCALEMART_IMAGE_REGISTRY"  # the registry's host, e.g. the repository variable IMAGE_REGISTRY
+OWNER_VAR = "SCALEMART_IMAGE_OWNER"  # the namespace under it (the repository owner), lowercased here
 APP_IMAGE = "scalemart-app"
 # The code the code scan reads: everything that runs on the control machine or a host (tests are linted by ruff).
 CODE = ["app/scalemart", "app/bench", "ops", "toolchain", "stack", "alert_rules", "dashboards", "backups", "loadtests"]
@@ -52,7 +53,8 @@ class Context:
     workers: str = field(default_factory=lambda: os.environ.get("TEST_WORKERS", "2"))
     vuln_data: str = field(default_factory=lambda: os.environ.get(VULN_DATA_VAR, ""))
     artifacts: Path | None = None  # the build phase's folder; build/<env>/artifacts unless given
-    images: dict[str, str] = field(default_factory=dict)  # name -> local ref, filled by the images stage
+    images: dict[str, str] = field(default_factory=dict)  # name -> local ref, filled by this run's images stage
+    statuses: dict[str, str] = field(default_factory=dict)  # stage -> passed | failed | skipped, in this run
 
 
 def online() -> bool:
@@ -168,20 +170,9 @@ def audit(ctx: Context) -> None:
         for where, packages in sources.items():
             reqs = Path(tmp) / f"{where.replace(' ', '-')}.txt"
             reqs.write_text("".join(f"{name}=={version}\n" for name, version in sorted(packages.items())))
+            pip_audit = [sys.executable, "-m", "pip_audit", "--no-deps", "--disable-pip", "--progress-spinner", "off"]
             try:
-                sh(
-                    sys.executable,
-                    "-m",
-                    "pip_audit",
-                    "--no-deps",
-                    "--disable-pip",
-                    "--progress-spinner",
-                    "off",
-                    "--vulnerability-service",
-                    "osv",
-                    "-r",
-                    reqs,
-                )
+                sh(*pip_audit, "--vulnerability-service", "osv", "-r", reqs)
             except Fail:
                 failed.append(where)
     if failed:
@@ -274,30 +265,25 @@ def images(ctx: Context) -> None:
         (context / "bundle").mkdir()
         os.link(bundle / release["tarball"], context / "bundle" / release["tarball"])
         (context / "Dockerfile").write_text(APP_DOCKERFILE.format(base=base, **release))
-        sh(
-            "docker",
-            "build",
-            "--quiet",
-            "--label",
-            f"org.opencontainers.image.version={release['version']}",
-            "-t",
-            ref,
-            "-t",
-            f"{APP_IMAGE}:latest",
-            context,
-        )
+        version = f"org.opencontainers.image.version={release['version']}"
+        sh("docker", "build", "--quiet", "--label", version, "-t", ref, "-t", f"{APP_IMAGE}:latest", context)
     ctx.images = {"scalemart-base": base, APP_IMAGE: ref}
     print(f"images: {base}, {ref}", flush=True)
 
 
-def built_images(ctx: Context) -> dict[str, str]:
-    return ctx.images or {"scalemart-base": f"scalemart-base:{image_tag()}", APP_IMAGE: f"{APP_IMAGE}:latest"}
+def built_images(ctx: Context, stage: str) -> dict[str, str]:
+    """The images this run built; never what an earlier run left on the machine under the same tags."""
+    if ctx.statuses.get("images") == "failed":
+        raise Fail(f"the images stage failed in this run: {stage} refuses to use images an earlier run left")
+    if not ctx.images:
+        raise Fail(f"no images were built in this run: {stage} needs the images stage first (make ci STAGES=images)")
+    return ctx.images
 
 
 def image_scan(ctx: Context) -> None:
     if not online():
         raise Skip("the image scan needs Trivy's online vulnerability database (ci.yml's images job runs it)")
-    for ref in built_images(ctx).values():
+    for ref in built_images(ctx, "image-scan").values():
         sh("trivy", "image", "--exit-code", "1", "--severity", "CRITICAL", "--ignore-unfixed", "--no-progress", ref)
 
 
@@ -317,18 +303,24 @@ def versions() -> dict[str, list[str]]:
 def push(ctx: Context) -> None:
     if not online():
         raise Skip("pushing images needs the internet and the repository's registry (release.yml does it)")
-    registry = os.environ.get(REGISTRY_VAR, "").rstrip("/").lower()
+    registry = os.environ.get(REGISTRY_VAR, "").strip().rstrip("/").lower()
     if not registry:
-        raise Fail(f"{REGISTRY_VAR} is not set: release.yml sets it from the repository variable IMAGE_REGISTRY")
-    sha = (
-        os.environ.get("GITHUB_SHA")
-        or subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
-    for name, ref in built_images(ctx).items():
+        raise Fail(
+            f"{REGISTRY_VAR} is not set: release.yml sets it from the repository variable IMAGE_REGISTRY "
+            "(Settings → Secrets and variables → Actions → Variables: the registry's host)"
+        )
+    local = built_images(ctx, "push")
+    # image-scan is in the images group, so it ran beside images; anything but a pass means unscanned images.
+    scan = ctx.statuses.get("image-scan", "did not run")
+    if scan != "passed":
+        raise Fail(f"image-scan {scan} in this run: push sends only the images scanned in the same run")
+    owner = os.environ.get(OWNER_VAR, "").strip().strip("/").lower()
+    prefix = f"{registry}/{owner}" if owner else registry
+    head = ["git", "rev-parse", "HEAD"]
+    sha = os.environ.get("GITHUB_SHA") or subprocess.run(head, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    for name, ref in local.items():
         for tag in [sha, *versions()[name]]:
-            remote = f"{registry}/{name}:{tag}"
+            remote = f"{prefix}/{name}:{tag}"
             sh("docker", "tag", ref, remote)
             sh("docker", "push", "--quiet", remote)
 
@@ -339,6 +331,18 @@ def deploy(ctx: Context) -> None:
             "deploys staging from release.yml only, to the engine its secrets name (DOCKER_HOST), after "
             "approval; from here: DOCKER_HOST=… make up ENV=staging"
         )
+    # Without its state (Pulumi's stack, the passphrase, the vault) an `up` would create staging anew and generate
+    # new secrets against an engine that already runs it: refused, naming where the state must be restored.
+    if not any((ROOT / ".state" / "pulumi" / ".pulumi" / "stacks").rglob("staging.json*")):
+        proc = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", "label=scalemart.stack=staging"], capture_output=True, text=True
+        )
+        if proc.returncode != 0 or proc.stdout.strip():
+            raise Fail(
+                f"{ROOT / '.state'} holds no staging stack but the engine at DOCKER_HOST "
+                + ("runs staging's containers" if proc.returncode == 0 else f"did not answer ({proc.stderr.strip()})")
+                + ": restore staging's state (README, CI/CD) to the runner's STAGING_STATE_DIR before deploying"
+            )
     sh("make", "--no-print-directory", "up", "ENV=staging")
 
 
@@ -401,6 +405,7 @@ def run_stages(stages: Sequence[Stage], ctx: Context) -> list[Result]:
             status, note = "failed", str(fail)
             print(f"{stage.name}: failed: {note}", file=sys.stderr, flush=True)
         results.append(Result(stage.name, status, time.monotonic() - start, note))
+        ctx.statuses[stage.name] = status
     return results
 
 

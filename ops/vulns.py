@@ -40,16 +40,39 @@ def _parse(text: bytes | str, source: str) -> list[dict[str, Any]]:
         raise VulnDataError(f"{source} is not JSON ({exc}) — fix: give OSV JSON records") from None
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    """Every OSV record in `path` (a .json file, a folder of them, or a zip of them)."""
-    if not path.exists():
-        raise VulnDataError(f"{path}: no such file — fix: point SCALEMART_VULN_DATA at an OSV file, folder or zip")
+def _read(path: Path) -> list[dict[str, Any]]:
     if path.is_dir():
         return [r for f in sorted(path.rglob("*.json")) for r in _parse(f.read_bytes(), str(f))]
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             return [r for n in sorted(zf.namelist()) if n.endswith(".json") for r in _parse(zf.read(n), f"{path}:{n}")]
     return _parse(path.read_bytes(), str(path))
+
+
+def _pypi(record: dict[str, Any]) -> bool:
+    affected = record.get("affected")
+    return isinstance(affected, list) and any(
+        isinstance(a, dict) and isinstance(a.get("package"), dict) and a["package"].get("ecosystem") == "PyPI"
+        for a in affected
+    )
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    """Every OSV record in `path` (a .json file, a folder of them, or a zip of them); at least one for PyPI.
+
+    Data without a PyPI record (an empty folder, `[]`, a zip without .json, another ecosystem's export) would
+    match nothing and let any installed version pass, so it is refused, never counted as a clean audit.
+    """
+    if not path.exists():
+        raise VulnDataError(f"{path}: no such file — fix: point SCALEMART_VULN_DATA at an OSV file, folder or zip")
+    records = _read(path)
+    if not any(_pypi(r) for r in records):
+        raise VulnDataError(
+            f"SCALEMART_VULN_DATA={path} holds {len(records)} OSV records, none for a PyPI package, so an audit "
+            "against it would pass whatever is installed — fix: point SCALEMART_VULN_DATA at a data file with "
+            "PyPI records (OSV's PyPI/all.zip, a folder of its *.json, or a JSON list of records)"
+        )
+    return records
 
 
 def _version(text: str) -> Version | None:

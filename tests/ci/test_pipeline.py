@@ -218,3 +218,166 @@ def test_a_broken_data_file_names_the_fix(tmp_path: Path) -> None:
         vulns.load(bad)
     proc = run_ci("--stage", "audit", **{ci.VULN_DATA_VAR: str(bad)})
     assert proc.returncode == 1 and row(proc.stdout, "audit")[1] == "failed", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("shape", ["empty folder", "empty list", "zip without json", "no PyPI record"])
+def test_vulnerability_data_without_records_fails_the_audit(tmp_path: Path, shape: str) -> None:
+    import zipfile
+
+    npm_only = {"id": "GHSA-npm", "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"}, "versions": []}]}
+    data = tmp_path / {"empty folder": "osv", "zip without json": "all.zip"}.get(shape, "osv.json")
+    if shape == "empty folder":
+        data.mkdir()
+    elif shape == "zip without json":
+        with zipfile.ZipFile(data, "w") as zf:
+            zf.writestr("README.txt", "no records here\n")
+    else:
+        data.write_text(json.dumps([] if shape == "empty list" else [npm_only]))
+    proc = run_ci("--stage", "audit", **{ci.VULN_DATA_VAR: str(data)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert row(proc.stdout, "audit")[1] == "failed"
+    assert f"{ci.VULN_DATA_VAR}={data}" in proc.stderr and "a data file with PyPI records" in proc.stderr, proc.stderr
+    assert "passed" not in proc.stdout
+
+
+# --- images, push and deploy (the release stages) ----------------------------------------------------------------
+
+
+@pytest.fixture
+def release_run(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """GitHub Actions as push sees it; every command a stage would run is recorded here instead of run (pushing needs
+    a registry these machines cannot reach)."""
+    for name, value in {
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_SHA": "0123abc",
+        ci.REGISTRY_VAR: "Registry.Example:5000/",
+        ci.OWNER_VAR: "ScaleMart",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GITHUB_REF_TYPE", raising=False)
+    commands: list[list[str]] = []
+    monkeypatch.setattr(ci, "sh", lambda *argv, cwd=ROOT: commands.append([str(a) for a in argv]))
+    return commands
+
+
+BUILT = {"scalemart-base": "scalemart-base:this-run", ci.APP_IMAGE: f"{ci.APP_IMAGE}:1.0.0+this-run"}
+
+
+def _images(outcome: str) -> ci.Stage:
+    def run(ctx: ci.Context) -> None:
+        if outcome == "failed":
+            raise ci.Fail("`docker build …` exited 1")
+        ctx.images = dict(BUILT)
+
+    return ci.Stage("images", run, "stand-in for the images stage", "images")
+
+
+def _scan(outcome: str) -> ci.Stage:
+    def run(ctx: ci.Context) -> None:
+        ci.built_images(ctx, "image-scan")
+        if outcome == "failed":
+            raise ci.Fail("`trivy image …` exited 1")
+
+    return ci.Stage("image-scan", run, "stand-in for the image scan", "images")
+
+
+def _push_stages(images: str, scan: str) -> list[ci.Stage]:
+    return [_images(images), _scan(scan), ci.Stage("push", ci.push, "push", "release")]
+
+
+@pytest.mark.parametrize(
+    ("images", "scan", "named"), [("failed", "passed", "images"), ("passed", "failed", "image-scan")]
+)
+def test_push_refuses_when_images_or_the_scan_failed_in_this_run(
+    release_run: list[list[str]], images: str, scan: str, named: str
+) -> None:
+    results = ci.run_stages(_push_stages(images, scan), ci.Context())
+    push = results[-1]
+    assert push.status == "failed", push
+    assert f"{named} " in push.note and "failed in this run" in push.note, push.note
+    assert release_run == [], "nothing may be tagged or pushed"
+
+
+def test_push_without_the_images_stage_in_this_run_asks_for_it(release_run: list[list[str]]) -> None:
+    # Whatever an earlier run left on the machine (scalemart-app:latest …) is never a candidate.
+    [push] = ci.run_stages([ci.Stage("push", ci.push, "push", "release")], ci.Context())
+    assert push.status == "failed" and "no images were built in this run" in push.note, push
+    assert "images stage first" in push.note
+    assert release_run == []
+
+
+def test_push_sends_only_the_images_this_run_built_and_scanned(release_run: list[list[str]]) -> None:
+    results = ci.run_stages(_push_stages("passed", "passed"), ci.Context())
+    assert [r.status for r in results] == ["passed", "passed", "passed"], results
+    tagged = {(c[2], c[3]) for c in release_run if c[:2] == ["docker", "tag"]}
+    assert {local for local, _ in tagged} == set(BUILT.values())
+    versions = ci.versions()
+    assert tagged == {
+        (BUILT[name], f"registry.example:5000/scalemart/{name}:{tag}")
+        for name in BUILT
+        for tag in ["0123abc", *versions[name]]
+    }
+    pushed = [c[-1] for c in release_run if c[:2] == ["docker", "push"]]
+    assert sorted(pushed) == sorted(remote for _, remote in tagged)
+
+
+def test_push_without_a_registry_fails_naming_the_variable(
+    release_run: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ci.REGISTRY_VAR, "")
+    results = ci.run_stages(_push_stages("passed", "passed"), ci.Context())
+    assert results[-1].status == "failed" and "IMAGE_REGISTRY" in results[-1].note, results[-1]
+    assert release_run == []
+
+
+def test_deploy_without_staging_state_is_refused_while_the_engine_is_unknown(
+    release_run: list[list[str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # No staging stack in .state, and the engine does not answer: `make up` never runs (it would start staging anew).
+    monkeypatch.setattr(ci, "ROOT", tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    [deploy] = ci.run_stages([ci.Stage("deploy", ci.deploy, "deploy", "release")], ci.Context())
+    assert deploy.status == "failed" and "holds no staging stack" in deploy.note, deploy
+    assert "STAGING_STATE_DIR" in deploy.note
+    assert release_run == []
+    # With the stack's state in place, the deploy goes ahead.
+    stacks = tmp_path / ".state" / "pulumi" / ".pulumi" / "stacks" / "scalemart"
+    stacks.mkdir(parents=True)
+    (stacks / "staging.json").write_text("{}")
+    [deploy] = ci.run_stages([ci.Stage("deploy", ci.deploy, "deploy", "release")], ci.Context())
+    assert deploy.status == "passed" and release_run == [["make", "--no-print-directory", "up", "ENV=staging"]]
+
+
+# --- release.yml ---------------------------------------------------------------------------------------------------
+
+
+def _release_steps(job: str) -> list[dict[str, object]]:
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    return list(workflow["jobs"][job]["steps"])
+
+
+def _index(steps: list[dict[str, object]], needle: str) -> int:
+    return next(i for i, s in enumerate(steps) if needle in json.dumps(s))
+
+
+def test_release_checks_the_registry_variable_before_building_or_logging_in() -> None:
+    steps = _release_steps("images")
+    check = _index(steps, "IMAGE_REGISTRY is empty")
+    assert check < _index(steps, "docker/login-action") and check < _index(steps, "make ci STAGES=images,push")
+
+
+def test_release_writes_the_engine_certificates_before_the_toolchain_talks_to_docker() -> None:
+    import yaml
+
+    job = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())["jobs"]["deploy-staging"]
+    assert "DOCKER_HOST" not in job.get("env", {}), "a job-wide DOCKER_HOST reaches steps before the certificates"
+    steps = job["steps"]
+    certs = _index(steps, "DOCKER_CERT_PATH=")
+    toolchain = _index(steps, "./.github/actions/toolchain")
+    assert certs < toolchain < _index(steps, "make ci STAGES=deploy")
+    # staging's state is linked from outside the workspace before anything writes to .state
+    assert _index(steps, "ln -sfn") < toolchain
