@@ -4,7 +4,8 @@ Prometheus scrapes `KnownData`, an exposition served from this process: two host
 and FerretDB, the worker's queue and the app's request metrics, each counter growing at a fixed rate, so
 every figure the console derives (rates, ratios, quantiles) has one right answer, written below. The
 project's own rules are loaded (the console reads their recorded series), plus one alert the tests turn
-on and off to leave a resolved alert in Prometheus' history. Alertmanager starts empty and holds what a
+on and off to leave a resolved alert in Prometheus' history; the history also holds alerts that fired and
+resolved before the tests began (`PAST_ALERTS`, backfilled). Alertmanager starts empty and holds what a
 test posts (`post_alert`); Prometheus does not send it anything, so its alerts are exactly those.
 Both ask for a credential (basic auth, bcrypt, as the roles set them up): `prometheus_url` and
 `alertmanager_url` carry it, as the site's settings do; `auth` is it for the tests' own calls.
@@ -114,6 +115,14 @@ Sample = tuple[str, dict[str, str], float]
 # Backfilled before Prometheus starts, so every window tested is full: 15 s apart, then 1 s apart (the scrape
 # interval) for the last minutes, so a 5-minute rate sees the same spacing from edge to edge.
 HISTORY_SECONDS, HISTORY_STEP, RECENT_SECONDS = 70 * 60, 15, 400
+# Alerts that fired before the tests began, backfilled as Prometheus' ALERTS series: name -> (env, firing
+# episodes as (from, to) seconds before the backfill's end). A backfill writes no staleness markers, so a gap
+# between two episodes must be past Prometheus' 5-minute lookback to be seen as one.
+TWICE_ALERT, OTHER_ENV_ALERT = "AnalyticsFiredTwiceAlert", "AnalyticsOtherEnvAlert"
+PAST_ALERTS = {
+    TWICE_ALERT: (ENV, ((60 * 60, 50 * 60), (35 * 60, 25 * 60))),
+    OTHER_ENV_ALERT: ("elsewhere", ((15 * 60, 10 * 60),)),  # another environment's, on the same Prometheus
+}
 
 
 class KnownData:
@@ -127,6 +136,8 @@ class KnownData:
     def __init__(self) -> None:
         self.origin = time.time() - 2 * HISTORY_SECONDS  # counters well away from zero: no reset is ever seen
         self.flag = 0
+        # PAST_ALERTS' episodes as backfilled: name -> [(first sample, last sample)] in unix seconds
+        self.past_alerts: dict[str, list[tuple[float, float]]] = {}
         self.port = free_port()
         data = self
 
@@ -210,15 +221,27 @@ class KnownData:
         return out
 
     def backfill(self, targets: list[tuple[str, dict[str, str]]], path: Path, until: float) -> None:
-        """The history of every target but the flag, as OpenMetrics, each sample with its target's labels."""
+        """The history of every target but the flag, as OpenMetrics, each sample with its target's labels; and
+        the ALERTS series of PAST_ALERTS, as rule evaluation would have written them."""
+        firing: dict[str, list[list[float]]] = {name: [] for name in PAST_ALERTS}
         with path.open("w") as f:
             at = until - HISTORY_SECONDS
             while at < until:
                 for metrics_path, labels in targets:
                     for name, own, value in self.samples(metrics_path, at) or []:
                         f.write(f"{name}{_labels({**labels, **own})} {value} {at:.3f}\n")
+                for alert, (env, episodes) in PAST_ALERTS.items():
+                    for i, (begin, end) in enumerate(episodes):
+                        if until - begin <= at <= until - end:
+                            labels = {"alertname": alert, "alertstate": "firing", "env": env, "severity": "warning"}
+                            f.write(f"ALERTS{_labels(labels)} 1 {at:.3f}\n")
+                            seen = firing[alert]
+                            if len(seen) <= i:
+                                seen.append([at, at])
+                            seen[i][1] = at
                 at += 1 if until - at <= RECENT_SECONDS else HISTORY_STEP
             f.write("# EOF\n")
+        self.past_alerts = {name: [(first, last) for first, last in seen] for name, seen in firing.items()}
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -381,6 +404,14 @@ class Monitoring:
         while not self.query(expr):
             if time.monotonic() > deadline:
                 pytest.fail(f"{expr} has no series after {timeout} s")
+            time.sleep(0.5)
+
+    def wait_gone(self, expr: str, timeout: float = 60) -> None:
+        """Until `expr` has no series (an alert's: it resolved and its series got a staleness marker)."""
+        deadline = time.monotonic() + timeout
+        while self.query(expr):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{expr} still has a series after {timeout} s")
             time.sleep(0.5)
 
     def post_alert(self, name: str, severity: str, summary: str, **labels: str) -> dict[str, Any]:

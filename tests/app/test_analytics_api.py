@@ -1,5 +1,6 @@
 """The analytics JSON API on the real app, against a real Prometheus and a real Alertmanager holding known
-data (tests/app/monitoring.py): every figure is what was put in; auth, 503 and 422 cases."""
+data (tests/app/monitoring.py): every figure is what was put in; auth, 503 (and the alerts' partial answer
+without Prometheus) and 422 cases."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ from tests.app.monitoring import (
     DB_CLOSED,
     FIXTURE_ALERT,
     HOSTS,
+    OTHER_ENV_ALERT,
     PASSWORD,
     QUEUE_AGE,
     QUEUE_LENGTH,
     REDIS_MAX,
     REDIS_USED,
+    TWICE_ALERT,
     Monitoring,
     expected_performance,
 )
@@ -183,6 +186,7 @@ def test_alerts_lists_alertmanagers_active_alerts_by_severity(monitoring: Monito
     try:
         time.sleep(5.1)
         body = get(admin, "/alerts")
+        assert body["unavailable"] == {}, "both sources are up: no part is missing"
         shown = [a for a in body["active"] if a["name"].startswith("AnalyticsTest")]
         assert [a["name"] for a in shown] == ["AnalyticsTestCritical", "AnalyticsTestWarning"], "critical first"
         first = shown[0]
@@ -196,13 +200,22 @@ def test_alerts_lists_alertmanagers_active_alerts_by_severity(monitoring: Monito
         monitoring.resolve_alert(crit)
 
 
-def test_a_resolved_alert_is_listed_from_prometheus_history_with_its_rules_summary(
+def test_a_resolved_alert_is_listed_from_prometheus_history_since_its_last_firing(
     monitoring: Monitoring, admin: httpx.Client
 ) -> None:
+    # The fixture's alert fires, resolves and fires again (rule evaluation writes a staleness marker between the
+    # two, however short the gap): `since` is the second firing's start, not the first's.
+    firing = f'ALERTS{{alertname="{FIXTURE_ALERT}",alertstate="firing"}}'
     monitoring.data.flag = 1
-    monitoring.wait_for(f'ALERTS{{alertname="{FIXTURE_ALERT}",alertstate="firing"}}', timeout=30)
-    raised = time.time()
+    monitoring.wait_for(firing, timeout=30)
     time.sleep(3)
+    monitoring.data.flag = 0
+    monitoring.wait_gone(firing, timeout=30)
+    gone = time.time()
+    time.sleep(1)
+    monitoring.data.flag = 1
+    monitoring.wait_for(firing, timeout=30)
+    time.sleep(2)
     monitoring.data.flag = 0
     deadline = time.monotonic() + 40
     while True:
@@ -215,8 +228,23 @@ def test_a_resolved_alert_is_listed_from_prometheus_history_with_its_rules_summa
     assert alert["severity"] == "warning"
     assert alert["summary"] == "The fixture's alert, on while a test holds its flag up."
     assert alert["runbook_url"] == f"docs/runbooks/{FIXTURE_ALERT}.md"
-    assert alert["since"] < alert["resolved_at"]
-    assert abs(_unix(alert["since"]) - raised) < 30
+    assert int(gone) <= _unix(alert["since"]) < _unix(alert["resolved_at"]), (alert, gone)
+    assert alert["labels"]["env"] == "test"
+
+
+def test_a_resolved_alert_that_fired_twice_shows_its_last_firing_and_other_environments_are_left_out(
+    monitoring: Monitoring, admin: httpx.Client
+) -> None:
+    # backfilled history (monitoring.PAST_ALERTS): two firings 15 minutes apart, and another environment's alert
+    resolved = {a["name"]: a for a in get(admin, "/alerts")["resolved"]}
+    assert TWICE_ALERT in resolved, resolved
+    alert = resolved[TWICE_ALERT]
+    (first_start, _), (last_start, last_end) = monitoring.data.past_alerts[TWICE_ALERT]
+    assert abs(_unix(alert["since"]) - last_start) <= 1, (alert, monitoring.data.past_alerts)
+    assert abs(_unix(alert["resolved_at"]) - last_end) <= 1, (alert, monitoring.data.past_alerts)
+    assert _unix(alert["since"]) - first_start > 600, "since is the first firing's start, not the last's"
+    assert alert["severity"] == "warning" and alert["labels"]["env"] == "test"
+    assert OTHER_ENV_ALERT not in resolved, "an alert of another environment is listed: the env filter is missing"
 
 
 def _unix(iso: str) -> float:
@@ -274,12 +302,23 @@ def test_an_unreachable_source_answers_503_naming_it_and_the_others_keep_working
         Env(redis_server.url, ferretdb.url, tmp_path, prometheus_url=monitoring.prometheus_url), workers=1
     ).start()
     running.append(no_alertmanager)
-    with no_prometheus.client(admin=True) as c:
-        for path in ("/metrics/realtime", "/metrics/performance", "/alerts"):
-            body = assert_error(c.get(API + path), 503, "source_unavailable", field="SCALEMART_PROMETHEUS_URL")
-            assert body["details"] == {"source": "prometheus"} and closed in body["message"], body
-        for path in ("/metrics/business", "/metrics/users"):
-            assert c.get(API + path).status_code == 200, path
+    posted = monitoring.post_alert("AnalyticsTestWithoutPrometheus", "info", "Posted while Prometheus is away.")
+    try:
+        with no_prometheus.client(admin=True) as c:
+            for path in ("/metrics/realtime", "/metrics/performance"):
+                body = assert_error(c.get(API + path), 503, "source_unavailable", field="SCALEMART_PROMETHEUS_URL")
+                assert body["details"] == {"source": "prometheus"} and closed in body["message"], body
+            for path in ("/metrics/business", "/metrics/users"):
+                assert c.get(API + path).status_code == 200, path
+            # the active alerts need only Alertmanager; the resolved part says it is missing, with the 503 body
+            body = get(c, "/alerts")
+            assert "AnalyticsTestWithoutPrometheus" in {a["name"] for a in body["active"]}, body
+            assert body["resolved"] is None, body
+            part = body["unavailable"]["resolved"]
+            assert part["error"] == "source_unavailable" and part["field"] == "SCALEMART_PROMETHEUS_URL", part
+            assert part["details"] == {"source": "prometheus"} and closed in part["message"], part
+    finally:
+        monitoring.resolve_alert(posted)
     with no_alertmanager.client(admin=True) as c:
         body = assert_error(c.get(API + "/alerts"), 503, "source_unavailable", field="SCALEMART_ALERTMANAGER_URL")
         assert body["details"] == {"source": "alertmanager"} and "is not set" in body["message"], body
@@ -309,9 +348,9 @@ def test_a_wrong_monitoring_credential_answers_503_naming_the_setting_and_never_
         )
         assert "401" in body["message"] and "wrong credential" in body["message"], body
         assert "not-the-password" not in body["message"] and bare in body["message"], body
-        # the alerts read both sources: whichever it asks first refuses
-        body = assert_error(c.get(API + "/alerts"), 503, "source_unavailable")
-        assert "401" in body["message"], body
+        # the alerts need Alertmanager, which refuses too (no credential): that is the 503, not Prometheus'
+        body = assert_error(c.get(API + "/alerts"), 503, "source_unavailable", field="SCALEMART_ALERTMANAGER_URL")
+        assert "401" in body["message"] and "no credential" in body["message"], body
     # the fixture's Prometheus refuses anonymous queries: the console's answers elsewhere prove it sends the credential
     assert httpx.get(bare + "/api/v1/query", params={"query": "up"}, timeout=10).status_code == 401
 

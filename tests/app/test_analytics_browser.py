@@ -2,7 +2,8 @@
 pointed at the real Prometheus and Alertmanager of tests/app/monitoring.py.
 
 Logs in through the form, waits for every section to be filled, posts alerts to Alertmanager and watches
-them appear in their severity's colour, switches the window, loses the session and logs out. The tests share
+them appear in their severity's colour, switches the window, loses the session and logs out; without
+Prometheus, its sections say so while the alerts still list the active ones. The tests share
 one browser and run in file order. Screenshots go to the test's tmp dir and, when SCALEMART_SCREENSHOT_DIR is
 set, there too (docs/analytics-console.png is one of them).
 """
@@ -230,17 +231,30 @@ def test_a_source_that_is_down_shows_its_message_and_the_other_sections_keep_wor
     )
     server = AppServer(env, workers=1).start()
     running.append(server)
-    log_in(browser, server.url)
-    shown = wait_sections(browser, {"system": "error", "performance": "error", "business": "ok", "users": "ok"})
-    for section in ("system", "performance"):
-        assert "Prometheus" in shown[section]["error"] or "SCALEMART_PROMETHEUS_URL" in shown[section]["error"], shown
-    assert (
-        browser.execute_script(  # the sparkline says so in its own picture
-            "return document.getElementById('spark-requests_per_minute').naturalWidth"
+    alert = monitoring.post_alert("BrowserTestNoPrometheus", "warning", "Posted while Prometheus is away.")
+    try:
+        log_in(browser, server.url)
+        shown = wait_sections(
+            browser, {"system": "error", "performance": "error", "business": "ok", "users": "ok", "alerts": "ok"}
         )
-        > 0
-    )
-    shoot(browser, tmp_path, "analytics-console-prometheus-down")
+        for section in ("system", "performance"):
+            error = shown[section]["error"]
+            assert "Prometheus" in error or "SCALEMART_PROMETHEUS_URL" in error, shown
+        assert (
+            browser.execute_script(  # the sparkline says so in its own picture
+                "return document.getElementById('spark-requests_per_minute').naturalWidth"
+            )
+            > 0
+        )
+        # the alerts need Alertmanager only: the active ones are listed, the resolved part says why it is missing
+        xpath = "//section[@id='alerts']//ul[contains(@class,'active')]/li[.//strong[text()='BrowserTestNoPrometheus']]"
+        assert "Posted while Prometheus is away." in element(browser, By.XPATH, xpath).text
+        missing = element(browser, By.CSS_SELECTOR, "#alerts ul.resolved li.unavailable")
+        assert "SCALEMART_PROMETHEUS_URL" in missing.text and closed in missing.text, missing.text
+        assert not browser.find_elements(By.CSS_SELECTOR, "#alerts ul.resolved li.resolved")
+        shoot(browser, tmp_path, "analytics-console-prometheus-down")
+    finally:
+        monitoring.resolve_alert(alert)
 
 
 def test_the_benchmark_times_fresh_loads_while_other_tabs_poll(console: AppServer) -> None:

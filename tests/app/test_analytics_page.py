@@ -275,6 +275,12 @@ def test_sparkline_without_prometheus_is_a_503_svg_saying_so(
         assert r.text.startswith("<svg") and "Prometheus unreachable" in r.text
 
 
+def test_alerts_without_either_source_answer_503_naming_alertmanager(admin: httpx.Client) -> None:
+    # without Prometheus alone they answer the active alerts (test_analytics_api.py); Alertmanager they need
+    body = assert_error(admin.get("/analytics/api/alerts"), 503, "source_unavailable", "SCALEMART_ALERTMANAGER_URL")
+    assert body["details"] == {"source": "alertmanager"} and "is not set" in body["message"], body
+
+
 def test_sparkline_draws_points_and_labels_and_skips_nulls() -> None:
     svg = sparkline.render(
         "rpm", [[100, 1.0], [160, None], [220, 3.0], [280, float("nan")], [340, 2.0]], lambda v: f"{v:g}/min"

@@ -1,7 +1,9 @@
 """The analytics JSON API: what the console page polls and what other tools (chat bots, status pages) call.
 
 Admin only, as the rest of the admin API: the admin token as a Bearer header, or the page's login session.
-A figure whose source is unreachable answers 503 `source_unavailable` naming it; a bad `window` 422.
+A figure whose source is unreachable answers 503 `source_unavailable` naming it; a bad `window` 422. The alerts
+need Alertmanager: without Prometheus they answer the active ones, the resolved part null and its 503 body in
+`unavailable`.
 """
 
 from __future__ import annotations
@@ -55,5 +57,7 @@ async def users(st: StateDep) -> dict[str, Any]:
 @router.get("/analytics/api/alerts")
 async def alerts(st: StateDep) -> dict[str, Any]:
     """The active alerts (Alertmanager: severity, since, summary, runbook) and the last 5 resolved in the last
-    day (Prometheus' ALERTS history)."""
+    day (Prometheus' ALERTS history; `since` is the start of their last firing). 503 without Alertmanager; without
+    Prometheus `resolved` is null and `unavailable.resolved` the 503 body naming it (`unavailable` is {} when
+    every part is there)."""
     return await figures.alerts(st)

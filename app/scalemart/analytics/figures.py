@@ -3,9 +3,12 @@
 - system and performance figures come from Prometheus: the hosts' and datastores' recorded series
   (alert_rules/records.py, the same signals the alerts compare) and the app's own request metrics;
 - business and user figures come from the shop's own counters in Redis, kept by the buy script;
-- alerts come from Alertmanager (active) and Prometheus' `ALERTS` history (the last resolved ones).
+- alerts come from Alertmanager (active) and Prometheus' `ALERTS` history (the last resolved ones); with
+  Prometheus down the active ones are still answered, the resolved part marked unavailable.
 
-Every Prometheus selector carries `env="<SCALEMART_ENVIRONMENT>"`, the label every target has.
+Every Prometheus selector carries `env="<SCALEMART_ENVIRONMENT>"`, the label every target has. `ALERTS` has it
+too: every alert rule keeps `env` (alert_rules/: raw series or `by (env, ...)`), but for the Watchdog
+(`vector(1)`), which always fires and so is never among the resolved ones.
 The console's own routes, /metrics and the health checks are left out of the performance figures.
 """
 
@@ -17,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from scalemart import metrics, queries, store
-from scalemart.errors import redis_unavailable
+from scalemart.analytics import sources
+from scalemart.errors import ApiError, redis_unavailable
 from scalemart.state import State
 
 Window = Literal["5m", "15m", "1h", "6h", "24h"]
@@ -262,15 +266,9 @@ def _rank(a: dict[str, Any]) -> tuple[int, str]:
 
 
 async def _alerts(st: State) -> dict[str, Any]:
-    src = st.analytics
-    firing = f'{HISTORY_SERIES}{{alertstate="firing"}}'
-    history = f"timestamp({firing})[{ALERT_HISTORY}:{await src.evaluation_interval()}]"
-    active_raw, rules, last_seen, first_seen = await asyncio.gather(
-        src.active_alerts(),
-        src.alerting_rules(),
-        src.vector(f"max_over_time({history}) unless {firing}"),
-        src.vector(f"min_over_time({history}) unless {firing}"),
-    )
+    # The active alerts need Alertmanager only: without Prometheus they are still answered, and the resolved part
+    # says why it is missing (the 503 body it would have been) instead of failing the whole answer.
+    active_raw, (resolved, unavailable) = await asyncio.gather(st.analytics.active_alerts(), _resolved_part(st))
     active = [
         {
             "name": a["labels"].get("alertname", ""),
@@ -284,8 +282,35 @@ async def _alerts(st: State) -> dict[str, Any]:
         for a in active_raw
     ]
     active.sort(key=lambda a: (_rank(a), a["since"] or ""))
+    return {"generated_at": _now(), "active": active, "resolved": resolved, "unavailable": unavailable}
+
+
+async def _resolved_part(st: State) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+    try:
+        return await _resolved(st), {}
+    except ApiError as exc:
+        if exc.error != sources.SOURCE_UNAVAILABLE:
+            raise
+        return None, {"resolved": sources.error_body(exc)}
+
+
+async def _resolved(st: State) -> list[dict[str, Any]]:
+    """The last resolved alerts: when each last fired, from the start of its last firing episode."""
+    src, sel = st.analytics, _Sel(st.settings.environment)
+    firing = sel(HISTORY_SERIES, 'alertstate="firing"')
+    step = await src.evaluation_interval()
+    history = f"timestamp({firing})[{ALERT_HISTORY}:{step}]"
+    # An episode starts where the alert fires and did not one evaluation before (a resolved alert's series gets a
+    # staleness marker, so the gap is seen however short); its timestamp is that first firing sample's. An alert
+    # firing since before the window has no start in it: the earliest sample in the window is what is known.
+    starts = f"(timestamp({firing}) unless {firing} offset {step})[{ALERT_HISTORY}:{step}]"
+    rules, last_seen, last_started = await asyncio.gather(
+        src.alerting_rules(),
+        src.vector(f"max_over_time({history}) unless {firing}"),
+        src.vector(f"max_over_time({starts}) or min_over_time({history})"),
+    )
     notes = {(r["name"], r.get("labels", {}).get("severity", "")): r.get("annotations", {}) for r in rules}
-    started = {_key(labels): v for labels, v in first_seen}
+    started = {_key(labels): v for labels, v in last_started}
     resolved = []
     for labels, last in sorted(last_seen, key=lambda row: -(row[1] or 0))[:RESOLVED_SHOWN]:
         shown = {k: v for k, v in labels.items() if k not in ("__name__", "alertstate")}
@@ -303,7 +328,7 @@ async def _alerts(st: State) -> dict[str, Any]:
                 "labels": shown,
             }
         )
-    return {"generated_at": _now(), "active": active, "resolved": resolved}
+    return resolved
 
 
 def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:

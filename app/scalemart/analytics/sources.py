@@ -2,7 +2,9 @@
 HTTP APIs, and the short-lived cache in front of every answer.
 
 A source that cannot be reached (no URL set, refused, timed out, an error answer) becomes a 503
-`source_unavailable` naming the source and its setting; the endpoints that do not need it keep working.
+`source_unavailable` naming the source and its setting; the endpoints that do not need it keep working, and an
+answer that only partly needs it (the alerts: their resolved part) carries that 503 body as the part's
+`unavailable` entry instead (`error_body`).
 Each answer, and each failure, is kept for `SCALEMART_ANALYTICS_CACHE_SECONDS`, and callers that arrive
 while it is being computed wait for that one computation: N open browsers cost each source one round of
 queries per interval and process, whatever N is.
@@ -23,6 +25,7 @@ from scalemart.errors import ApiError
 from scalemart.settings import ENV_PREFIX, Settings
 
 PROMETHEUS, ALERTMANAGER = "prometheus", "alertmanager"
+SOURCE_UNAVAILABLE = "source_unavailable"
 _EVALUATION_INTERVAL = re.compile(r"^\s+evaluation_interval:\s*(\d+[smhdwy])\s*$", re.MULTILINE)
 _SETTING = {PROMETHEUS: f"{ENV_PREFIX}PROMETHEUS_URL", ALERTMANAGER: f"{ENV_PREFIX}ALERTMANAGER_URL"}
 
@@ -32,13 +35,18 @@ def unavailable(source: str, url: str, reason: str) -> ApiError:
     where = f"at {url}" if url else f"({setting} is not set)"
     return ApiError(
         503,
-        "source_unavailable",
+        SOURCE_UNAVAILABLE,
         f"{source} is unreachable {where}: {reason}; this figure needs it, the other analytics "
         f"endpoints keep working; check that {source} runs and that {setting} points at it",
         field=setting,
         details={"source": source},
         headers={"Retry-After": "5"},
     )
+
+
+def error_body(exc: ApiError) -> dict[str, Any]:
+    """The JSON body `exc` answers as (ErrorOut's fields), for the part of an answer it leaves out."""
+    return {"error": exc.error, "message": exc.message, "field": exc.field, "details": exc.details}
 
 
 class TtlCache:

@@ -1,5 +1,6 @@
 // The analytics console: polls the five JSON endpoints and fills their sections.
-// Each section is independent: one that answers 503 shows its message, the others keep updating.
+// Each section is independent: one that answers 503 shows its message, the others keep updating; a part of an
+// answer listed in its `unavailable` shows that message in its place.
 // Every value goes in through textContent (never innerHTML): alert summaries and names are data.
 "use strict";
 
@@ -107,7 +108,14 @@
         section.querySelector(selector).replaceChildren(...(items.length ? items : [el("li", { class: "empty" }, empty)]));
       };
       list(".alerts.active", data.active || [], false, "no active alerts");
-      list(".alerts.resolved", (data.resolved || []).slice(0, 5), true, "none resolved recently");
+      // a part whose source is down (the resolved ones without Prometheus) says so in its place, the rest stays
+      const missing = (data.unavailable || {}).resolved;
+      if (missing) {
+        section.querySelector(".alerts.resolved").replaceChildren(
+          el("li", { class: "unavailable" }, missing.message || "unavailable: its source is unreachable"));
+      } else {
+        list(".alerts.resolved", (data.resolved || []).slice(0, 5), true, "none resolved recently");
+      }
     },
   };
 
