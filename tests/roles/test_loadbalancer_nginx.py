@@ -1,4 +1,5 @@
-"""The loadbalancer role's nginx.conf through a real nginx on loopback: rate limit, deny list, monitoring exempt.
+"""The loadbalancer role's nginx.conf through a real nginx on loopback: rate limit, deny list, monitoring exempt,
+the app's /metrics never proxied.
 
 The role's own template is rendered by ansible (its defaults and vars, its filter plugin) with a small rate,
 a deny list and a monitoring address; only the paths and the listen address are moved to a temp folder and
@@ -9,6 +10,7 @@ a different client, as it sees shoppers. mtail runs the exporters role's program
 from __future__ import annotations
 
 import getpass
+import http.client
 import json
 import os
 import re
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -39,13 +42,15 @@ OUTSIDE = "127.0.0.130"  # just past that network
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    """The app's stand-in: 200 and the path for everything."""
+    """The app's stand-in: 200 and the path for everything; every path it was asked for in `seen`."""
 
     protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[str]] = []
     # Headers and body go out as two writes: without this, Nagle holds the body for nginx's delayed ACK (40 ms).
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.seen.append(self.path)
         body = json.dumps({"path": self.path}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -274,6 +279,59 @@ def test_a_denied_network_gets_403_and_its_neighbour_200(balancer: Balancer) -> 
 
 def test_a_denied_flood_stays_403_and_takes_no_rate_limit_state(balancer: Balancer) -> None:
     assert statuses(balancer, "127.0.0.67", ["/api/products"] * 30) == [403] * 30
+
+
+# The app's /metrics as a client may spell it, sent as written (httpx would resolve the dots itself); nginx matches
+# the path it decoded and normalised.
+METRICS_TARGETS = [
+    "/metrics",
+    "/metrics/",
+    "/metrics?name[]=scalemart_revenue_cents_total",
+    "/metrics/anything/below",
+    "//metrics",
+    "/api/../metrics",
+    "/%6detrics",
+    "/metrics%2Fx",
+]
+
+
+def raw_get(lb: Balancer, address: str, target: str) -> tuple[int, str, str]:
+    """(status, Content-Type, body) of a GET of `target` exactly as written, from `address`."""
+    host, port = lb.url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(address, 0))
+    try:
+        conn.request("GET", target)
+        r = conn.getresponse()
+        return r.status, r.getheader("Content-Type", ""), r.read().decode()
+    finally:
+        conn.close()
+
+
+def test_the_apps_metrics_are_404_in_the_apps_error_shape_and_never_proxied(balancer: Balancer) -> None:
+    before = len(_Upstream.seen)
+    for target in METRICS_TARGETS:
+        status, content_type, body = raw_get(balancer, "127.0.0.20", target)
+        assert (status, content_type) == (404, "application/json"), (target, status, content_type, body)
+        assert json.loads(body)["error"] == "not_found" and json.loads(body)["field"] is None, (target, body)
+    assert _Upstream.seen[before:] == [], f"the balancer proxied {_Upstream.seen[before:]}"
+
+
+def test_paths_beside_the_metrics_are_still_proxied(balancer: Balancer) -> None:
+    # Only /metrics and what is under it: a longer name or /metrics deeper in a path is the app's to answer.
+    before = len(_Upstream.seen)
+    for target in ("/metricsx", "/api/metrics", "/api/products?sort=metrics"):
+        status, _, body = raw_get(balancer, "127.0.0.21", target)
+        assert status == 200 and json.loads(body)["path"] == target, (target, status, body)
+    assert _Upstream.seen[before:] == ["/metricsx", "/api/metrics", "/api/products?sort=metrics"]
+
+
+def test_mtail_counts_a_probe_of_the_metrics_as_its_addresss_404(balancer: Balancer) -> None:
+    # What ScaleMartClientScanning reads: an address asking for paths that are not there.
+    assert raw_get(balancer, "127.0.0.22", "/metrics")[0] == 404
+    counted(balancer)  # mtail has read every answer
+    text = httpx.get(balancer.mtail, timeout=5).text
+    found = re.search(r'^scalemart_lb_client_errors_total\{client="127\.0\.0\.22",code="404"\} (\S+)$', text, re.M)
+    assert found and float(found.group(1)) == 1, [ln for ln in text.splitlines() if "client_errors" in ln]
 
 
 def test_mtail_counts_the_429s_and_403s_by_code(balancer: Balancer) -> None:

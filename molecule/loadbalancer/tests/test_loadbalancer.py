@@ -1,6 +1,6 @@
 """The loadbalancer role: nginx proxies to a stub upstream, routes around a dead one, serves stub_status,
 turns a burst away with 429 and a denied network with 403 (converge.yml: 2/s, burst 10, 127.0.0.64/26 denied,
-127.0.0.9 the monitoring host)."""
+127.0.0.9 the monitoring host), and answers the app's /metrics with 404 itself."""
 
 from scalemart_testinfra import (
     assert_active,
@@ -86,6 +86,14 @@ def test_a_denied_address_gets_403_and_its_neighbour_200(host):
     with journal_on_failure(host, "nginx"):
         assert statuses(host, "127.0.0.66", 1) == [403]
         assert statuses(host, "127.0.0.130", 1) == [200]
+
+
+def test_the_apps_metrics_are_404_from_the_balancer_itself(host):
+    # The stub upstream is a static server whose 404 is HTML: a JSON not_found is the balancer's own answer.
+    for path in ("/metrics", "/metrics/", "/metrics/x"):
+        status, body = http_get(host, f"http://127.0.0.1{path}", "nginx")
+        with journal_on_failure(host, "nginx"):
+            assert status == 404 and '"error": "not_found"' in body, (path, status, body)
 
 
 def test_a_bad_deny_entry_left_the_installed_config_in_place(host):
