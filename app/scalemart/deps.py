@@ -106,9 +106,41 @@ async def _buyer(request: Request) -> str:
     return buyer_of(request)
 
 
+def _valid_buyer(request: Request) -> str | None:
+    """The user of the request's buyer token if it is a valid one, else None (not counted: the caller answers)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    try:
+        return tokens.verify(state_of(request).buyer_key, token.strip())
+    except tokens.TokenError:
+        return None
+
+
+async def require_admin_not_buyer(request: Request) -> None:
+    """require_admin for any user's orders, a route a buyer may take for their own: a valid buyer token there is
+    403 (the buyer is known, only not allowed), a missing or wrong credential 401 as on every admin route. Each
+    refusal counts in scalemart_login_failures_total, as every admin request without the admin token does."""
+    try:
+        await require_admin(request)
+    except ApiError as exc:
+        user = _valid_buyer(request) if exc.error == "invalid_credentials" else None
+        if user is None:
+            raise
+        raise ApiError(
+            403,
+            "admin_only",
+            f"another user's orders are admin-only; the buyer token (user '{user}') reads its own with "
+            "GET /api/users/me/orders, any user's need 'Authorization: Bearer <SCALEMART_ADMIN_TOKEN>'",
+            field="Authorization",
+        ) from None
+
+
 BuyerDep = Annotated[str, Depends(_buyer)]
 
 # Route dependencies: every /api route but POST /api/buy is rate limited here (the buy script
 # applies the same budget itself); admin routes need the token as well, checked after the limit.
 LIMITED = [Depends(rate_limit)]
 ADMIN = [Depends(rate_limit), Depends(require_admin)]
+# Any user's orders: admin only, and a buyer's own token is told so with 403.
+ADMIN_NOT_BUYER = [Depends(rate_limit), Depends(require_admin_not_buyer)]

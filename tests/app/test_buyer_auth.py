@@ -94,19 +94,33 @@ def test_the_buyer_is_the_tokens_user_and_a_different_body_user_is_403(admin: ht
     assert anon.get("/api/users/me/orders", headers=as_buyer("grace")).json()["orders"] == []
 
 
+def _login_failures(c: httpx.Client) -> float:
+    return value(samples(c.get("/metrics").text), "scalemart_login_failures_total")
+
+
 def test_another_users_orders_are_admin_only(admin: httpx.Client, anon: httpx.Client) -> None:
     create_product(admin, "tok-c", stock=5)
     assert buy(anon, "tok-c", user="heidi").status_code == 201
-    assert_error(
-        anon.get("/api/users/heidi/orders", headers=as_buyer("ivan")), 401, "invalid_credentials", field="Authorization"
-    )
-    assert_error(
-        anon.get("/api/users/heidi/orders", headers=as_buyer("heidi")),
-        401,
-        "invalid_credentials",
-        field="Authorization",
-    )  # even one's own, by id: that is /api/users/me/orders
+    before = _login_failures(anon)
+    for user in ("ivan", "heidi"):  # even one's own, by id: that is /api/users/me/orders
+        r = anon.get("/api/users/heidi/orders", headers=as_buyer(user))
+        body = assert_error(r, 403, "admin_only", field="Authorization")
+        assert "another user's orders are admin-only" in body["message"], body
+        assert f"'{user}'" in body["message"] and "GET /api/users/me/orders" in body["message"], body
+        assert "WWW-Authenticate" not in r.headers  # a credential the app knows: not a request to authenticate
+    assert _login_failures(anon) - before == 2, "a buyer token on an admin route is an admin request without it"
     assert len(admin.get("/api/users/heidi/orders").json()["orders"]) == 1
+
+
+def test_another_users_orders_without_a_valid_credential_are_401(anon: httpx.Client) -> None:
+    # Neither the admin token nor a valid buyer token: the admin route's own 401s, whatever the header holds.
+    missing = anon.get("/api/users/heidi/orders")
+    assert_error(missing, 401, "missing_credentials", field="Authorization")
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    for header in [header for _, header, _ in BAD_TOKENS if header]:
+        r = anon.get("/api/users/heidi/orders", headers={"Authorization": header})
+        assert_error(r, 401, "invalid_credentials", field="Authorization")
+        assert r.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_idempotency_keys_are_per_authenticated_user(admin: httpx.Client, anon: httpx.Client) -> None:

@@ -1,6 +1,7 @@
 """A user's orders: the newest from Redis at once (persisted or not), from MongoDB while Redis is down.
 
-A buyer reads their own (`/api/users/me/orders`, the user from the buyer token); any user's are admin only.
+A buyer reads their own (`/api/users/me/orders`, the user from the buyer token); any user's are admin only
+(a buyer token there gets 403).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from scalemart import queries, store
-from scalemart.deps import ADMIN, LIMITED, BuyerDep, StateDep, UserId
+from scalemart.deps import ADMIN_NOT_BUYER, LIMITED, BuyerDep, StateDep, UserId
 from scalemart.errors import ADMIN_ERRORS, API_ERRORS, error_responses
 from scalemart.models import OrdersOut
 
@@ -36,11 +37,11 @@ async def my_orders(st: StateDep, user: BuyerDep, limit: Limit = 50) -> dict[str
 @router.get(
     "/api/users/{user_id}/orders",
     response_model=OrdersOut,
-    dependencies=ADMIN,
-    responses={**API_ERRORS, **ADMIN_ERRORS, **error_responses(503)},
+    dependencies=ADMIN_NOT_BUYER,
+    responses={**API_ERRORS, **ADMIN_ERRORS, **error_responses(403, 503)},
 )
 async def user_orders(st: StateDep, user_id: UserId, limit: Limit = 50) -> dict[str, Any]:
-    """Any user's orders: admin only."""
+    """Any user's orders: admin only (401 without the admin token, 403 with a buyer token)."""
     return await _orders(st, user_id, limit)
 
 
