@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +43,9 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 # The operations whose user is the buyer token's; any other with a 401 in its responses is the admin's.
 BUYER_OPERATIONS = {("POST", "/api/buy"), ("GET", "/api/users/me/orders")}
+# Admin operations a buyer may take for their own: a valid buyer token there is 403, not 401
+# (deps.require_admin_not_buyer), and counted as the 401 is.
+BUYER_FORBIDDEN = {("GET", "/api/users/{user_id}/orders")}
 # Routes that read their body by hand after the token (purchase.buy); FastAPI parses the others' first.
 TOKEN_BEFORE_BODY = {("POST", "/api/buy")}
 # Redis keys a refused request may move without the shop changing: the read caches (they also expire) and the
@@ -290,7 +293,8 @@ def _with_creds(
                 continue
             if seen is not None:
                 seen.add((cred, value_name))
-            yield make(cred=cred, status=401, fault="Authorization", counts=auth, **{**kw, "injection": False})
+            case = make(cred=cred, status=401, fault="Authorization", counts=auth, **{**kw, "injection": False})
+            yield replace(case, status=403) if cred == "buyer" and (case.method, case.path) in BUYER_FORBIDDEN else case
         else:
             counts = ("injection",) if kw.get("injection") else ("oversized",) if status == 413 else ()
             yield make(cred=cred, status=status, fault=fld, counts=counts, **kw)
