@@ -270,6 +270,22 @@ def test_the_cors_allow_list_admits_the_shops_own_front_end_only(make_env: Any, 
         assert other.headers.get("access-control-allow-origin") != "https://evil.example"
 
 
+def test_refused_buys_spend_the_clients_budget_too(make_env: Any, running: list[Any]) -> None:
+    # The buy script spends the budget of a buy that reaches it; a forged token or a bad body never does.
+    server = AppServer(make_env(rate_limit_requests=5, rate_limit_window_seconds=30), workers=1).start()
+    running.append(server)
+    with server.client() as c:
+        forged = {"Authorization": BAD_TOKENS[4][1] or ""}
+        statuses = [c.post("/api/buy", json=_body("rl-forged"), headers=forged).status_code for _ in range(5)]
+        assert statuses == [401] * 5, statuses
+        r = c.post("/api/buy", json=_body("rl-forged"), headers=forged)
+        assert_error(r, 429, "rate_limited")
+        assert int(r.headers["Retry-After"]) >= 1
+        r = c.post("/api/buy", content=b"{", headers={**as_buyer("mallory"), "Content-Type": "application/json"})
+        assert_error(r, 429, "rate_limited")  # a bad body from the same client, with a valid token
+        assert c.get("/health/live").status_code == 200
+
+
 def test_a_bad_cors_origin_setting_is_refused_naming_it(make_env: Any) -> None:
     env = make_env(cors_allow_origins='["*"]')
     r = env.run_cli("reconcile")

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from scalemart import metrics, store
-from scalemart.deps import buyer_of, client_id, state_of
+from scalemart.deps import buyer_of, client_id, rate_limit, state_of
 from scalemart.errors import (
     API_ERRORS,
     BODY_ERRORS,
@@ -33,18 +33,7 @@ BUY_REQUEST_BODY = {
 }
 
 
-@router.post(
-    "/api/buy",
-    response_model=BuyOut,
-    status_code=201,
-    responses={**API_ERRORS, **BODY_ERRORS, **error_responses(401, 403, 404, 409, 503)},
-    openapi_extra=BUY_REQUEST_BODY,
-)
-async def buy(request: Request) -> Any:
-    # The hot path: the body is validated straight from bytes by pydantic-core (FastAPI's generic
-    # body handling costs more than the sale itself), the answer is built by hand (no response-model
-    # validation), there are no dependencies to resolve, and rate limiting happens inside the buy
-    # script, so a purchase is one Redis round trip. The buyer is the token's user, checked first.
+async def _buyer_and_body(request: Request) -> tuple[str, BuyIn]:
     user = buyer_of(request)
     try:
         body = BuyIn.model_validate_json(await request.body())
@@ -58,6 +47,28 @@ async def buy(request: Request) -> Any:
             "user_id out (the token names the buyer) or send that user's own token",
             field="user_id",
         )
+    return user, body
+
+
+@router.post(
+    "/api/buy",
+    response_model=BuyOut,
+    status_code=201,
+    responses={**API_ERRORS, **BODY_ERRORS, **error_responses(401, 403, 404, 409, 503)},
+    openapi_extra=BUY_REQUEST_BODY,
+)
+async def buy(request: Request) -> Any:
+    # The hot path: the body is validated straight from bytes by pydantic-core (FastAPI's generic
+    # body handling costs more than the sale itself), the answer is built by hand (no response-model
+    # validation), there are no dependencies to resolve, and rate limiting happens inside the buy
+    # script, so a purchase is one Redis round trip. The buyer is the token's user, checked first.
+    try:
+        user, body = await _buyer_and_body(request)
+    except (ApiError, RequestValidationError):
+        # A refused buy never reaches the buy script, which spends the client's budget: spend it here, so a
+        # flood of forged tokens or bad bodies is limited like every other request (429 once it is spent).
+        await rate_limit(request)
+        raise
     st = state_of(request)
     fingerprint = f"{body.product_id}|{body.quantity}"
     try:
