@@ -135,6 +135,21 @@ def test_prometheus_and_alertmanager_ask_every_client_for_the_credential(environ
         assert httpx.get(environment.url_of("monitoring", service) + "/-/healthy", timeout=10).status_code == 401
 
 
+# The exporters whose bookworm build takes a web config (README "Monitoring behind credentials"), where they run.
+EXPORTERS_WITH_CREDENTIAL = {"node_exporter": "all", "mongodb_exporter": "data", "blackbox_exporter": "monitoring"}
+
+
+def test_every_exporter_with_a_web_config_asks_for_the_credential(environment: Environment) -> None:
+    credential = environment.auth("exporters")
+    for exporter, group in EXPORTERS_WITH_CREDENTIAL.items():
+        hosts = environment.group(group)
+        assert hosts, f"no {group} host"
+        for host in hosts:
+            url = f"http://{environment.hostvars(host)['private_address']}:{environment.port(exporter)}/metrics"
+            assert httpx.get(url, timeout=10).status_code == 401, f"{exporter} on {host}: anonymous GET {url}"
+            assert httpx.get(url, auth=credential, timeout=10).status_code == 200, f"{exporter} on {host}: {url}"
+
+
 def _perses(environment: Environment) -> tuple[str, str]:
     """The published dashboards URL and the admin password from the environment's vault."""
     password = secrets.load(environment.name).get("perses_admin_password")
