@@ -317,7 +317,10 @@ def push(ctx: Context) -> None:
     owner = os.environ.get(OWNER_VAR, "").strip().strip("/").lower()
     prefix = f"{registry}/{owner}" if owner else registry
     head = ["git", "rev-parse", "HEAD"]
-    sha = os.environ.get("GITHUB_SHA") or subprocess.run(head, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sha = (
+        os.environ.get("GITHUB_SHA")
+        or subprocess.run(head, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    )
     for name, ref in local.items():
         for tag in [sha, *versions()[name]]:
             remote = f"{prefix}/{name}:{tag}"
