@@ -75,21 +75,26 @@ async def require_admin(request: Request) -> None:
         )
 
 
-def buyer_of(request: Request) -> str:
-    """The user the request's buyer token names (`Authorization: Bearer <token>`); 401 with the reason, counted
-    in scalemart_token_failures_total, otherwise. Plain (not async): the buy route calls it inline."""
+def _token_user(request: Request) -> str:
+    """The user the request's buyer token names (`Authorization: Bearer <token>`); TokenError with the reason."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header:
+        raise tokens.TokenError(
+            "missing",
+            "buying and reading your orders need the header "
+            "'Authorization: Bearer <buyer token>' from the shop's login",
+        )
+    if scheme.lower() != "bearer" or not token.strip():
+        raise tokens.TokenError("malformed", "the Authorization header must be 'Bearer <buyer token>'")
+    return tokens.verify(state_of(request).buyer_key, token.strip())
+
+
+def buyer_of(request: Request) -> str:
+    """The user the request's buyer token names; 401 with the reason, counted in scalemart_token_failures_total,
+    otherwise. Plain (not async): the buy route calls it inline."""
     try:
-        if not header:
-            raise tokens.TokenError(
-                "missing",
-                "buying and reading your orders need the header "
-                "'Authorization: Bearer <buyer token>' from the shop's login",
-            )
-        if scheme.lower() != "bearer" or not token.strip():
-            raise tokens.TokenError("malformed", "the Authorization header must be 'Bearer <buyer token>'")
-        return tokens.verify(state_of(request).buyer_key, token.strip())
+        return _token_user(request)
     except tokens.TokenError as exc:
         metrics.TOKEN_FAILURES.labels(exc.reason).inc()
         raise ApiError(
@@ -108,11 +113,8 @@ async def _buyer(request: Request) -> str:
 
 def _valid_buyer(request: Request) -> str | None:
     """The user of the request's buyer token if it is a valid one, else None (not counted: the caller answers)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
     try:
-        return tokens.verify(state_of(request).buyer_key, token.strip())
+        return _token_user(request)
     except tokens.TokenError:
         return None
 
