@@ -336,7 +336,10 @@ def deploy(ctx: Context) -> None:
         )
     # Without its state (Pulumi's stack, the passphrase, the vault) an `up` would create staging anew and generate
     # new secrets against an engine that already runs it: refused, naming where the state must be restored.
-    if not any((ROOT / ".state" / "pulumi" / ".pulumi" / "stacks").rglob("staging.json*")):
+    from stack.cli import Paths
+
+    backend = Paths(state=ROOT / ".state").backend  # Pulumi's local file backend: .pulumi/stacks/<project>/
+    if not any((backend / ".pulumi" / "stacks").rglob("staging.json*")):
         proc = subprocess.run(
             ["docker", "ps", "-aq", "--filter", "label=scalemart.stack=staging"], capture_output=True, text=True
         )
